@@ -1,0 +1,30 @@
+package event_test
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fraudstream/fraudstream/pkg/event"
+)
+
+// AppendJSON writes the same bytes as json.Marshal, into a buffer the
+// caller can reuse; Encode is AppendJSON with the schema set.
+func ExampleTransaction_AppendJSON() {
+	tx := event.Transaction{
+		TransactionID: "tx-1", CardID: "card-42", AmountMinor: 1299, Currency: "EUR",
+		MerchantID: "m-9", MerchantCategory: "5411", MerchantCountry: "DE",
+		Channel: event.ChannelEcommerce, EventTime: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
+	}
+	buf := make([]byte, 0, 512)
+	buf, err := tx.AppendJSON(buf[:0])
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(string(buf))
+
+	back, err := event.DecodeTransaction(buf)
+	fmt.Println(back.AmountMinor, back.EventTime, err)
+	// Output:
+	// {"transaction_id":"tx-1","card_id":"card-42","amount_minor":1299,"currency":"EUR","merchant_id":"m-9","merchant_category":"5411","merchant_country":"DE","channel":"ecommerce","event_time":"2026-03-01T12:00:00Z"}
+	// 1299 2026-03-01 12:00:00 +0000 UTC <nil>
+}

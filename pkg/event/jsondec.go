@@ -1,0 +1,329 @@
+package event
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// The fast transaction decoder.
+//
+// Every record the scorer reads and every body ingest accepts goes through
+// DecodeTransaction, and almost all of them are in one plain form: an
+// object of known keys spelled exactly, with string values free of escapes.
+// decodeTransactionFast decodes that form directly. It succeeds only where
+// encoding/json (decodeStrict) would succeed with the same value, and gives
+// up on anything else — an error of any kind, but also rare valid forms such
+// as escaped strings, keys in another letter case (encoding/json matches
+// keys case-insensitively) or a top-level null. DecodeTransaction then asks
+// encoding/json, which decides and reports the error exactly as before. So
+// the accepted inputs, the values and the errors (pointers and detail text)
+// are unchanged; only the common case is fast. FuzzDecodeTransactionFast
+// holds it to that.
+
+// decodeTransactionFast decodes b into *t, which must be zero, and reports
+// whether it could. When it returns false, *t is garbage.
+func decodeTransactionFast(b []byte, t *Transaction) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipSpace(b, i+1)
+	if i >= len(b) {
+		return false
+	}
+	// lat and lon are decoded into locals so that both pointers share one
+	// allocation; a null makes the pointer nil again.
+	var latSet, lonSet bool
+	var lat, lon float64
+	if b[i] != '}' {
+		for {
+			key, j, ok := scanPlainString(b, i)
+			if !ok {
+				return false
+			}
+			i = skipSpace(b, j)
+			if i >= len(b) || b[i] != ':' {
+				return false
+			}
+			i = skipSpace(b, i+1)
+			if i >= len(b) {
+				return false
+			}
+			switch string(key) {
+			case "schema":
+				i, ok = decodeString(b, i, &t.Schema)
+			case "transaction_id":
+				i, ok = decodeString(b, i, &t.TransactionID)
+			case "card_id":
+				i, ok = decodeString(b, i, &t.CardID)
+			case "account_id":
+				i, ok = decodeString(b, i, &t.AccountID)
+			case "amount_minor":
+				i, ok = decodeInt64(b, i, &t.AmountMinor)
+			case "currency":
+				i, ok = decodeString(b, i, &t.Currency)
+			case "merchant_id":
+				i, ok = decodeString(b, i, &t.MerchantID)
+			case "merchant_category":
+				i, ok = decodeString(b, i, &t.MerchantCategory)
+			case "merchant_country":
+				i, ok = decodeString(b, i, &t.MerchantCountry)
+			case "channel":
+				i, ok = decodeString(b, i, &t.Channel)
+			case "lat":
+				i, latSet, ok = decodeFloat(b, i, &lat)
+			case "lon":
+				i, lonSet, ok = decodeFloat(b, i, &lon)
+			case "device_id":
+				i, ok = decodeString(b, i, &t.DeviceID)
+			case "ip":
+				i, ok = decodeString(b, i, &t.IP)
+			case "event_time":
+				i, ok = decodeTime(b, i, &t.EventTime)
+			case "ingest_time":
+				i, ok = decodeTime(b, i, &t.IngestTime)
+			default:
+				return false // unknown, or a known key in another case
+			}
+			if !ok {
+				return false
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return false
+			}
+			if b[i] == '}' {
+				break
+			}
+			if b[i] != ',' {
+				return false
+			}
+			i = skipSpace(b, i+1)
+		}
+	}
+	if skipSpace(b, i+1) != len(b) {
+		return false // data after the object
+	}
+	switch {
+	case latSet && lonSet:
+		ll := &[2]float64{lat, lon}
+		t.Lat, t.Lon = &ll[0], &ll[1]
+	case latSet:
+		t.Lat = new(lat)
+	case lonSet:
+		t.Lon = new(lon)
+	}
+	return true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// scanPlainString scans the JSON string starting at b[i] and returns its
+// contents and the index after its closing quote. ok is false unless it is
+// a complete string whose contents are valid UTF-8 without escapes or
+// control characters, which encoding/json takes byte for byte.
+func scanPlainString(b []byte, i int) (s []byte, end int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	start := i + 1
+	ascii := true
+	for j := start; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			s = b[start:j]
+			if !ascii && !utf8.Valid(s) {
+				return nil, 0, false
+			}
+			return s, j + 1, true
+		case c == '\\' || c < ' ':
+			return nil, 0, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return nil, 0, false
+}
+
+// isNull reports whether b[i:] starts with the literal null. Whether a
+// delimiter follows is checked by the caller.
+func isNull(b []byte, i int) bool {
+	return len(b)-i >= 4 && string(b[i:i+4]) == "null"
+}
+
+// decodeString decodes a string value into *dst; null leaves *dst as it is,
+// as encoding/json does.
+func decodeString(b []byte, i int, dst *string) (int, bool) {
+	if isNull(b, i) {
+		return i + 4, true
+	}
+	s, end, ok := scanPlainString(b, i)
+	if !ok {
+		return 0, false
+	}
+	*dst = intern(s)
+	return end, true
+}
+
+// intern returns s as a string, sharing the constant of the schema name and
+// the common channels, currencies and countries instead of allocating one.
+func intern(s []byte) string {
+	switch len(s) {
+	case 2:
+		if c, ok := countryNames[string(s)]; ok {
+			return c
+		}
+	case 3:
+		if c, ok := currencyNames[string(s)]; ok {
+			return c
+		}
+		if string(s) == ChannelATM {
+			return ChannelATM
+		}
+	default:
+		switch string(s) {
+		case SchemaTransaction:
+			return SchemaTransaction
+		case ChannelCardPresent:
+			return ChannelCardPresent
+		case ChannelEcommerce:
+			return ChannelEcommerce
+		case ChannelMOTO:
+			return ChannelMOTO
+		}
+	}
+	return string(s)
+}
+
+var (
+	currencyNames = names(currencies)
+	countryNames  = names(countries)
+)
+
+func names(set map[string]struct{}) map[string]string {
+	m := make(map[string]string, len(set))
+	for k := range set {
+		m[k] = k
+	}
+	return m
+}
+
+// scanNumber scans a JSON number at b[i] and returns the index after it and
+// whether it is an integer (no fraction, no exponent). The caller checks
+// that a delimiter follows, which rules out forms like 01 or 1.2.3.
+func scanNumber(b []byte, i int) (end int, integer, ok bool) {
+	j := i
+	if j < len(b) && b[j] == '-' {
+		j++
+	}
+	switch {
+	case j >= len(b):
+		return 0, false, false
+	case b[j] == '0':
+		j++
+	case '1' <= b[j] && b[j] <= '9':
+		j = skipDigits(b, j+1)
+	default:
+		return 0, false, false
+	}
+	integer = true
+	if j < len(b) && b[j] == '.' {
+		integer = false
+		k := skipDigits(b, j+1)
+		if k == j+1 {
+			return 0, false, false
+		}
+		j = k
+	}
+	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
+		integer = false
+		j++
+		if j < len(b) && (b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		k := skipDigits(b, j)
+		if k == j {
+			return 0, false, false
+		}
+		j = k
+	}
+	return j, integer, true
+}
+
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// decodeInt64 decodes an integer value into *dst; null leaves *dst as it
+// is. A fraction, an exponent or an int64 overflow is an error for
+// encoding/json, so it gives up.
+func decodeInt64(b []byte, i int, dst *int64) (int, bool) {
+	if isNull(b, i) {
+		return i + 4, true
+	}
+	end, integer, ok := scanNumber(b, i)
+	if !ok || !integer {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(bytesString(b[i:end]), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	*dst = n
+	return end, true
+}
+
+// decodeFloat decodes a number into *dst, as strconv.ParseFloat does for
+// encoding/json; set is false for null, which makes the pointer nil.
+func decodeFloat(b []byte, i int, dst *float64) (end int, set, ok bool) {
+	if isNull(b, i) {
+		return i + 4, false, true
+	}
+	end, _, ok = scanNumber(b, i)
+	if !ok {
+		return 0, false, false
+	}
+	f, err := strconv.ParseFloat(bytesString(b[i:end]), 64)
+	if err != nil {
+		return 0, false, false // out of range: an error for encoding/json
+	}
+	*dst = f
+	return end, true, true
+}
+
+// decodeTime decodes a time with time.Time.UnmarshalJSON, as encoding/json
+// does, given the raw quoted string; null leaves *dst as it is.
+func decodeTime(b []byte, i int, dst *time.Time) (int, bool) {
+	if isNull(b, i) {
+		return i + 4, true
+	}
+	_, end, ok := scanPlainString(b, i)
+	if !ok {
+		return 0, false
+	}
+	if err := dst.UnmarshalJSON(b[i:end]); err != nil {
+		return 0, false
+	}
+	return end, true
+}
+
+// bytesString views b as a string without copying, for the strconv parsers,
+// which copy whatever they keep.
+func bytesString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}

@@ -1,0 +1,125 @@
+package event
+
+import (
+	"math"
+	"time"
+)
+
+// Decisions a scored transaction can carry, in increasing severity.
+const (
+	DecisionApprove = "approve"
+	DecisionReview  = "review"
+	DecisionDecline = "decline"
+)
+
+// Sources of a reason.
+const (
+	SourceRule  = "rule"
+	SourceModel = "model"
+)
+
+// Features are the per-card values computed at the transaction's event time
+// t over the card's earlier transactions in partition order. Counts and sums
+// cover the half-open interval (t − d, t]. Sums and amount_zscore are in US
+// cents at the reference rates of AmountUSD, so a card paying in several
+// currencies adds like with like.
+type Features struct {
+	Count1m              int64   `json:"count_1m"`
+	Count10m             int64   `json:"count_10m"`
+	Count1h              int64   `json:"count_1h"`
+	Count24h             int64   `json:"count_24h"`
+	Sum1h                int64   `json:"sum_1h"`
+	Sum24h               int64   `json:"sum_24h"`
+	DistinctMerchants1h  int64   `json:"distinct_merchants_1h"`
+	DistinctCountries24h int64   `json:"distinct_countries_24h"`
+	SmallCount10m        int64   `json:"small_count_10m"`
+	SecsSincePrev        float64 `json:"secs_since_prev"`
+	KmFromPrev           float64 `json:"km_from_prev"`
+	KmhFromPrev          float64 `json:"kmh_from_prev"`
+	AmountZScore         float64 `json:"amount_zscore"`
+	NewCountry           bool    `json:"new_country"`
+	NewMerchant          bool    `json:"new_merchant"`
+	HomeCountryMismatch  bool    `json:"home_country_mismatch"`
+	AccountAgeDays       float64 `json:"account_age_days"`
+	RiskTier             int64   `json:"risk_tier"`
+	ProfileMissing       bool    `json:"profile_missing"`
+}
+
+// Reason explains part of a score: a rule that matched or a model feature
+// that contributed strongly.
+type Reason struct {
+	Code   string  `json:"code"`
+	Source string  `json:"source"`
+	Weight float64 `json:"weight"`
+	Detail string  `json:"detail,omitempty"`
+	Shadow bool    `json:"shadow,omitempty"`
+}
+
+// Scored is a transaction with its features, score and decision: the value of
+// a scored-transactions record, keyed by card_id.
+type Scored struct {
+	Schema         string      `json:"schema"`
+	Transaction    Transaction `json:"transaction"`
+	Features       Features    `json:"features"`
+	Score          float64     `json:"score"`
+	Decision       string      `json:"decision"`
+	Reasons        []Reason    `json:"reasons"`
+	RuleSetVersion int64       `json:"rule_set_version"`
+	ModelVersion   string      `json:"model_version"`
+	Late           bool        `json:"late"`
+	Watermark      time.Time   `json:"watermark,omitzero"`
+	Partition      int32       `json:"partition"`
+	Offset         int64       `json:"offset"`
+
+	// ScoredAt is when the scorer produced the record. It travels in the
+	// HeaderScoredAt header, never in the value (see the package comment).
+	ScoredAt time.Time `json:"-"`
+}
+
+// Encode returns the JSON form of s with its schema set. It fails only for a
+// non-finite score or feature, which is a scorer bug.
+func (s Scored) Encode() ([]byte, error) {
+	s.Schema = SchemaScored
+	if s.Reasons == nil {
+		s.Reasons = []Reason{}
+	}
+	if b, ok := appendScored(make([]byte, 0, scoredSize(&s)), &s); ok {
+		return b, nil
+	}
+	return appendMarshal(nil, s)
+}
+
+// DecodeScored decodes and validates a scored record.
+func DecodeScored(b []byte) (Scored, error) {
+	var s Scored
+	if err := decodeStrict(b, &s); err != nil {
+		return Scored{}, err
+	}
+	return s, s.Validate()
+}
+
+// Validate checks the invariants every scored record keeps.
+func (s *Scored) Validate() error {
+	ve := &ValidationError{}
+	checkSchema(ve, s.Schema, SchemaScored)
+	if err := s.Transaction.Validate(time.Time{}, 0); err != nil {
+		for _, fe := range err.(*ValidationError).Errors {
+			ve.add("/transaction"+fe.Pointer, "%s", fe.Detail)
+		}
+	}
+	if !(s.Score >= 0 && s.Score <= 1) || math.IsNaN(s.Score) {
+		ve.add("/score", "must be between 0 and 1")
+	}
+	switch s.Decision {
+	case DecisionApprove, DecisionReview, DecisionDecline:
+	default:
+		ve.add("/decision", "must be approve, review or decline, got %q", s.Decision)
+	}
+	if s.Partition < 0 {
+		ve.add("/partition", "must not be negative")
+	}
+	if s.Offset < 0 {
+		ve.add("/offset", "must not be negative")
+	}
+	return ve.err()
+}
