@@ -1,0 +1,150 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/fraudstream/fraudstream/pkg/event"
+)
+
+// Media types ingest reads.
+const (
+	mediaJSON   = "application/json"
+	mediaNDJSON = "application/x-ndjson"
+)
+
+// mediaType returns the request's media type if it is one of allowed and
+// its charset, if any, is UTF-8 (the only encoding JSON may use, RFC 8259).
+func mediaType(r *http.Request, allowed ...string) (string, *Error) {
+	ct := r.Header.Get("Content-Type")
+	want := fmt.Sprintf("send Content-Type %s", allowed[0])
+	for _, a := range allowed[1:] {
+		want += " or " + a
+	}
+	if ct == "" {
+		return "", &Error{Kind: KindUnsupportedMedia, Detail: "missing Content-Type; " + want}
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return "", &Error{Kind: KindUnsupportedMedia, Detail: fmt.Sprintf("unparsable Content-Type %q; %s", ct, want)}
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return "", &Error{Kind: KindUnsupportedMedia, Detail: fmt.Sprintf("charset %q is not supported; JSON must be UTF-8", cs)}
+	}
+	for _, a := range allowed {
+		if mt == a {
+			return mt, nil
+		}
+	}
+	return "", &Error{Kind: KindUnsupportedMedia, Detail: fmt.Sprintf("Content-Type %q is not supported; %s", mt, want)}
+}
+
+// readBody reads the whole body, refusing more than limit bytes with 413.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *Error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("body is larger than %d bytes", limit)}
+		}
+		// The client went away or sent a broken chunked body.
+		return nil, &Error{Kind: KindMalformed, Detail: "could not read the request body", Err: err}
+	}
+	return b, nil
+}
+
+// decodeTransaction decodes and validates one transaction exactly as it
+// will be produced: strict JSON, every field checked, event time against
+// now. The returned transaction has IngestTime unset.
+func decodeTransaction(b []byte, now time.Time, maxSkew time.Duration) (event.Transaction, *Error) {
+	tx, err := event.DecodeTransaction(b)
+	if err != nil {
+		return event.Transaction{}, classify(err)
+	}
+	err = tx.Validate(now, maxSkew)
+	var ve *event.ValidationError
+	if err != nil && !errors.As(err, &ve) {
+		return event.Transaction{}, classify(err)
+	}
+	if !tx.IngestTime.IsZero() {
+		// Clients must not claim when we received their request: the
+		// end-to-end latency metrics start from it.
+		if ve == nil {
+			ve = &event.ValidationError{}
+		}
+		ve.Errors = append(ve.Errors, event.FieldError{Pointer: "/ingest_time", Detail: "is set by ingest and must be absent"})
+	}
+	if ve != nil {
+		return event.Transaction{}, classify(ve)
+	}
+	return tx, nil
+}
+
+// splitBatch cuts a batch body into one raw JSON text per item. NDJSON
+// splits on newlines, skipping blank lines, so one broken line fails only
+// its own item. A JSON array must be well-formed as a whole: a syntax error
+// anywhere fails the request, since item boundaries are then unknown.
+func splitBatch(mt string, body []byte, maxItems int) ([][]byte, *Error) {
+	var items [][]byte
+	tooMany := func() *Error {
+		return &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("a batch holds at most %d transactions", maxItems)}
+	}
+	switch mt {
+	case mediaNDJSON:
+		for line := range bytes.SplitSeq(body, []byte("\n")) {
+			line = bytes.TrimSpace(line)
+			if len(line) == 0 {
+				continue
+			}
+			if len(items) == maxItems {
+				return nil, tooMany()
+			}
+			items = append(items, line)
+		}
+	default:
+		dec := json.NewDecoder(bytes.NewReader(body))
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, classify(decodeErr(err))
+		}
+		if d, ok := tok.(json.Delim); !ok || d != '[' {
+			return nil, &Error{Kind: KindInvalid, Detail: "a batch sent as application/json must be an array of transactions",
+				Fields: []event.FieldError{{Pointer: "", Detail: "must be an array"}}}
+		}
+		for dec.More() {
+			if len(items) == maxItems {
+				return nil, tooMany()
+			}
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return nil, classify(decodeErr(err))
+			}
+			items = append(items, raw)
+		}
+		if _, err := dec.Token(); err != nil { // the closing ']'
+			return nil, classify(decodeErr(err))
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return nil, &Error{Kind: KindMalformed, Detail: "data after the JSON array"}
+		}
+	}
+	if len(items) == 0 {
+		return nil, &Error{Kind: KindInvalid, Detail: "the batch holds no transactions",
+			Fields: []event.FieldError{{Pointer: "", Detail: "must hold at least one transaction"}}}
+	}
+	return items, nil
+}
+
+func decodeErr(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: unexpected end of the body", event.ErrMalformed)
+	}
+	return fmt.Errorf("%w: %v", event.ErrMalformed, err)
+}

@@ -1,0 +1,399 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fraudstream/fraudstream/pkg/event"
+)
+
+// Accepted is the answer to a transaction Kafka acknowledged: where it is
+// stored in raw-transactions.
+type Accepted struct {
+	TransactionID string `json:"transaction_id"`
+	Partition     int32  `json:"partition"`
+	Offset        int64  `json:"offset"`
+}
+
+// BatchResult is the outcome of one batch item, in the order of the items.
+// Status is 202 with Partition and Offset set when Kafka acknowledged it,
+// otherwise the item's problem status with Problem set.
+type BatchResult struct {
+	Index         int    `json:"index"`
+	Status        int    `json:"status"`
+	TransactionID string `json:"transaction_id,omitempty"`
+	Partition     *int32 `json:"partition,omitempty"`
+	Offset        *int64 `json:"offset,omitempty"`
+	// Replayed is true for an item answered from its idempotency record
+	// (sent before, or earlier in this batch) rather than produced again.
+	Replayed bool     `json:"replayed,omitempty"`
+	Problem  *Problem `json:"problem,omitempty"`
+}
+
+// BatchResponse is the body of a 207 answer to POST /v1/transactions/batch.
+type BatchResponse struct {
+	Accepted int           `json:"accepted"`
+	Rejected int           `json:"rejected"`
+	Results  []BatchResult `json:"results"`
+}
+
+// handleSingle serves POST /v1/transactions: 202 only once Kafka has it,
+// and a retry with the same Idempotency-Key gets the first 202 again.
+func (s *Service) handleSingle(w http.ResponseWriter, r *http.Request) {
+	if _, e := mediaType(r, mediaJSON); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	idemKey, hasKey := r.Header.Get("Idempotency-Key"), len(r.Header.Values("Idempotency-Key")) > 0
+	if hasKey {
+		if e := checkIdempotencyKey(idemKey); e != nil {
+			s.fail(w, r, e)
+			return
+		}
+	}
+	body, e := readBody(w, r, s.cfg.MaxBodyBytes)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	now := s.now()
+	tx, e := decodeTransaction(body, now, s.cfg.MaxSkew)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	if !hasKey {
+		idemKey = tx.TransactionID
+	}
+	canonical, err := tx.Encode()
+	if err != nil {
+		s.fail(w, r, &Error{Kind: KindInternal, Detail: "could not encode the transaction", Err: err})
+		return
+	}
+	it := newIdemItem(keyID(r.Context()), idemKey, canonical)
+	items := []*idemItem{it}
+	if e := s.claimItems(r, items); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	switch it.outcome {
+	case idemReplay:
+		s.metrics.replays.WithLabelValues("single").Inc()
+		w.Header().Set(ReplayedHeader, "true")
+		writeRaw(w, it.replay.Status, it.replay.Body)
+		return
+	case idemConflict:
+		s.fail(w, r, &Error{Kind: KindIdempotencyConflict,
+			Detail: fmt.Sprintf("Idempotency-Key %q was first used with a different transaction; use a new key for a new transaction", idemKey)})
+		return
+	case idemInProgress:
+		s.fail(w, r, &Error{Kind: KindInProgress,
+			Detail: fmt.Sprintf("a request with Idempotency-Key %q is still waiting for Kafka; retry later", idemKey)})
+		return
+	}
+	// ingest_time is when the record leaves for Kafka, not when the request
+	// arrived: a duplicate may have waited on the idempotency claim.
+	rec, e := s.record(tx, canonical, s.now())
+	if e != nil {
+		s.finishItems(r, items, []idemAnswer{{}})
+		s.fail(w, r, e)
+		return
+	}
+	ctx, cancel := s.produceContext(r)
+	defer cancel()
+	a := s.produce(ctx, []*kgo.Record{rec})[0]
+	if a.err != nil {
+		s.finishItems(r, items, []idemAnswer{{}}) // release: a retry may succeed
+		s.logProduceFailure(r, a.err, 1)
+		s.fail(w, r, s.produceError(a.err))
+		return
+	}
+	out := Accepted{TransactionID: tx.TransactionID, Partition: a.partition, Offset: a.offset}.appendJSON(nil)
+	s.finishItems(r, items, []idemAnswer{{status: http.StatusAccepted, body: out}})
+	writeRaw(w, http.StatusAccepted, out)
+}
+
+// claimItems claims the items' idempotency keys, bounded by the produce
+// timeout (the longest a duplicate waits for the first request). When
+// Redis fails it returns the 503 of failing closed, or marks every item
+// unrecorded when failing open.
+func (s *Service) claimItems(r *http.Request, items []*idemItem) *Error {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ProduceTimeout+s.cfg.RedisTimeout)
+	defer cancel()
+	if err := s.claim(ctx, items); err != nil {
+		if e := s.redisFailed("claim_idempotency", err); e != nil {
+			return e
+		}
+		for _, it := range items {
+			it.outcome = idemUnrecorded
+		}
+	}
+	return nil
+}
+
+// finishItems records answers, detached from the request's cancellation:
+// a client that hung up must not leave a pending claim behind.
+func (s *Service) finishItems(r *http.Request, items []*idemItem, answers []idemAnswer) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RedisTimeout)
+	defer cancel()
+	s.finish(ctx, items, answers)
+}
+
+// handleBatch serves POST /v1/transactions/batch. Once the body parses into
+// items the answer is 207 Multi-Status whatever the items' fates, so a
+// client always reads the per-item statuses; a bad item never sinks the
+// good ones. Items for the same card keep their order in the topic, since
+// they go to one partition in sequence. Each item is idempotent by its
+// transaction_id (the Idempotency-Key header is not used here): a retried
+// batch replays the items that were accepted and produces only the rest.
+func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
+	mt, e := mediaType(r, mediaNDJSON, mediaJSON)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	body, e := readBody(w, r, s.cfg.MaxBatchBodyBytes)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	items, e := splitBatch(mt, body, s.cfg.MaxBatchItems)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	if e := s.allow(w, r, len(items)); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	now := s.now()
+	kid := keyID(r.Context())
+	resp := BatchResponse{Results: make([]BatchResult, len(items))}
+	reject := func(i int, e *Error) {
+		s.metrics.reject(e.Kind)
+		p := e.problem()
+		resp.Results[i].Status = p.Status
+		resp.Results[i].Problem = &p
+		resp.Rejected++
+	}
+	accept := func(i int, a Accepted, replayed bool) {
+		resp.Results[i].Status = http.StatusAccepted
+		resp.Results[i].Partition = &a.Partition
+		resp.Results[i].Offset = &a.Offset
+		resp.Results[i].Replayed = replayed
+		resp.Accepted++
+	}
+
+	// Decode and validate; valid items claim their transaction_id.
+	var (
+		txs        = make([]event.Transaction, len(items))
+		canonicals = make([][]byte, len(items))
+		claims     []*idemItem
+		at         []int              // at[j] is the item index of claims[j]
+		first      = map[string]int{} // transaction_id → index of its first item
+		dupOf      = map[int]int{}    // a repeat within this batch → its first item
+	)
+	for i, item := range items {
+		resp.Results[i].Index = i
+		if int64(len(item)) > s.cfg.MaxBodyBytes {
+			reject(i, &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("item is larger than %d bytes", s.cfg.MaxBodyBytes)})
+			continue
+		}
+		tx, e := decodeTransaction(item, now, s.cfg.MaxSkew)
+		if e != nil {
+			reject(i, e)
+			continue
+		}
+		resp.Results[i].TransactionID = tx.TransactionID
+		txs[i] = tx
+		if j, ok := first[tx.TransactionID]; ok {
+			dupOf[i] = j
+			continue
+		}
+		canonical, err := tx.Encode()
+		if err != nil {
+			reject(i, &Error{Kind: KindInternal, Detail: "could not encode the transaction", Err: err})
+			continue
+		}
+		first[tx.TransactionID] = i
+		canonicals[i] = canonical
+		claims = append(claims, newIdemItem(kid, tx.TransactionID, canonical))
+		at = append(at, i)
+	}
+	if len(claims) > 0 {
+		if e := s.claimItems(r, claims); e != nil {
+			// Redis failed closed: every valid item gets the 503.
+			for _, i := range at {
+				reject(i, e)
+			}
+			for i := range dupOf {
+				reject(i, e)
+			}
+			w.Header().Set("Retry-After", retryAfterSeconds(retryAfter))
+			writeJSON(w, http.StatusMultiStatus, resp)
+			return
+		}
+	}
+
+	// Produce the claimed items; answer the others from their records.
+	// ingest_time is stamped now, after any wait on the claims.
+	produceAt := s.now()
+	var recs []*kgo.Record
+	var recAt []int // recAt[k] is the claims index of recs[k]
+	fps := make(map[int]string, len(claims))
+	for j, it := range claims {
+		i := at[j]
+		fps[i] = it.fp
+		switch it.outcome {
+		case idemReplay:
+			var a Accepted
+			if err := json.Unmarshal(it.replay.Body, &a); err != nil {
+				reject(i, &Error{Kind: KindInternal, Detail: "unreadable idempotency record", Err: err})
+				continue
+			}
+			s.metrics.replays.WithLabelValues("batch").Inc()
+			accept(i, a, true)
+		case idemConflict:
+			reject(i, &Error{Kind: KindIdempotencyConflict,
+				Detail: fmt.Sprintf("transaction_id %q was first sent with different contents", txs[i].TransactionID)})
+		case idemInProgress:
+			reject(i, &Error{Kind: KindInProgress,
+				Detail: fmt.Sprintf("transaction_id %q is still being produced by another request; retry later", txs[i].TransactionID)})
+		default:
+			rec, e := s.record(txs[i], canonicals[i], produceAt)
+			if e != nil {
+				reject(i, e)
+				continue
+			}
+			recs = append(recs, rec)
+			recAt = append(recAt, j)
+		}
+	}
+	answers := make([]idemAnswer, len(claims))
+	var unavailable int
+	var firstErr error
+	if len(recs) > 0 {
+		ctx, cancel := s.produceContext(r)
+		defer cancel()
+		for k, a := range s.produce(ctx, recs) {
+			j := recAt[k]
+			i := at[j]
+			if a.err != nil {
+				if unavailable++; firstErr == nil {
+					firstErr = a.err
+				}
+				reject(i, s.produceError(a.err))
+				continue
+			}
+			acc := Accepted{TransactionID: txs[i].TransactionID, Partition: a.partition, Offset: a.offset}
+			out := acc.appendJSON(nil)
+			answers[j] = idemAnswer{status: http.StatusAccepted, body: out}
+			accept(i, acc, false)
+		}
+	}
+	if len(claims) > 0 {
+		s.finishItems(r, claims, answers)
+	}
+
+	// A repeat within the batch gets its first item's fate, or 409 when
+	// its contents differ.
+	for i, j := range dupOf {
+		canonical, _ := txs[i].Encode()
+		if newIdemItem(kid, txs[i].TransactionID, canonical).fp != fps[j] {
+			reject(i, &Error{Kind: KindIdempotencyConflict,
+				Detail: fmt.Sprintf("transaction_id %q appears earlier in this batch with different contents", txs[i].TransactionID)})
+			continue
+		}
+		fr := resp.Results[j]
+		if fr.Status == http.StatusAccepted {
+			accept(i, Accepted{Partition: *fr.Partition, Offset: *fr.Offset}, true)
+			continue
+		}
+		resp.Results[i].Status, resp.Results[i].Problem = fr.Status, fr.Problem
+		resp.Rejected++
+	}
+	if unavailable > 0 {
+		s.logProduceFailure(r, firstErr, unavailable)
+		w.Header().Set("Retry-After", retryAfterSeconds(retryAfter))
+	}
+	writeJSON(w, http.StatusMultiStatus, resp)
+}
+
+// record builds the Kafka record for a valid transaction from its
+// canonical encoding (tx.Encode, IngestTime unset), stamping the time ingest
+// received it.
+func (s *Service) record(tx event.Transaction, canonical []byte, now time.Time) (*kgo.Record, *Error) {
+	v, err := withIngestTime(canonical, now)
+	if err != nil {
+		return nil, &Error{Kind: KindInternal, Detail: "could not encode the transaction", Err: err}
+	}
+	// The Kafka timestamp is left to kgo (wall clock at produce): kgo
+	// measures the delivery timeout from it, so it must not come from an
+	// injected clock.
+	return &kgo.Record{
+		Topic: event.TopicRaw,
+		Key:   []byte(tx.CardID), // one card, one partition, in order
+		Value: v,
+	}, nil
+}
+
+// produceContext bounds the wait for Kafka. It is detached from the
+// request's own cancellation: at shutdown the server cancels request
+// contexts, and a request whose record is already with Kafka should get
+// its real answer, not a spurious 503. The deadline still bounds it.
+func (s *Service) produceContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.ProduceTimeout)
+}
+
+// logProduceFailure logs once per request, however many records failed.
+// Errors Kafka calls non-retriable (authorization, record size, topic
+// configuration) need an operator, so they are logged as errors.
+func (s *Service) logProduceFailure(r *http.Request, err error, n int) {
+	level := slog.LevelWarn
+	var ke *kerr.Error
+	if errors.As(err, &ke) && !ke.Retriable {
+		level = slog.LevelError
+	}
+	s.log.Log(r.Context(), level, "produce failed", "path", r.URL.Path, "key_id", keyID(r.Context()), "records", n, "err", err)
+}
+
+// withIngestTime returns the encoding of the transaction with ingest_time
+// set to now, built from its canonical encoding: ingest_time is the last
+// field of event.Transaction, so it is spliced in before the closing brace
+// exactly as json.Marshal would write it, sparing a second reflection-based
+// encode per transaction (TestWithIngestTime holds it to tx.Encode).
+func withIngestTime(canonical []byte, now time.Time) ([]byte, error) {
+	if len(canonical) < 2 || canonical[len(canonical)-1] != '}' {
+		return nil, fmt.Errorf("canonical transaction %.40q is not a JSON object", canonical)
+	}
+	ts, err := now.UTC().MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("ingest_time: %w", err)
+	}
+	v := make([]byte, 0, len(canonical)+len(ts)+16)
+	v = append(v, canonical[:len(canonical)-1]...)
+	v = append(v, `,"ingest_time":`...)
+	v = append(v, ts...)
+	return append(v, '}'), nil
+}
+
+// appendJSON appends a's JSON, as json.Marshal writes it; a transaction_id
+// holds only characters JSON does not escape.
+func (a Accepted) appendJSON(b []byte) []byte {
+	b = append(b, `{"transaction_id":"`...)
+	b = append(b, a.TransactionID...)
+	b = append(b, `","partition":`...)
+	b = strconv.AppendInt(b, int64(a.Partition), 10)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendInt(b, a.Offset, 10)
+	return append(b, '}')
+}

@@ -1,0 +1,229 @@
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Idempotency records live in Redis, one string per key, scoped by the API
+// key's id so two clients can never see each other's answers:
+//
+//	key:   "idem:" + key_id + ":" + Idempotency-Key   (default: the transaction_id)
+//	value: {"state":"pending","fp":"<sha256 hex>","token":"<random>"}   while producing
+//	       {"state":"done","fp":"<sha256 hex>","status":202,"body":{…}}  afterwards
+//
+// fp is the SHA-256 of the canonical transaction (its encoding without
+// ingest_time, so whitespace and field order do not matter). A request
+// first claims its key with SET NX and a short TTL (pending); only the
+// claimant produces. Afterwards it stores its answer for IdempotencyTTL, or,
+// if the produce failed, deletes its claim so a retry can succeed.
+//
+// A request that finds a pending claim with the same fp waits for the
+// claimant (polling every idemPollInterval, up to ProduceTimeout, which is
+// how long the claimant can take) and then replays its answer; if the
+// claimant is still not done it gets 409 idempotency-in-progress with
+// Retry-After. This keeps concurrent retries of one transaction to one
+// record while sparing clients a 409 in the common case.
+//
+// Batch items use their transaction_id and share this key space with single
+// POSTs, so a transaction first sent in a batch and retried alone is
+// replayed too.
+const idemPrefix = "idem:"
+
+// idemPollInterval is how often a duplicate re-reads a pending claim.
+const idemPollInterval = 10 * time.Millisecond
+
+// Idempotency record states.
+const (
+	idemPending = "pending"
+	idemDone    = "done"
+)
+
+// ReplayedHeader marks an answer replayed from an idempotency record.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// maxIdempotencyKeyLen bounds the Idempotency-Key header.
+const maxIdempotencyKeyLen = 255
+
+type idemRecord struct {
+	State  string          `json:"state"`
+	FP     string          `json:"fp"`
+	Token  string          `json:"token,omitempty"`
+	Status int             `json:"status,omitempty"`
+	Body   json.RawMessage `json:"body,omitempty"`
+}
+
+// idemOutcome is what a claim found.
+type idemOutcome int
+
+const (
+	idemOwned      idemOutcome = iota // this request produces and records the answer
+	idemUnrecorded                    // Redis failed open: produce, record nothing
+	idemReplay                        // the first answer is in replay
+	idemConflict                      // the key was used with another body
+	idemInProgress                    // the first request did not finish in time
+)
+
+// idemItem is one transaction's idempotency claim.
+type idemItem struct {
+	key     string // Redis key
+	fp      string
+	pending string // the pending value this request wrote, if it owns the key
+
+	outcome idemOutcome
+	replay  idemRecord
+}
+
+func newIdemItem(keyID, idemKey string, canonical []byte) *idemItem {
+	sum := sha256.Sum256(canonical)
+	return &idemItem{key: idemPrefix + keyID + ":" + idemKey, fp: hex.EncodeToString(sum[:])}
+}
+
+// checkIdempotencyKey accepts 1-255 visible ASCII characters.
+func checkIdempotencyKey(k string) *Error {
+	if len(k) == 0 || len(k) > maxIdempotencyKeyLen {
+		return &Error{Kind: KindBadHeader, Detail: fmt.Sprintf("Idempotency-Key must be 1-%d characters", maxIdempotencyKeyLen)}
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return &Error{Kind: KindBadHeader, Detail: "Idempotency-Key may contain only visible ASCII characters"}
+		}
+	}
+	return nil
+}
+
+// claim resolves every item's outcome. It returns an error only when Redis
+// fails; the caller decides between failing closed and open.
+func (s *Service) claim(ctx context.Context, items []*idemItem) error {
+	token := make([]byte, 12)
+	_, _ = rand.Read(token)
+	tok := hex.EncodeToString(token)
+	pendingTTL := s.cfg.ProduceTimeout + 2*time.Second // outlives any produce, frees a crashed claimant's key
+	deadline := time.Now().Add(s.cfg.ProduceTimeout)
+
+	open := items
+	for {
+		pipe := s.rdb.Pipeline()
+		sets := make([]*redis.BoolCmd, len(open))
+		for i, it := range open {
+			it.pending = `{"state":"pending","fp":"` + it.fp + `","token":"` + tok + `"}` // hex only: no escaping
+			sets[i] = pipe.SetNX(ctx, it.key, it.pending, pendingTTL)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("claim idempotency keys: %w", err)
+		}
+		var taken []*idemItem
+		for i, it := range open {
+			if sets[i].Val() {
+				it.outcome = idemOwned
+			} else {
+				it.pending = ""
+				taken = append(taken, it)
+			}
+		}
+		if len(taken) == 0 {
+			return nil
+		}
+		pipe = s.rdb.Pipeline()
+		gets := make([]*redis.StringCmd, len(taken))
+		for i, it := range taken {
+			gets[i] = pipe.Get(ctx, it.key)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("read idempotency records: %w", err)
+		}
+		open = open[:0:0]
+		for i, it := range taken {
+			v, err := gets[i].Result()
+			if errors.Is(err, redis.Nil) {
+				// Released or expired meanwhile: claim again.
+				it.outcome = idemInProgress
+				open = append(open, it)
+				continue
+			}
+			var rec idemRecord
+			if err := json.Unmarshal([]byte(v), &rec); err != nil {
+				return fmt.Errorf("idempotency record %s: %w", it.key, err)
+			}
+			switch {
+			case rec.FP != it.fp:
+				it.outcome = idemConflict
+			case rec.State == idemDone:
+				it.outcome, it.replay = idemReplay, rec
+			default:
+				it.outcome = idemInProgress
+				open = append(open, it)
+			}
+		}
+		if len(open) == 0 || time.Now().Add(idemPollInterval).After(deadline) {
+			return nil // what is still open stays idemInProgress
+		}
+		select {
+		case <-time.After(idemPollInterval):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// idemAnswer is the answer to record for an owned item: a body with its
+// status, or, when body is nil, a failure that releases the claim.
+type idemAnswer struct {
+	status int
+	body   []byte
+}
+
+// finish records the answers of the owned items and releases the claims of
+// those whose produce failed. Its errors are logged, not returned: the
+// client's answer is already decided. A record that could not be stored
+// leaves the pending claim to expire, after which a retry is produced
+// again and the scorer drops the repeat.
+func (s *Service) finish(ctx context.Context, items []*idemItem, answers []idemAnswer) {
+	pipe := s.rdb.Pipeline()
+	n := 0
+	for i, it := range items {
+		if it.outcome != idemOwned {
+			continue
+		}
+		n++
+		if answers[i].body == nil {
+			// Delete only our own claim: compare-and-delete.
+			releaseScript.Eval(ctx, pipe, []string{it.key}, it.pending)
+			continue
+		}
+		// As json.Marshal of idemRecord would write it (the body is JSON
+		// already), without reflection: batches write thousands.
+		v := make([]byte, 0, 96+len(answers[i].body))
+		v = append(v, `{"state":"done","fp":"`...)
+		v = append(v, it.fp...)
+		v = append(v, `","status":`...)
+		v = strconv.AppendInt(v, int64(answers[i].status), 10)
+		v = append(v, `,"body":`...)
+		v = append(v, answers[i].body...)
+		v = append(v, '}')
+		// A plain SET: our claim outlives the produce (pendingTTL), so
+		// the key is still ours.
+		pipe.Set(ctx, it.key, v, s.cfg.IdempotencyTTL)
+	}
+	if n == 0 {
+		return
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.redisFailed("record_idempotency", err)
+	}
+}
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+	return redis.call('DEL', KEYS[1])
+end
+return 0`)
