@@ -1,0 +1,256 @@
+package scorer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/fraudstream/fraudstream/internal/kafkaopt"
+	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/services/scorer/model"
+)
+
+// Defaults of Config. A zero field of Config means its default.
+const (
+	DefaultAddr               = "127.0.0.1:8082"
+	DefaultGroupID            = "fraudstream-scorer"
+	DefaultCommitInterval     = 50 * time.Millisecond
+	DefaultMaxBatchRecords    = 2000
+	DefaultTransactionTimeout = 10 * time.Second
+	DefaultReviewThreshold    = 0.5
+	DefaultDeclineThreshold   = 0.8
+	DefaultMaxOutOfOrder      = 5 * time.Second
+	DefaultAllowedLateness    = time.Minute
+	DefaultSessionTimeout     = 45 * time.Second
+	DefaultRebalanceTimeout   = 60 * time.Second
+	DefaultRedisTimeout       = 50 * time.Millisecond
+	DefaultProfileCacheTTL    = time.Minute
+	DefaultProfileCacheSize   = 100_000
+
+	// maxEventTimeSetting bounds MaxOutOfOrder and AllowedLateness: state
+	// is kept for the look-back (24h) plus both, so a week is already absurd.
+	maxEventTimeSetting = 7 * 24 * time.Hour
+)
+
+// Config is everything the scorer needs, filled in by main from flags and
+// the environment. The environment variable named on each field is the one
+// Validate names when the field is wrong. A zero field means its default,
+// except Kafka and TransactionalID, which are required.
+type Config struct {
+	// Addr is the listen address of /healthz, /readyz and /metrics.
+	// SCORER_ADDR, default 127.0.0.1:8082.
+	Addr string
+
+	// Kafka is how to reach the brokers (KAFKA_BROKERS, KAFKA_TLS, …).
+	Kafka kafkaopt.Config
+
+	// GroupID is the consumer group of all scorer instances; partitions of
+	// raw-transactions are divided among its members.
+	// SCORER_GROUP_ID, default fraudstream-scorer.
+	GroupID string
+
+	// TransactionalID identifies this instance's transactional producer. It
+	// must be unique per running instance and stable across restarts of the
+	// same instance: two live instances with one ID fence each other (the
+	// older one fails every commit), and a restarted instance that reuses
+	// its ID aborts whatever its predecessor left open at once instead of
+	// after TransactionTimeout. main derives it as "fraudstream-scorer-" +
+	// hostname: stable per pod in a Kubernetes StatefulSet, unique per host.
+	// Two instances on one host need distinct IDs set explicitly.
+	// SCORER_TRANSACTIONAL_ID, required.
+	TransactionalID string
+
+	// CommitInterval bounds how long one batch (one Kafka transaction)
+	// collects records before it commits; it is the floor of the scorer's
+	// added latency. SCORER_COMMIT_INTERVAL, default 50ms.
+	CommitInterval time.Duration
+
+	// MaxBatchRecords bounds the input records of one transaction.
+	// SCORER_MAX_BATCH_RECORDS, default 2000: the per-transaction cost is
+	// fixed, so small batches are slow (measured against kfake: ~775k
+	// records/s at 2,000 per transaction, 155k/s at 100).
+	MaxBatchRecords int
+
+	// TransactionTimeout is how long the broker lets a transaction stay
+	// open before aborting it. It bounds how long a crashed instance that
+	// does not come back can hold read_committed readers behind its open
+	// transaction. SCORER_TRANSACTION_TIMEOUT, default 10s (franz-go's
+	// own default, 40s, is far above our 50 ms batches).
+	TransactionTimeout time.Duration
+
+	// ReviewThreshold and DeclineThreshold map a score in [0, 1] to a
+	// decision: score ≥ DeclineThreshold declines, score ≥ ReviewThreshold
+	// reviews, anything lower approves.
+	// SCORER_REVIEW_THRESHOLD (default 0.5), SCORER_DECLINE_THRESHOLD (0.8).
+	ReviewThreshold  float64
+	DeclineThreshold float64
+
+	// ModelFile is the logistic-regression model (JSON, see package
+	// model), e.g. one written by `fraudstream train`. Empty means the
+	// built-in default model. SCORER_MODEL_FILE.
+	ModelFile string
+
+	// MaxOutOfOrder is how far out of event-time order a partition's
+	// records may arrive: the partition's watermark is the largest event
+	// time seen minus MaxOutOfOrder. SCORER_MAX_OUT_OF_ORDER, default 5s
+	// (the zero value means the default; use 1ms for "in order").
+	MaxOutOfOrder time.Duration
+
+	// AllowedLateness is how far behind the watermark a record may arrive
+	// and still update state (it is "late"); a record at or before
+	// watermark − AllowedLateness is "too late": scored over the state
+	// that remains, flagged late, counted, not added to state. Per-card
+	// state is kept for 24h (the longest feature) + AllowedLateness
+	// behind the watermark. SCORER_ALLOWED_LATENESS, default 1m.
+	AllowedLateness time.Duration
+
+	// SessionTimeout is how long the group waits for a silent member
+	// (a crashed instance) before moving its partitions to the others.
+	// SCORER_SESSION_TIMEOUT, default 45s (franz-go's default).
+	SessionTimeout time.Duration
+
+	// RebalanceTimeout is how long a rebalance waits for every member to
+	// rejoin; it also bounds how long a member may take to end its open
+	// transaction when its partitions are revoked.
+	// SCORER_REBALANCE_TIMEOUT, default 60s (franz-go's default).
+	RebalanceTimeout time.Duration
+
+	// RedisURL locates the Redis holding the card profiles ingest writes
+	// (redis://[user:password@]host:port/db, rediss:// for TLS). Empty
+	// means no profiles: every record is scored with profile_missing set.
+	// Profiles are read at processing time, so they are not replay
+	// deterministic (see profile.go). REDIS_URL, default empty.
+	RedisURL string
+
+	// RedisTimeout bounds the one profile lookup of each poll (a pipelined
+	// MGET); past it the records are scored without the profiles they
+	// lacked, and Redis is left alone for a second.
+	// SCORER_REDIS_TIMEOUT, default 50ms.
+	RedisTimeout time.Duration
+
+	// ProfileCacheTTL is how long a looked-up profile (or its absence) is
+	// used before it is looked up again; while Redis does not answer, an
+	// older entry is used rather than none. SCORER_PROFILE_CACHE_TTL,
+	// default 1m.
+	ProfileCacheTTL time.Duration
+
+	// ProfileCacheSize bounds the cached profiles (~150 bytes each). It
+	// must be at least twice MaxBatchRecords, so a poll's lookups stay
+	// cached until its records are scored. SCORER_PROFILE_CACHE_SIZE,
+	// default 100000.
+	ProfileCacheSize int
+}
+
+// DefaultConfig returns a Config with every default filled in; Kafka and
+// TransactionalID are left for the caller.
+func DefaultConfig() Config {
+	return Config{}.withDefaults()
+}
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.GroupID == "" {
+		c.GroupID = DefaultGroupID
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = DefaultCommitInterval
+	}
+	if c.MaxBatchRecords == 0 {
+		c.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if c.TransactionTimeout == 0 {
+		c.TransactionTimeout = DefaultTransactionTimeout
+	}
+	if c.ReviewThreshold == 0 {
+		c.ReviewThreshold = DefaultReviewThreshold
+	}
+	if c.DeclineThreshold == 0 {
+		c.DeclineThreshold = DefaultDeclineThreshold
+	}
+	if c.MaxOutOfOrder == 0 {
+		c.MaxOutOfOrder = DefaultMaxOutOfOrder
+	}
+	if c.AllowedLateness == 0 {
+		c.AllowedLateness = DefaultAllowedLateness
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = DefaultRebalanceTimeout
+	}
+	if c.RedisTimeout == 0 {
+		c.RedisTimeout = DefaultRedisTimeout
+	}
+	if c.ProfileCacheTTL == 0 {
+		c.ProfileCacheTTL = DefaultProfileCacheTTL
+	}
+	if c.ProfileCacheSize == 0 {
+		c.ProfileCacheSize = DefaultProfileCacheSize
+	}
+	return c
+}
+
+// Validate reports the first bad setting, named by its environment
+// variable. Zero fields are checked as their defaults.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.TransactionalID == "":
+		return errors.New("SCORER_TRANSACTIONAL_ID: required, and unique per running scorer instance")
+	case c.CommitInterval < time.Millisecond:
+		return fmt.Errorf("SCORER_COMMIT_INTERVAL: %s is below 1ms", c.CommitInterval)
+	case c.MaxBatchRecords < 1:
+		return fmt.Errorf("SCORER_MAX_BATCH_RECORDS: %d must be at least 1", c.MaxBatchRecords)
+	case c.TransactionTimeout < time.Second:
+		return fmt.Errorf("SCORER_TRANSACTION_TIMEOUT: %s is below 1s", c.TransactionTimeout)
+	case c.TransactionTimeout <= c.CommitInterval:
+		return fmt.Errorf("SCORER_TRANSACTION_TIMEOUT: %s must be longer than SCORER_COMMIT_INTERVAL (%s)",
+			c.TransactionTimeout, c.CommitInterval)
+	case !(c.ReviewThreshold > 0 && c.ReviewThreshold <= 1):
+		return fmt.Errorf("SCORER_REVIEW_THRESHOLD: %v must be in (0, 1]", c.ReviewThreshold)
+	case !(c.DeclineThreshold > 0 && c.DeclineThreshold <= 1):
+		return fmt.Errorf("SCORER_DECLINE_THRESHOLD: %v must be in (0, 1]", c.DeclineThreshold)
+	case c.DeclineThreshold < c.ReviewThreshold:
+		return fmt.Errorf("SCORER_DECLINE_THRESHOLD: %v is below SCORER_REVIEW_THRESHOLD (%v)",
+			c.DeclineThreshold, c.ReviewThreshold)
+	case c.MaxOutOfOrder < time.Millisecond || c.MaxOutOfOrder > maxEventTimeSetting:
+		return fmt.Errorf("SCORER_MAX_OUT_OF_ORDER: %s must be between 1ms and %s", c.MaxOutOfOrder, maxEventTimeSetting)
+	case c.AllowedLateness < time.Millisecond || c.AllowedLateness > maxEventTimeSetting:
+		return fmt.Errorf("SCORER_ALLOWED_LATENESS: %s must be between 1ms and %s", c.AllowedLateness, maxEventTimeSetting)
+	case c.SessionTimeout < time.Second:
+		return fmt.Errorf("SCORER_SESSION_TIMEOUT: %s is below 1s", c.SessionTimeout)
+	case c.RebalanceTimeout < time.Second:
+		return fmt.Errorf("SCORER_REBALANCE_TIMEOUT: %s is below 1s", c.RebalanceTimeout)
+	case c.RedisTimeout < time.Millisecond:
+		return fmt.Errorf("SCORER_REDIS_TIMEOUT: %s is below 1ms", c.RedisTimeout)
+	case c.ProfileCacheTTL < time.Second:
+		return fmt.Errorf("SCORER_PROFILE_CACHE_TTL: %s is below 1s", c.ProfileCacheTTL)
+	case c.ProfileCacheSize < 2*c.MaxBatchRecords:
+		return fmt.Errorf("SCORER_PROFILE_CACHE_SIZE: %d must be at least twice SCORER_MAX_BATCH_RECORDS (%d)",
+			c.ProfileCacheSize, c.MaxBatchRecords)
+	}
+	if c.RedisURL != "" {
+		if _, err := redisOptions(c.RedisURL, c.RedisTimeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Deps are the scorer's collaborators that are not configuration.
+type Deps struct {
+	// Log receives the service's structured logs; nil discards them.
+	Log *slog.Logger
+	// Rules is the rule set in force until fraud-rules holds a newer
+	// version; nil means the built-in default (rules.Default).
+	Rules *event.RuleSet
+	// Model replaces the model of Config.ModelFile; tests use it.
+	Model *model.Model
+}

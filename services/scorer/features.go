@@ -1,0 +1,138 @@
+package scorer
+
+import (
+	"math"
+	"time"
+
+	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/pkg/windowing"
+)
+
+// Look-back horizons of the velocity features, ascending as
+// windowing.Series.Query wants them. The longest one is the look-back
+// retention: per-card history older than that (plus the allowed lateness)
+// behind the watermark is evicted.
+var horizons = []time.Duration{time.Minute, 10 * time.Minute, time.Hour, 24 * time.Hour}
+
+const (
+	h1m, h10m, h1h, h24h = 0, 1, 2, 3
+
+	// retention is the longest horizon.
+	retention = 24 * time.Hour
+
+	// smallUSCents: a transaction below it (5 US dollars at the reference
+	// rate) counts in small_count_10m (card testing: many tiny
+	// authorisations in a row).
+	smallUSCents = 500
+
+	// flagSmall is the windowing.Record flag bit of a small amount.
+	flagSmall = 1
+	// Distinct dimensions of windowing.Record.
+	dimMerchant, dimCountry = 0, 1
+
+	earthRadiusKm = 6371.0
+)
+
+// usCents is the transaction's amount in US cents at the reference rate
+// (event.USCents): amount features compare a card's amounts across the
+// currencies it pays in.
+func usCents(tx *event.Transaction) int64 {
+	return int64(event.USCents(tx.AmountMinor, tx.Currency))
+}
+
+// lookbackRecord is how the look-back sees a transaction: its value is the
+// amount in US cents, so sum_1h and sum_24h add like with like.
+func lookbackRecord(tx *event.Transaction, cents, et int64) windowing.Record {
+	r := windowing.Record{
+		Time:     et,
+		Value:    cents,
+		Distinct: [windowing.DistinctDims]uint64{windowing.Hash(tx.MerchantID), windowing.Hash(tx.MerchantCountry)},
+	}
+	if cents < smallUSCents {
+		r.Flags = flagSmall
+	}
+	return r
+}
+
+// queryHorizons returns the horizons to query at event time et when state
+// at or before floor no longer counts: each one cut so that it reaches no
+// further back than floor. For a record that is not too late nothing is
+// cut (et − 24h is above the floor); for a too-late one the cut makes the
+// answer independent of how far eviction has got, which depends on batch
+// boundaries. ok is false when et itself is at or below the floor.
+func queryHorizons(et, floor int64, buf []time.Duration) (hs []time.Duration, ok bool) {
+	if et <= floor {
+		return nil, false
+	}
+	if floor < et-horizons[len(horizons)-1].Milliseconds() {
+		return horizons, true // nothing to cut; floor may be watermark.None
+	}
+	span := et - floor // ms, in (0, 24h]
+	hs = buf[:0]
+	for _, h := range horizons {
+		if h.Milliseconds() > span {
+			h = time.Duration(span) * time.Millisecond
+		}
+		hs = append(hs, h)
+	}
+	return hs, true
+}
+
+// velocityFeatures fills the look-back features from the aggregates of
+// the card's earlier records over horizons.
+func velocityFeatures(f *event.Features, aggs []windowing.Agg) {
+	f.Count1m = aggs[h1m].Count
+	f.Count10m = aggs[h10m].Count
+	f.Count1h = aggs[h1h].Count
+	f.Count24h = aggs[h24h].Count
+	f.Sum1h = aggs[h1h].Sum
+	f.Sum24h = aggs[h24h].Sum
+	f.DistinctMerchants1h = int64(aggs[h1h].Distinct[dimMerchant])
+	f.DistinctCountries24h = int64(aggs[h24h].Distinct[dimCountry])
+	f.SmallCount10m = aggs[h10m].Flagged[0]
+}
+
+// prevFeatures fills secs_since_prev, km_from_prev and kmh_from_prev
+// against the card's latest transaction in event time (which, for a record
+// arriving out of order, is later than it: the gap is then taken as its
+// absolute value, since impossible travel is symmetric). Without a previous
+// transaction all three are 0; without both locations the distances are 0.
+func prevFeatures(f *event.Features, cs *cardState, tx *event.Transaction, et int64) {
+	if !cs.hasPrev {
+		return
+	}
+	gap := et - cs.prevT
+	if gap < 0 {
+		gap = -gap
+	}
+	f.SecsSincePrev = float64(gap) / 1000
+	if !cs.prevHasLoc || tx.Lat == nil || tx.Lon == nil {
+		return
+	}
+	km := haversineKm(cs.prevLat, cs.prevLon, *tx.Lat, *tx.Lon)
+	f.KmFromPrev = km
+	// A one-second floor keeps simultaneous transactions finite.
+	f.KmhFromPrev = km / (max(f.SecsSincePrev, 1) / 3600)
+}
+
+// amountZScore is how many standard deviations amount (US cents) lies from
+// the card's baseline (the mean and variance of its earlier amounts in US
+// cents, Welford's method); 0 until two amounts are known or while they
+// are all equal.
+func amountZScore(cs *cardState, amount int64) float64 {
+	if cs.n < 2 {
+		return 0
+	}
+	sd := math.Sqrt(cs.m2 / float64(cs.n-1))
+	if sd == 0 || math.IsNaN(sd) {
+		return 0
+	}
+	return (float64(amount) - cs.mean) / sd
+}
+
+func haversineKm(lat1, lon1, lat2, lon2 float64) float64 {
+	const rad = math.Pi / 180
+	dLat, dLon := (lat2-lat1)*rad, (lon2-lon1)*rad
+	a := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
+	return 2 * earthRadiusKm * math.Asin(math.Sqrt(min(a, 1)))
+}

@@ -1,0 +1,86 @@
+package scorer_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fraudstream/fraudstream/internal/loadgen"
+	"github.com/fraudstream/fraudstream/internal/traffic"
+	"github.com/fraudstream/fraudstream/services/scorer"
+)
+
+func simulate(seed uint64, n int, perCardPerHour float64) []traffic.Labeled {
+	return traffic.Simulate(traffic.Config{Seed: seed}, n, perCardPerHour, time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC))
+}
+
+// evaluate scores ls offline with the default rules and model and returns
+// the detection quality.
+func evaluate(t testing.TB, ls []traffic.Labeled, deps scorer.Deps) loadgen.Quality {
+	t.Helper()
+	o, err := scorer.NewOffline(scorer.DefaultConfig(), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcomes := make([]loadgen.Outcome, 0, len(ls))
+	for _, l := range ls {
+		s, ok, err := o.Score(l.Tx)
+		if err != nil {
+			t.Fatalf("%s: %v", l.Tx.TransactionID, err)
+		}
+		if !ok {
+			continue
+		}
+		var codes []string
+		for _, r := range s.Reasons {
+			if !r.Shadow {
+				codes = append(codes, r.Code)
+			}
+		}
+		outcomes = append(outcomes, loadgen.Outcome{Pattern: l.Pattern, Episode: l.Episode, Decision: s.Decision, Reasons: codes})
+	}
+	return loadgen.ComputeQuality(outcomes)
+}
+
+// TestDetectionQuality scores simulated labeled traffic (the generator's
+// default settings, a seed the default model was not trained on, each card
+// paying about once an hour) with the default rules and model, and checks
+// precision and per-scenario recall. The floors are what the default rule
+// set and model reach today (see the issue note): a change that makes
+// detection worse fails here.
+func TestDetectionQuality(t *testing.T) {
+	q := evaluate(t, simulate(2, 100_000, 1), scorer.Deps{})
+	t.Logf("overall: precision %.3f recall %.3f false-positive rate %.4f (%d scored, %d fraud, %d flagged)",
+		*q.Precision, *q.Recall, *q.FalsePositiveRate, q.Scored, q.Fraud, q.Flagged)
+	floors := map[traffic.Pattern]float64{
+		traffic.CardTesting:         0.95,
+		traffic.AccountTakeover:     0.9,
+		traffic.CompromisedMerchant: 0.9,
+		traffic.AmountSpike:         0.75, // below target: see the issue note
+		traffic.ImpossibleTravel:    0.6,  // below target: the second purchase abroad looks local
+	}
+	for _, p := range traffic.Scenarios {
+		s := q.Scenarios[p]
+		if s == nil || s.Recall == nil {
+			t.Errorf("%s: no transactions", p)
+			continue
+		}
+		t.Logf("%-21s recall %.3f (%d of %d), episodes %.3f (%d of %d)", p, *s.Recall, s.Flagged, s.Transactions,
+			*s.EpisodeRecall, s.EpisodesDetected, s.Episodes)
+		if *s.Recall < floors[p] {
+			t.Errorf("%s: recall %.3f, below %.2f", p, *s.Recall, floors[p])
+		}
+	}
+	codes := make([]string, 0, len(q.Reasons))
+	for code := range q.Reasons {
+		codes = append(codes, code)
+	}
+	slices.Sort(codes)
+	for _, code := range codes {
+		r := q.Reasons[code]
+		t.Logf("reason %-28s precision %.3f (%d of %d flagged)", code, *r.Precision, r.Fraud, r.Flagged)
+	}
+	if *q.Precision < 0.85 || *q.Recall < 0.93 {
+		t.Errorf("overall precision %.3f, recall %.3f: want at least 0.85 and 0.93", *q.Precision, *q.Recall)
+	}
+}

@@ -1,0 +1,281 @@
+package scorer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/fraudstream/fraudstream/pkg/windowing"
+)
+
+// The scorer-state changelog holds, per input partition p, in scorer-state
+// partition p: one entry per card keyed by card_id (a tombstone once the
+// card's state has expired), and one partition metadata entry under
+// metaKey. Every value starts with a format version byte.
+const (
+	cardStateVersion = 1
+	metaVersion      = 1
+)
+
+// metaKey is the changelog key of the partition's metadata. A card_id
+// cannot contain a NUL byte (pkg/event validates its charset), so the key
+// never collides with a card.
+const metaKey = "\x00partition"
+
+// errStateFormat wraps every changelog decoding failure.
+var errStateFormat = errors.New("scorer-state: bad encoding")
+
+// seenID is a transaction_id remembered for de-duplication, with its
+// de-duplication time: the record's event time, or the watermark it
+// arrived at if later (a late record is remembered for the full horizon
+// from its arrival, not from its older event time).
+type seenID struct {
+	id string
+	at int64 // Unix ms
+}
+
+// cardState is everything a task remembers about one card: its look-back
+// series, its latest transaction in event time (for distance and speed),
+// the running baseline of its amounts, and the transaction_ids of its
+// records within the de-duplication horizon. It is written to the
+// changelog whole, so a restore reproduces it exactly.
+type cardState struct {
+	series *windowing.Series
+
+	// last is the latest de-duplication time of any of the card's records
+	// since its state was last emptied: once the watermark's floor reaches
+	// it, everything the card holds has expired.
+	last int64
+
+	hasPrev, prevHasLoc bool
+	prevT               int64 // Unix ms
+	prevLat, prevLon    float64
+
+	// Welford's running mean and sum of squared deviations of the card's
+	// amounts (minor units).
+	n        int64
+	mean, m2 float64
+
+	ids []seenID // ascending by at
+}
+
+func newCardState(lb *windowing.Lookback) *cardState {
+	return &cardState{series: lb.NewSeries(), last: math.MinInt64}
+}
+
+// reset empties the state as if the card had never been seen, keeping the
+// memory of the series.
+func (cs *cardState) reset() {
+	cs.series.Reset()
+	*cs = cardState{series: cs.series, last: math.MinInt64, ids: cs.ids[:0]}
+}
+
+// addID remembers a transaction_id, keeping ids ordered by time; times
+// arrive nearly in order, so this is nearly always an append.
+func (cs *cardState) addID(id string, at int64) {
+	i := len(cs.ids)
+	for i > 0 && cs.ids[i-1].at > at {
+		i--
+	}
+	cs.ids = slices.Insert(cs.ids, i, seenID{id, at})
+	cs.last = max(cs.last, at)
+}
+
+// pruneIDs drops the ids at or below floor and calls drop for each.
+func (cs *cardState) pruneIDs(floor int64, drop func(seenID)) {
+	i := 0
+	for i < len(cs.ids) && cs.ids[i].at <= floor {
+		drop(cs.ids[i])
+		i++
+	}
+	if i > 0 {
+		cs.ids = slices.Delete(cs.ids, 0, i)
+	}
+}
+
+// observe adds an amount to the baseline.
+func (cs *cardState) observe(amount int64) {
+	cs.n++
+	x := float64(amount)
+	d := x - cs.mean
+	cs.mean += d / float64(cs.n)
+	cs.m2 += d * (x - cs.mean)
+}
+
+// appendBinary appends the changelog value of the card.
+//
+// Format (version 1): the version byte; last as a zig-zag varint; a flags
+// byte (bit 0: has a previous transaction, bit 1: it had a location); if
+// there is one, its time as a zig-zag varint and, with a location, latitude
+// and longitude as little-endian float64 bits; the baseline count as a
+// uvarint and, if not 0, mean and m2 as float64 bits; the id count as a
+// uvarint and per id its time as a zig-zag varint delta to the previous one
+// (the first to last), its length as a uvarint and its bytes; then the rest
+// of the value is the series (windowing.Series.AppendBinary, which carries
+// its own version byte).
+func (cs *cardState) appendBinary(b []byte) ([]byte, error) {
+	b = append(b, cardStateVersion)
+	b = binary.AppendVarint(b, cs.last)
+	var flags byte
+	if cs.hasPrev {
+		flags |= 1
+	}
+	if cs.prevHasLoc {
+		flags |= 2
+	}
+	b = append(b, flags)
+	if cs.hasPrev {
+		b = binary.AppendVarint(b, cs.prevT)
+		if cs.prevHasLoc {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(cs.prevLat))
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(cs.prevLon))
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(cs.n))
+	if cs.n > 0 {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(cs.mean))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(cs.m2))
+	}
+	b = binary.AppendUvarint(b, uint64(len(cs.ids)))
+	prev := cs.last
+	for _, x := range cs.ids {
+		b = binary.AppendVarint(b, x.at-prev)
+		b = binary.AppendUvarint(b, uint64(len(x.id)))
+		b = append(b, x.id...)
+		prev = x.at
+	}
+	return cs.series.AppendBinary(b)
+}
+
+// decodeCardState decodes a changelog value into a fresh state.
+func decodeCardState(lb *windowing.Lookback, data []byte) (*cardState, error) {
+	cs := newCardState(lb)
+	d := decoder{p: data}
+	if v := d.byte(); v != cardStateVersion {
+		return nil, fmt.Errorf("%w: card state version %d, want %d", errStateFormat, v, cardStateVersion)
+	}
+	cs.last = d.varint()
+	flags := d.byte()
+	if flags&^3 != 0 {
+		return nil, fmt.Errorf("%w: card state flags %#x", errStateFormat, flags)
+	}
+	cs.hasPrev, cs.prevHasLoc = flags&1 != 0, flags&2 != 0
+	if cs.hasPrev {
+		cs.prevT = d.varint()
+		if cs.prevHasLoc {
+			cs.prevLat, cs.prevLon = d.float(), d.float()
+		}
+	}
+	if n := d.uvarint(); n > 0 {
+		cs.n = int64(n)
+		cs.mean, cs.m2 = d.float(), d.float()
+	}
+	nids := d.uvarint()
+	if d.err == nil && nids > uint64(len(d.p)) { // every id takes at least two bytes
+		d.err = fmt.Errorf("%w: %d ids in %d bytes", errStateFormat, nids, len(d.p))
+	}
+	if d.err == nil {
+		cs.ids = make([]seenID, 0, nids)
+	}
+	prev := cs.last
+	for i := uint64(0); i < nids && d.err == nil; i++ {
+		at := prev + d.varint()
+		n := d.uvarint()
+		id := d.bytes(n)
+		cs.ids = append(cs.ids, seenID{string(id), at})
+		prev = at
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if err := cs.series.UnmarshalBinary(d.p); err != nil {
+		return nil, fmt.Errorf("%w: series: %w", errStateFormat, err)
+	}
+	return cs, nil
+}
+
+// appendMeta appends the changelog value of the partition metadata: the
+// version byte and the watermark generator's largest event time seen as a
+// zig-zag varint (watermark.None before any record).
+func appendMeta(b []byte, maxSeen int64) []byte {
+	b = append(b, metaVersion)
+	return binary.AppendVarint(b, maxSeen)
+}
+
+func decodeMeta(data []byte) (maxSeen int64, err error) {
+	d := decoder{p: data}
+	if v := d.byte(); v != metaVersion {
+		return 0, fmt.Errorf("%w: partition metadata version %d, want %d", errStateFormat, v, metaVersion)
+	}
+	maxSeen = d.varint()
+	if d.err == nil && len(d.p) != 0 {
+		d.err = fmt.Errorf("%w: %d trailing bytes in partition metadata", errStateFormat, len(d.p))
+	}
+	return maxSeen, d.err
+}
+
+// decoder reads the changelog encoding; after the first error every read
+// returns zero and err keeps that error.
+type decoder struct {
+	p   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: truncated %s", errStateFormat, what)
+	}
+	d.p = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.p) < 1 {
+		d.fail("byte")
+		return 0
+	}
+	b := d.p[0]
+	d.p = d.p[1:]
+	return b
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.p)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.p = d.p[n:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.p)
+	if n <= 0 {
+		d.fail("uvarint")
+		return 0
+	}
+	d.p = d.p[n:]
+	return v
+}
+
+func (d *decoder) float() float64 {
+	if len(d.p) < 8 {
+		d.fail("float")
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(d.p))
+	d.p = d.p[8:]
+	return v
+}
+
+func (d *decoder) bytes(n uint64) []byte {
+	if n > uint64(len(d.p)) {
+		d.fail("bytes")
+		return nil
+	}
+	b := d.p[:n]
+	d.p = d.p[n:]
+	return b
+}

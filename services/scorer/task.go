@@ -1,0 +1,523 @@
+package scorer
+
+import (
+	"container/heap"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/pkg/watermark"
+	"github.com/fraudstream/fraudstream/pkg/windowing"
+	"github.com/fraudstream/fraudstream/services/scorer/model"
+	"github.com/fraudstream/fraudstream/services/scorer/rules"
+)
+
+// expiryBucket is the granularity of the eviction index: cards are looked
+// at for expiry a bucket at a time once the whole bucket has expired.
+const expiryBucket = time.Minute
+
+// taskParams are the settings shared by all tasks of a service.
+type taskParams struct {
+	review, decline float64
+	rules           *ruleBook     // the rule set in force, hot-reloaded (rulebook.go)
+	model           *model.Model  // the model, loaded at start
+	maxDelay        time.Duration // watermark.Generator's bounded out-of-orderness
+	lateness        time.Duration // allowed lateness, watermark.Classify
+	lookback        *windowing.Lookback
+	// profiles looks card profiles up; nil without Redis (profile.go).
+	profiles *profiles
+	// now stamps HeaderScoredAt. It never reaches a record value or a
+	// feature: those depend only on the partition's records.
+	now func() time.Time
+}
+
+func newTaskParams(cfg Config, deps Deps, now func() time.Time) (*taskParams, error) {
+	lb, err := windowing.NewLookback(windowing.WithRetention(retention), windowing.WithLookbackLateness(cfg.AllowedLateness))
+	if err != nil {
+		return nil, fmt.Errorf("scorer look-back: %w", err)
+	}
+	m, err := loadModel(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	set, err := initialRules(deps)
+	if err != nil {
+		return nil, err
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &taskParams{
+		review:   cfg.ReviewThreshold,
+		decline:  cfg.DeclineThreshold,
+		rules:    newRuleBook(set, log, nil),
+		model:    m,
+		maxDelay: cfg.MaxOutOfOrder,
+		lateness: cfg.AllowedLateness,
+		lookback: lb,
+		now:      now,
+	}, nil
+}
+
+// loadModel returns Deps.Model, else the model in Config.ModelFile, else
+// the built-in default.
+func loadModel(cfg Config, deps Deps) (*model.Model, error) {
+	switch {
+	case deps.Model != nil:
+		return deps.Model, nil
+	case cfg.ModelFile == "":
+		return model.Default()
+	}
+	f, err := os.Open(cfg.ModelFile)
+	if err != nil {
+		return nil, fmt.Errorf("SCORER_MODEL_FILE: %w", err)
+	}
+	defer f.Close()
+	m, err := model.Load(f)
+	if err != nil {
+		return nil, fmt.Errorf("SCORER_MODEL_FILE: %s: %w", cfg.ModelFile, err)
+	}
+	return m, nil
+}
+
+// initialRules compiles Deps.Rules, else the built-in default set.
+func initialRules(deps Deps, opts ...rules.Option) (*rules.Set, error) {
+	if deps.Rules == nil {
+		return rules.CompileDefault(opts...)
+	}
+	set, err := rules.Compile(*deps.Rules, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("scorer initial rule set: %w", err)
+	}
+	return set, nil
+}
+
+// floor is the event time at or before which state no longer counts when
+// the watermark is wm: wm − allowed lateness − retention. It is the cutoff
+// windowing.Series.Evict(wm) evicts to, so state is looked up only above
+// it, and whether an expired entry was already evicted never changes a
+// result.
+func (p *taskParams) floor(wm int64) int64 {
+	return watermark.Sub(wm, watermark.Millis(p.lateness)+watermark.Millis(retention))
+}
+
+// batchCounts tallies what one batch did; the service adds it to the
+// metrics only when the batch's transaction commits, so the metrics count
+// records that made it into the output exactly once.
+type batchCounts struct {
+	records    int
+	decisions  map[string]int
+	dlq        int
+	duplicates int
+	late       int
+	tooLate    int
+	changelog  int
+	stats      int // fraud-stats records
+	// Records scored without a profile, and of those the ones whose
+	// profile Redis could not deliver (profile.go).
+	profileMissing     int
+	profileUnavailable int
+}
+
+func newBatchCounts() batchCounts {
+	return batchCounts{decisions: make(map[string]int, 3)}
+}
+
+// merge adds o's counts to c.
+func (c *batchCounts) merge(o *batchCounts) {
+	c.records += o.records
+	for d, n := range o.decisions {
+		c.decisions[d] += n
+	}
+	c.dlq += o.dlq
+	c.duplicates += o.duplicates
+	c.late += o.late
+	c.tooLate += o.tooLate
+	c.changelog += o.changelog
+	c.stats += o.stats
+	c.profileMissing += o.profileMissing
+	c.profileUnavailable += o.profileUnavailable
+}
+
+// task processes one input partition. It owns that partition's state: the
+// per-card states, the transaction_id de-duplication index and the
+// partition's watermark generator. The service calls process for each
+// record in partition order and flush at the end of each batch, from one
+// goroutine.
+//
+// Determinism: every output value is a function of the partition's record
+// order and the state restored from the changelog, never of batch
+// boundaries. Eviction runs at batch ends (flush) and when a card is
+// touched; both evict only state at or below the floor of the current
+// watermark, and every lookup ignores state at or below the floor of the
+// watermark before the record, which is never lower. So whether an expired
+// entry is still in memory is invisible.
+type task struct {
+	partition int32
+	params    *taskParams
+
+	gen    watermark.Generator
+	cards  map[string]*cardState
+	seen   map[string]int64 // transaction_id → de-duplication time, Unix ms
+	expiry expiry           // card → bucket of its last time
+
+	dirty     map[string]struct{} // cards to write to the changelog at flush
+	metaDirty bool
+
+	stats *statsWindows // fraud-stats windows (stats.go)
+
+	restored bool // state read from the changelog; set by the service
+
+	scorer scorer // rules and model, with their scratch space
+
+	// Scratch space, so processing does not allocate per record.
+	hbuf []time.Duration
+	aggs []windowing.Agg
+	agg1 [1]windowing.Agg
+}
+
+func newTask(partition int32, params *taskParams) *task {
+	return &task{
+		partition: partition,
+		params:    params,
+		gen:       watermark.NewGenerator(params.maxDelay),
+		cards:     make(map[string]*cardState),
+		seen:      make(map[string]int64),
+		dirty:     make(map[string]struct{}),
+		stats:     newStatsWindows(partition, params),
+		hbuf:      make([]time.Duration, 0, len(horizons)),
+		aggs:      make([]windowing.Agg, len(horizons)),
+	}
+}
+
+// process handles one input record and returns the records to produce in
+// the open transaction: a scored record, a dead letter, or nothing for a
+// duplicate. Everything but the HeaderScoredAt header is a function of the
+// records processed so far, so a replay produces byte-identical values.
+func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
+	c.records++
+	tx, err := event.DecodeTransaction(r.Value)
+	if err == nil {
+		// A zero now skips the future-skew check: ingest checked it
+		// against the arrival time, and a replay must not re-judge it.
+		err = tx.Validate(time.Time{}, 0)
+	}
+	if err != nil {
+		c.dlq++
+		return []*kgo.Record{deadLetter(r, err)}
+	}
+	et := tx.EventTime.UnixMilli()
+	wm := t.gen.Current()
+	floor := t.params.floor(wm)
+
+	if at, ok := t.seen[tx.TransactionID]; ok && at > floor {
+		c.duplicates++
+		return nil
+	}
+	lateness := watermark.Classify(et, wm, t.params.lateness)
+	cs := t.touch(tx.CardID, wm, floor)
+
+	// Features as of the event time, over the card's earlier records only.
+	var feats event.Features
+	if hs, ok := queryHorizons(et, floor, t.hbuf); ok {
+		if err := cs.series.Query(et, hs, t.aggs); err != nil {
+			c.dlq++ // unreachable: the horizons are positive and ascending
+			return []*kgo.Record{deadLetter(r, fmt.Errorf("look-back query: %w", err))}
+		}
+		velocityFeatures(&feats, t.aggs)
+	}
+	prevFeatures(&feats, cs, &tx, et)
+	cents := usCents(&tx)
+	feats.AmountZScore = amountZScore(cs, cents)
+	if info, st := t.params.profiles.lookup(tx.CardID); st == profileFound {
+		profileFeatures(&feats, &info, &tx, et)
+	} else {
+		feats.ProfileMissing = true
+		c.profileMissing++
+		if st == profileUnavailable {
+			c.profileUnavailable++
+		}
+	}
+
+	// Update state, unless the record is too late for it.
+	if lateness != watermark.TooLate {
+		before := t.aggs[h24h].Distinct
+		if err := cs.series.Add(lookbackRecord(&tx, cents, et)); err != nil {
+			c.dlq++ // unreachable: the record is above the floor
+			return []*kgo.Record{deadLetter(r, fmt.Errorf("look-back add: %w", err))}
+		}
+		// A merchant or country is new if adding the record grew the
+		// 24h distinct count.
+		if err := cs.series.Query(et, horizons[h24h:], t.agg1[:]); err == nil {
+			feats.NewMerchant = t.agg1[0].Distinct[dimMerchant] > before[dimMerchant]
+			feats.NewCountry = t.agg1[0].Distinct[dimCountry] > before[dimCountry]
+		}
+		if !cs.hasPrev || et >= cs.prevT {
+			cs.hasPrev, cs.prevT = true, et
+			cs.prevHasLoc = tx.Lat != nil && tx.Lon != nil
+			if cs.prevHasLoc {
+				cs.prevLat, cs.prevLon = *tx.Lat, *tx.Lon
+			}
+		}
+		cs.observe(cents)
+	}
+	at := max(et, wm)
+	cs.addID(tx.TransactionID, at)
+	t.seen[tx.TransactionID] = at
+	t.expiry.add(at, tx.CardID)
+	t.dirty[tx.CardID] = struct{}{}
+	wmAfter := t.gen.Observe(et)
+	t.metaDirty = true
+
+	set := t.params.rules.current()
+	sc, reasons := t.scorer.score(&tx, &feats, set, t.params.model)
+	decision := decide(sc, t.params.review, t.params.decline)
+	tx.Schema = event.SchemaTransaction
+	scored := event.Scored{
+		Transaction:    tx,
+		Features:       feats,
+		Score:          sc,
+		Decision:       decision,
+		Reasons:        reasons,
+		RuleSetVersion: set.Version(),
+		ModelVersion:   t.params.model.Version(),
+		Late:           lateness == watermark.TooLate,
+		Watermark:      time.UnixMilli(wmAfter).UTC(),
+		Partition:      r.Partition,
+		Offset:         r.Offset,
+		ScoredAt:       t.params.now().UTC(),
+	}
+	value, err := scored.Encode()
+	if err != nil {
+		// Only a non-finite number fails to encode: a scorer bug. Dead
+		// letter the input rather than stall the partition on it.
+		c.dlq++
+		return []*kgo.Record{deadLetter(r, fmt.Errorf("encode scored record: %w", err))}
+	}
+	switch lateness {
+	case watermark.Late:
+		c.late++
+	case watermark.TooLate:
+		c.tooLate++
+	}
+	c.decisions[decision]++
+	latency := int64(-1)
+	if !tx.IngestTime.IsZero() {
+		latency = max(scored.ScoredAt.Sub(tx.IngestTime).Milliseconds(), 0)
+	}
+	t.stats.add(et, wm, lateness, decision, tx.AmountMinor, latency)
+	if wmAfter > wm {
+		t.stats.advance(wmAfter)
+	}
+	return []*kgo.Record{{
+		Topic:     event.TopicScored,
+		Partition: r.Partition, // co-partitioned: scored partition p holds input partition p
+		Key:       []byte(tx.CardID),
+		Value:     value,
+		Headers: []kgo.RecordHeader{{
+			Key:   event.HeaderScoredAt,
+			Value: []byte(scored.ScoredAt.Format(time.RFC3339Nano)),
+		}},
+	}}
+}
+
+// touch returns the card's state, evicted to floor, creating it if needed.
+// A card whose everything has expired starts afresh, exactly as if flush
+// had already deleted it.
+func (t *task) touch(card string, wm, floor int64) *cardState {
+	cs, ok := t.cards[card]
+	if !ok {
+		cs = newCardState(t.params.lookback)
+		t.cards[card] = cs
+	} else if cs.last <= floor {
+		t.forgetIDs(cs, floor)
+		cs.reset()
+	}
+	cs.series.Evict(wm)
+	t.forgetIDs(cs, floor)
+	return cs
+}
+
+// forgetIDs drops the card's ids at or below floor from it and from the
+// de-duplication index (unless the index entry is newer: the same id
+// may have come back, on any card, after it expired).
+func (t *task) forgetIDs(cs *cardState, floor int64) {
+	cs.pruneIDs(floor, func(x seenID) {
+		if at, ok := t.seen[x.id]; ok && at <= floor {
+			delete(t.seen, x.id)
+		}
+	})
+}
+
+// flush evicts the cards whose state has wholly expired and returns the
+// changelog records of the batch: the state of every card changed since
+// the last flush (a tombstone for a deleted card), the partition
+// metadata and the stats windows changed (stats.go), all on scorer-state
+// partition p. The batch's fraud-stats records come from t.stats.take.
+func (t *task) flush() []*kgo.Record {
+	wm := t.gen.Current()
+	floor := t.params.floor(wm)
+	t.expiry.expire(floor, func(card string) {
+		cs, ok := t.cards[card]
+		if !ok || cs.last > floor {
+			return // gone already, or it holds newer state
+		}
+		t.forgetIDs(cs, floor)
+		delete(t.cards, card)
+		t.dirty[card] = struct{}{}
+	})
+	if len(t.dirty) == 0 && !t.metaDirty && len(t.stats.dirty) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(t.dirty))
+	for k := range t.dirty {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // a deterministic changelog is easier to inspect
+	out := make([]*kgo.Record, 0, len(keys)+1)
+	for _, k := range keys {
+		r := &kgo.Record{Topic: event.TopicState, Partition: t.partition, Key: []byte(k)}
+		if cs, ok := t.cards[k]; ok {
+			// Encoding cannot fail: the series encoder never errors.
+			r.Value, _ = cs.appendBinary(nil)
+		}
+		out = append(out, r)
+	}
+	clear(t.dirty)
+	if t.metaDirty {
+		out = append(out, &kgo.Record{Topic: event.TopicState, Partition: t.partition,
+			Key: []byte(metaKey), Value: appendMeta(nil, t.gen.MaxSeen())})
+		t.metaDirty = false
+	}
+	return t.stats.changelog(out)
+}
+
+// load installs one changelog entry during a restore: a card's state, a
+// tombstone, or the partition metadata. Later entries of a key replace
+// earlier ones.
+func (t *task) load(key string, value []byte) error {
+	if key == metaKey {
+		maxSeen, err := decodeMeta(value)
+		if err != nil {
+			return err
+		}
+		t.gen.Restore(maxSeen)
+		return nil
+	}
+	if isStatsKey(key) {
+		return t.stats.load(key, value)
+	}
+	if value == nil {
+		delete(t.cards, key)
+		return nil
+	}
+	cs, err := decodeCardState(t.params.lookback, value)
+	if err != nil {
+		return fmt.Errorf("card %q: %w", key, err)
+	}
+	t.cards[key] = cs
+	return nil
+}
+
+// rebuildIndexes derives the de-duplication and eviction indexes from the
+// loaded cards, at the end of a restore. An id held by two cards (it came
+// back after expiring) keeps its newest time, as it had before the crash.
+func (t *task) rebuildIndexes() {
+	n := 0
+	for _, cs := range t.cards {
+		n += len(cs.ids)
+	}
+	t.seen = make(map[string]int64, n) // sized once: growing it is most of a big restore
+	t.expiry = expiry{}
+	for card, cs := range t.cards {
+		for _, x := range cs.ids {
+			if at, ok := t.seen[x.id]; !ok || x.at > at {
+				t.seen[x.id] = x.at
+			}
+		}
+		t.expiry.add(cs.last, card)
+	}
+	t.stats.rebuild(t.gen.Current())
+}
+
+// deadLetter wraps an input record that cannot be scored for the DLQ
+// topic: same key, value and headers, plus the reason, on the input's
+// partition number.
+func deadLetter(r *kgo.Record, err error) *kgo.Record {
+	headers := append(slices.Clone(r.Headers), kgo.RecordHeader{Key: event.HeaderError, Value: []byte(err.Error())})
+	return &kgo.Record{
+		Topic:     event.TopicDLQ,
+		Partition: r.Partition,
+		Key:       r.Key,
+		Value:     r.Value,
+		Headers:   headers,
+	}
+}
+
+// expiry remembers which keys got state in which event-time bucket, so
+// eviction visits only the keys that may hold expired state instead of
+// scanning every card of the partition.
+type expiry struct {
+	buckets map[int64][]string
+	order   bucketHeap // bucket numbers present in buckets, oldest first
+}
+
+func (e *expiry) add(t int64, key string) {
+	b := floorDiv(t, expiryBucket.Milliseconds())
+	keys, ok := e.buckets[b]
+	if !ok {
+		if e.buckets == nil {
+			e.buckets = make(map[int64][]string)
+		}
+		heap.Push(&e.order, b)
+	}
+	if n := len(keys); n > 0 && keys[n-1] == key {
+		return // a burst of one card lands in one bucket once
+	}
+	e.buckets[b] = append(keys, key)
+}
+
+// expire calls evict for each key of every bucket lying wholly at or
+// before cutoff, and forgets those buckets. evict must check the key's
+// state itself: a key can also hold newer state from a later bucket.
+func (e *expiry) expire(cutoff int64, evict func(key string)) {
+	w := expiryBucket.Milliseconds()
+	for len(e.order) > 0 {
+		b := e.order[0]
+		if (b+1)*w-1 > cutoff {
+			return
+		}
+		heap.Pop(&e.order)
+		for _, k := range e.buckets[b] {
+			evict(k)
+		}
+		delete(e.buckets, b)
+	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+type bucketHeap []int64
+
+func (h bucketHeap) Len() int           { return len(h) }
+func (h bucketHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h bucketHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *bucketHeap) Push(x any)        { *h = append(*h, x.(int64)) }
+func (h *bucketHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

@@ -1,0 +1,489 @@
+package scorer
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/pkg/watermark"
+)
+
+func testParams() *taskParams {
+	p, err := newTaskParams(DefaultConfig(), PredictableDeps(nil), func() time.Time { return time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC) })
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func testTx(id, card string, et time.Time) event.Transaction {
+	return event.Transaction{
+		TransactionID: id, CardID: card, AmountMinor: 1250, Currency: "EUR",
+		MerchantID: "m-1", MerchantCategory: "5411", MerchantCountry: "DE",
+		Channel: event.ChannelCardPresent, EventTime: et,
+	}
+}
+
+func txRecord(t testing.TB, partition int32, offset int64, tx event.Transaction) *kgo.Record {
+	t.Helper()
+	v, err := tx.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kgo.Record{Topic: event.TopicRaw, Partition: partition, Offset: offset, Key: []byte(tx.CardID), Value: v}
+}
+
+func decodeOut(t testing.TB, r *kgo.Record) event.Scored {
+	t.Helper()
+	if r.Topic != event.TopicScored {
+		t.Fatalf("record to %s, want %s (headers %v)", r.Topic, event.TopicScored, r.Headers)
+	}
+	s, err := event.DecodeScored(r.Value)
+	if err != nil {
+		t.Fatalf("decode scored: %v", err)
+	}
+	return s
+}
+
+func header(r *kgo.Record, key string) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+func TestTaskScoresAndDeduplicates(t *testing.T) {
+	tk := newTask(3, testParams())
+	c := newBatchCounts()
+	base := time.Unix(0, t0).UTC()
+
+	out := tk.process(txRecord(t, 3, 10, testTx("t1", "c1", base)), &c)
+	if len(out) != 1 {
+		t.Fatalf("got %d records, want 1", len(out))
+	}
+	s := decodeOut(t, out[0])
+	if out[0].Partition != 3 || s.Partition != 3 || s.Offset != 10 || string(out[0].Key) != "c1" {
+		t.Errorf("partition/offset/key = %d/%d/%d/%q, want 3/3/10/c1", out[0].Partition, s.Partition, s.Offset, out[0].Key)
+	}
+	if s.Decision != event.DecisionApprove || s.Score != 0 || s.Features.Count1m != 0 || len(s.Reasons) != 0 {
+		t.Errorf("first transaction scored %+v", s)
+	}
+	if want := base.Add(-DefaultMaxOutOfOrder); !s.Watermark.Equal(want) {
+		t.Errorf("watermark = %s, want %s", s.Watermark, want)
+	}
+	if at, ok := header(out[0], event.HeaderScoredAt); !ok || at != "2030-01-01T00:00:00Z" {
+		t.Errorf("scored-at header = %q, %v", at, ok)
+	}
+
+	// The same transaction again, even at another offset, is dropped.
+	if out := tk.process(txRecord(t, 3, 11, testTx("t1", "c1", base)), &c); len(out) != 0 {
+		t.Fatalf("duplicate produced %d records", len(out))
+	}
+	if c.duplicates != 1 || c.records != 2 || c.decisions[event.DecisionApprove] != 1 {
+		t.Errorf("counts = %+v", c)
+	}
+}
+
+func TestTaskDeadLetters(t *testing.T) {
+	tests := []struct {
+		name  string
+		value []byte
+		want  string // substring of the error header
+	}{
+		{"not JSON", []byte("\x00garbage"), "malformed JSON"},
+		{"unknown field", []byte(`{"transaction_id":"x","bogus":1}`), "/bogus"},
+		{"invalid", mustEncode(t, func(tx *event.Transaction) { tx.AmountMinor = 0 }), "/amount_minor"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tk := newTask(1, testParams())
+			c := newBatchCounts()
+			in := &kgo.Record{Topic: event.TopicRaw, Partition: 1, Offset: 7, Key: []byte("k"), Value: tt.value,
+				Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("abc")}}}
+			out := tk.process(in, &c)
+			if len(out) != 1 || out[0].Topic != event.TopicDLQ {
+				t.Fatalf("got %+v, want one DLQ record", out)
+			}
+			r := out[0]
+			if r.Partition != 1 || !bytes.Equal(r.Key, in.Key) || !bytes.Equal(r.Value, in.Value) {
+				t.Errorf("DLQ record %+v does not keep partition, key and value", r)
+			}
+			if v, _ := header(r, "trace"); v != "abc" {
+				t.Errorf("input headers not kept: %v", r.Headers)
+			}
+			if e, ok := header(r, event.HeaderError); !ok || !bytes.Contains([]byte(e), []byte(tt.want)) {
+				t.Errorf("error header = %q, want it to mention %q", e, tt.want)
+			}
+			if c.dlq != 1 {
+				t.Errorf("dlq count = %d", c.dlq)
+			}
+		})
+	}
+}
+
+func mustEncode(t testing.TB, edit func(*event.Transaction)) []byte {
+	tx := testTx("id-1", "card-1", time.Unix(0, t0).UTC())
+	edit(&tx)
+	v, err := tx.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestTaskVelocityOutOfOrder: a burst of one card, partly out of order.
+// Each record sees exactly the earlier-processed records within the minute
+// before its own event time.
+func TestTaskVelocityOutOfOrder(t *testing.T) {
+	tk := newTask(0, testParams())
+	c := newBatchCounts()
+	base := time.Unix(0, t0).UTC()
+	secs := []int{0, 5, 10, 15, 20, 2, 25, 30, 1}
+	// count_1m of each: earlier-processed with event time in (t-1m, t].
+	want := []int64{0, 1, 2, 3, 4, 1, 6, 7, 1}
+	for i, sec := range secs {
+		out := tk.process(txRecord(t, 0, int64(i), testTx(fmt.Sprintf("b%d", i), "burst", base.Add(time.Duration(sec)*time.Second))), &c)
+		s := decodeOut(t, out[0])
+		if s.Features.Count1m != want[i] {
+			t.Errorf("record %d (t+%ds): count_1m = %d, want %d", i, sec, s.Features.Count1m, want[i])
+		}
+		fired := len(s.Reasons) == 1 && s.Reasons[0].Code == ReasonVelocity1m
+		if fired != (want[i] >= Velocity1mLimit) {
+			t.Errorf("record %d: reasons %+v", i, s.Reasons)
+		}
+		if fired && s.Decision != event.DecisionDecline {
+			t.Errorf("record %d: decision %s with VELOCITY_1M, want decline", i, s.Decision)
+		}
+	}
+}
+
+// TestTaskAgainstOracle runs a long random out-of-order stream, with some
+// records far behind the watermark and redelivered ids, through a task
+// (which evicts as it goes, flushing at random batch ends) and compares
+// every count and sum, late flag and duplicate drop with a brute-force
+// model that never evicts anything.
+func TestTaskAgainstOracle(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	tk := newTask(0, testParams())
+	c := newBatchCounts()
+	ms := func(d time.Duration) int64 { return d.Milliseconds() }
+
+	type rec struct{ et, amount int64 }
+	kept := map[string][]rec{}      // what the oracle's card states hold
+	firstSeen := map[string]int64{} // transaction_id → de-duplication time
+	firstET := map[string]int64{}
+	maxSeen, has := int64(0), false
+	clock := t0 / 1e6
+	var ids []string
+	for i := range 12000 {
+		clock += rng.Int64N(ms(40 * time.Second)) // ~2.8 days in total
+		et := clock - rng.Int64N(ms(3*time.Second))
+		switch rng.IntN(50) {
+		case 0:
+			et = clock - ms(2*time.Minute) - rng.Int64N(ms(10*time.Minute)) // too late
+		case 1:
+			et = clock - rng.Int64N(ms(30*time.Hour)) // beyond the horizon sometimes
+		}
+		id := fmt.Sprintf("tx-%d", i)
+		if len(ids) > 0 && rng.IntN(20) == 0 {
+			id = ids[rng.IntN(len(ids))] // a redelivered transaction
+			et = firstET[id]
+		}
+		card := fmt.Sprintf("card-%d", rng.IntN(8))
+		amount := 100 + rng.Int64N(5000)
+
+		// Oracle.
+		wm := int64(watermark.None)
+		if has {
+			wm = maxSeen - ms(DefaultMaxOutOfOrder)
+		}
+		floor := watermark.Sub(wm, ms(DefaultAllowedLateness+retention))
+		first, seen := firstSeen[id]
+		wantDup := seen && first > floor
+		wantLate := et <= watermark.Sub(wm, ms(DefaultAllowedLateness))
+		var want [4]int64
+		var sum24 int64
+		for _, k := range kept[card] {
+			for h, d := range horizons {
+				if k.et > max(et-ms(d), floor) && k.et <= et {
+					want[h]++
+					if h == h24h {
+						sum24 += k.amount
+					}
+				}
+			}
+		}
+
+		x := testTx(id, card, time.UnixMilli(et).UTC())
+		x.AmountMinor = amount
+		out := tk.process(txRecord(t, 0, int64(i), x), &c)
+		if rng.IntN(30) == 0 {
+			tk.flush()
+		}
+		if wantDup {
+			if len(out) != 0 {
+				t.Fatalf("record %d: duplicate %s not dropped", i, id)
+			}
+			continue
+		}
+		if len(out) != 1 {
+			t.Fatalf("record %d: %d outputs", i, len(out))
+		}
+		s := decodeOut(t, out[0])
+		f := s.Features
+		if got := [4]int64{f.Count1m, f.Count10m, f.Count1h, f.Count24h}; got != want || f.Sum24h != sum24 || s.Late != wantLate {
+			t.Fatalf("record %d: counts %v sum_24h %d late=%v, oracle %v %d %v", i, got, f.Sum24h, s.Late, want, sum24, wantLate)
+		}
+		if !wantLate {
+			// Sums are in US cents at the reference rate.
+			kept[card] = append(kept[card], rec{et, int64(event.USCents(amount, x.Currency))})
+		}
+		firstSeen[id] = max(et, wm)
+		if _, ok := firstET[id]; !ok {
+			firstET[id] = et
+		}
+		ids = append(ids, id)
+		if !has || et > maxSeen {
+			maxSeen, has = et, true
+		}
+	}
+	tk.flush()
+	// Eviction keeps state bounded: ~24h of ids out of ~3 days.
+	if len(tk.seen) > len(ids)/2 {
+		t.Errorf("dedup set holds %d of %d ids; eviction not working", len(tk.seen), len(ids))
+	}
+	held := 0
+	for _, cs := range tk.cards {
+		held += cs.series.Len()
+	}
+	if held > len(ids)/2 {
+		t.Errorf("card series hold %d records of %d; eviction not working", held, len(ids))
+	}
+	t.Logf("dedup set %d ids, series %d records, too late %d, duplicates %d", len(tk.seen), held, c.tooLate, c.duplicates)
+}
+
+// changelog is the compacted view of a scorer-state partition: the latest
+// value per key, with tombstones deleting.
+type changelog map[string][]byte
+
+func (cl changelog) apply(rs []*kgo.Record) {
+	for _, r := range rs {
+		if r.Value == nil {
+			delete(cl, string(r.Key))
+		} else {
+			cl[string(r.Key)] = r.Value
+		}
+	}
+}
+
+func restoreTask(t testing.TB, partition int32, p *taskParams, cl changelog) *task {
+	t.Helper()
+	tk := newTask(partition, p)
+	for k, v := range cl {
+		if err := tk.load(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tk.rebuildIndexes()
+	return tk
+}
+
+// TestTaskRestoreIsByteIdentical runs one partition twice: once in one task
+// with batches of 50, once with random batch sizes where after every batch,
+// with some probability, the task "crashes": it is rebuilt from the
+// changelog the committed batches wrote, and the uncommitted batch is
+// replayed. Every scored value must be byte-identical.
+func TestTaskRestoreIsByteIdentical(t *testing.T) {
+	in := randomStream(t, 2, 30000, 40)
+	p := testParams()
+
+	run := func(batchSize func() int, crash func() bool) ([][]byte, int) {
+		cl := changelog{}
+		tk, c := newTask(2, p), newBatchCounts()
+		var vals [][]byte
+		crashes := 0
+		for i := 0; i < len(in); {
+			n := min(batchSize(), len(in)-i)
+			var batch [][]byte
+			for _, r := range in[i : i+n] {
+				for _, out := range tk.process(r, &c) {
+					batch = append(batch, out.Value)
+				}
+			}
+			entries := tk.flush()
+			if crash() { // the batch never commits: rewind
+				tk = restoreTask(t, 2, p, cl)
+				crashes++
+				continue
+			}
+			cl.apply(entries)
+			vals = append(vals, batch...)
+			i += n
+		}
+		// The state rebuilt from the final changelog is the live state.
+		back := restoreTask(t, 2, p, cl)
+		for k, cs := range tk.cards {
+			a, _ := cs.appendBinary(nil)
+			b, _ := back.cards[k].appendBinary(nil)
+			if !bytes.Equal(a, b) {
+				t.Fatalf("card %s: restored state differs from the live one", k)
+			}
+		}
+		if len(back.cards) != len(tk.cards) || len(back.seen) != len(tk.seen) || back.gen.MaxSeen() != tk.gen.MaxSeen() {
+			t.Fatalf("restored %d cards, %d ids, max %d; live %d, %d, %d", len(back.cards), len(back.seen),
+				back.gen.MaxSeen(), len(tk.cards), len(tk.seen), tk.gen.MaxSeen())
+		}
+		return vals, crashes
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	want, _ := run(func() int { return 50 }, func() bool { return false })
+	got, crashes := run(func() int { return 1 + rng.IntN(400) }, func() bool { return rng.IntN(5) == 0 })
+	if len(got) != len(want) {
+		t.Fatalf("%d outputs with crashes, %d without", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("output %d differs after %d crashes:\n%s\n%s", i, crashes, got[i], want[i])
+		}
+	}
+	t.Logf("%d outputs identical across %d crashes", len(want), crashes)
+}
+
+// randomStream is a partition's input: cards paying every few minutes over
+// days, out of order by up to ~8s, some records late or too late, some
+// transaction ids delivered twice, with locations.
+func randomStream(t testing.TB, partition int32, n, cards int) []*kgo.Record {
+	rng := rand.New(rand.NewPCG(uint64(partition), 99))
+	var in []*kgo.Record
+	var sent []event.Transaction
+	clock := time.Unix(0, t0).UTC()
+	for i := range n {
+		clock = clock.Add(time.Duration(rng.IntN(int(10 * time.Second))))
+		if i > 0 && rng.IntN(25) == 0 {
+			in = append(in, txRecord(t, partition, int64(i), sent[rng.IntN(len(sent))]))
+			continue
+		}
+		et := clock.Add(-time.Duration(rng.IntN(int(8 * time.Second))))
+		switch rng.IntN(100) {
+		case 0:
+			et = clock.Add(-30 * time.Second) // late
+		case 1:
+			et = clock.Add(-10 * time.Minute) // too late
+		}
+		x := testTx(fmt.Sprintf("r%d", i), fmt.Sprintf("c%d", rng.IntN(cards)), et)
+		x.AmountMinor = 100 + rng.Int64N(20000)
+		x.MerchantID = fmt.Sprintf("m%d", rng.IntN(30))
+		x.MerchantCountry = []string{"DE", "FR", "US", "GB"}[rng.IntN(4)]
+		lat, lon := 48+rng.Float64(), 11+rng.Float64()
+		x.Lat, x.Lon = &lat, &lon
+		sent = append(sent, x)
+		in = append(in, txRecord(t, partition, int64(i), x))
+	}
+	return in
+}
+
+// TestTaskReplayIsByteIdentical: two tasks fed the same partition produce
+// the same values; only the scored-at header may differ.
+func TestTaskReplayIsByteIdentical(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var in []*kgo.Record
+	for i := range 2000 {
+		et := time.Unix(0, t0+int64(i)*int64(time.Second)-int64(rng.IntN(int(90*time.Second)))).UTC()
+		in = append(in, txRecord(t, 2, int64(i), testTx(fmt.Sprintf("r%d", rng.IntN(1800)), fmt.Sprintf("c%d", rng.IntN(7)), et)))
+	}
+	run := func(now time.Time) [][]byte {
+		p := testParams()
+		p.now = func() time.Time { return now }
+		tk, c := newTask(2, p), newBatchCounts()
+		var vals [][]byte
+		for _, r := range in {
+			for _, out := range tk.process(r, &c) {
+				vals = append(vals, out.Value)
+			}
+		}
+		return vals
+	}
+	a, b := run(time.Now()), run(time.Now().Add(time.Hour))
+	if len(a) != len(b) {
+		t.Fatalf("%d vs %d outputs", len(a), len(b))
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			t.Fatalf("output %d differs:\n%s\n%s", i, a[i], b[i])
+		}
+	}
+}
+
+// BenchmarkTaskProcess measures decode, validate, de-duplicate, features,
+// score and encode of one transaction (500 cards, 100 tx/s per partition).
+func BenchmarkTaskProcess(b *testing.B) {
+	benchmarkTaskProcess(b, testParams)
+}
+
+// BenchmarkTaskProcessDefault is BenchmarkTaskProcess with the default
+// rules and model: the whole per-record cost of scoring.
+func BenchmarkTaskProcessDefault(b *testing.B) {
+	benchmarkTaskProcess(b, func() *taskParams {
+		p, err := newTaskParams(DefaultConfig(), Deps{}, time.Now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	})
+}
+
+func benchmarkTaskProcess(b *testing.B, params func() *taskParams) {
+	recs := make([]*kgo.Record, 100_000)
+	for i := range recs {
+		recs[i] = txRecord(b, 0, int64(i), testTx(fmt.Sprintf("tx-%d", i), fmt.Sprintf("card-%d", i%500), time.Unix(0, t0+int64(i)*int64(10*time.Millisecond)).UTC()))
+	}
+	var tk *task
+	c := newBatchCounts()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if i%len(recs) == 0 { // a fresh task, so no id is a duplicate
+			b.StopTimer()
+			tk = newTask(0, params())
+			b.StartTimer()
+		}
+		if out := tk.process(recs[i%len(recs)], &c); len(out) != 1 {
+			b.Fatal("no output")
+		}
+	}
+}
+
+// TestBatchCountsMerge: merge adds every counter, so one added to
+// batchCounts later cannot be forgotten by the parallel batch loop.
+func TestBatchCountsMerge(t *testing.T) {
+	o := newBatchCounts()
+	v := reflect.ValueOf(&o).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Int { // unexported: set through its address
+			reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().SetInt(int64(i + 1))
+		}
+	}
+	o.decisions[event.DecisionDecline] = 2
+	c := newBatchCounts()
+	c.decisions[event.DecisionDecline] = 1
+	c.merge(&o)
+	c.merge(&o)
+	cv := reflect.ValueOf(&c).Elem()
+	for i := range cv.NumField() {
+		if f := cv.Field(i); f.Kind() == reflect.Int && f.Int() != int64(2*(i+1)) {
+			t.Errorf("%s = %d after two merges, want %d", cv.Type().Field(i).Name, f.Int(), 2*(i+1))
+		}
+	}
+	if c.decisions[event.DecisionDecline] != 5 {
+		t.Errorf("declines = %d, want 5", c.decisions[event.DecisionDecline])
+	}
+}
