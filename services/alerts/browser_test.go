@@ -1,0 +1,308 @@
+package alerts
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fraudstream/fraudstream/pkg/event"
+)
+
+// Browser tests drive Debian's chromium headless through chromedp, with
+// exactly the flags of DESIGN.md: nothing is resolved outside this
+// machine. Without chromium they skip, except under CI=true.
+
+// chromiumPath finds the browser.
+func chromiumPath() (string, error) {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
+		return "/usr/bin/chromium", nil
+	}
+	return "", fmt.Errorf("no chromium on PATH nor at /usr/bin/chromium")
+}
+
+// NewBrowser returns a chromedp context of a fresh headless chromium, with
+// a new user data dir, closed when the test ends. It is exported for the
+// external pipeline test in this package's test binary.
+func NewBrowser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := chromiumPath()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("browser test: %v (CI=true: apt-get install chromium)", err)
+		}
+		t.Skipf("browser test: %v (install chromium; under CI=true this fails)", err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 900),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// Start the browser with a context without deadline (a deadline on the
+	// first run would bound the browser's whole life).
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// Do runs browser steps, bounded, failing the test with what.
+func Do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(c, steps...); err != nil {
+		Screenshot(t, ctx, "failed-"+strings.ReplaceAll(what, " ", "-"))
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// JS is an action that runs a JavaScript statement.
+func JS(stmt string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Evaluate[bool](stmt+"; true")(ctx, tg)
+		return chromedp.Void{}, err
+	}
+}
+
+// WaitJS waits until a JavaScript expression is truthy.
+func WaitJS(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(c, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		Screenshot(t, ctx, "failed-"+strings.ReplaceAll(what, " ", "-"))
+		t.Fatalf("waiting for %s (%s): %v", what, expr, err)
+	}
+}
+
+// EvalJS returns the value of a JavaScript expression.
+func EvalJS[T any](t *testing.T, ctx context.Context, expr string, opts ...chromedp.EvaluateOption) T {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(c, chromedp.Evaluate[T](expr, opts...))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// ArtifactsDir is where screenshots go: $ARTIFACTS_DIR, or
+// testdata/artifacts (ignored by git).
+func ArtifactsDir(t *testing.T) string {
+	dir := os.Getenv("ARTIFACTS_DIR")
+	if dir == "" {
+		dir = filepath.Join("testdata", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Screenshot saves a full-page PNG named after the test and name.
+func Screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(c, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	file := filepath.Join(ArtifactsDir(t), strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+name+".png")
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	t.Logf("screenshot: %s", file)
+}
+
+func TestDashboardInBrowser(t *testing.T) {
+	ctx := NewBrowser(t)
+	brokers := newCluster(t)
+	svc := start(t, testConfig(brokers, sqliteURL(t)), nil)
+	base := "http://" + svc.Addr()
+	p := newProducer(t, brokers)
+
+	// Records from before the page opened are in the queue from the database.
+	now := time.Now().UTC()
+	old := record("br-old", "card-old", event.DecisionReview, now.Add(-time.Minute), 0)
+	p.txn(true, old)
+	waitCount(t, svc.Store(), 1)
+
+	t.Run("page loads and goes live", func(t *testing.T) {
+		Do(t, ctx, "open dashboard", chromedp.Navigate(base+"/"))
+		WaitJS(t, ctx, "live status", `document.getElementById("status").dataset.state === "live"`)
+		if title := EvalJS[string](t, ctx, `document.title`); !strings.Contains(title, "fraudstream") {
+			t.Fatalf("title = %q", title)
+		}
+	})
+	t.Run("a scored transaction appears live", func(t *testing.T) {
+		rec := record("br-live-1", "card-b1", event.DecisionDecline, now, 1)
+		setReasons(t, rec, event.Reason{Code: "VELOCITY_1M", Source: event.SourceRule, Weight: 0.9, Detail: "count_1m=7 >= 5"})
+		p.txn(true, rec)
+		WaitJS(t, ctx, "live row", `!!document.querySelector('#rows tr[data-id="br-live-1"]')`)
+		Screenshot(t, ctx, "live")
+	})
+	t.Run("disposition persists across reload", func(t *testing.T) {
+		Do(t, ctx, "open queue", JS(`location.hash = "#alerts"`))
+		WaitJS(t, ctx, "queue row", `!!document.querySelector('#queue tr[data-id="br-old"]')`)
+		WaitJS(t, ctx, "live queue row", `!!document.querySelector('#queue tr[data-id="br-live-1"]')`)
+		Do(t, ctx, "click fraud", chromedp.Click(chromedp.CSS(`#queue tr[data-id="br-live-1"] button.fraud`), chromedp.NodeVisible))
+		WaitJS(t, ctx, "pressed", `document.querySelector('#queue tr[data-id="br-live-1"] button.fraud').getAttribute("aria-pressed") === "true"`)
+		l, err := svc.Store().Label(context.Background(), "br-live-1")
+		if err != nil || l.Disposition != DispositionConfirmedFraud {
+			t.Fatalf("stored label = %+v, %v", l, err)
+		}
+		Do(t, ctx, "reload", chromedp.Reload())
+		WaitJS(t, ctx, "pressed after reload", `(() => { const b = document.querySelector('#queue tr[data-id="br-live-1"] button.fraud'); return !!b && b.getAttribute("aria-pressed") === "true" })()`)
+		if fp := EvalJS[string](t, ctx, `document.querySelector('#queue tr[data-id="br-live-1"] button.fp').getAttribute("aria-pressed")`); fp != "false" {
+			t.Fatalf("false-positive button pressed = %s", fp)
+		}
+		Screenshot(t, ctx, "queue")
+	})
+	t.Run("detail shows features and reasons", func(t *testing.T) {
+		Do(t, ctx, "open detail", chromedp.Click(chromedp.CSS(`#queue tr[data-id="br-live-1"] td.id`), chromedp.NodeVisible))
+		WaitJS(t, ctx, "features", `document.querySelectorAll("#drawer-features tr").length >= 10`)
+		WaitJS(t, ctx, "reason", `document.getElementById("drawer-reasons").textContent.includes("VELOCITY_1M")`)
+		if txt := EvalJS[string](t, ctx, `document.getElementById("drawer-features").textContent`); !strings.Contains(txt, "amount_zscore") {
+			t.Fatalf("features table lacks amount_zscore: %q", txt)
+		}
+		Screenshot(t, ctx, "detail")
+		Do(t, ctx, "close detail", chromedp.Click(chromedp.ID("drawer-close")))
+		WaitJS(t, ctx, "drawer out of the way", `document.getElementById("drawer").getBoundingClientRect().left >= window.innerWidth`)
+	})
+	t.Run("a bad rule expression shows its error", func(t *testing.T) {
+		Do(t, ctx, "open rules", JS(`location.hash = "#rules"`))
+		WaitJS(t, ctx, "rules loaded", `document.getElementById("rules-version").textContent !== ""`)
+		Do(t, ctx, "add rule", chromedp.Click(chromedp.ID("rules-add"), chromedp.NodeVisible))
+		WaitJS(t, ctx, "new rule row", `!!document.querySelector('#rules-list .rule[data-index="0"] [name="id"]')`)
+		// Typed as a user would: values into the new row's inputs.
+		field := func(name, value string) chromedp.Action[chromedp.Void] {
+			return JS(fmt.Sprintf(`document.querySelector('#rules-list .rule[data-index="0"] [name=%q]').value = %q`, name, value))
+		}
+		Do(t, ctx, "fill rule",
+			field("id", "two_minutes"),
+			field("expression", "count_2m > 3"),
+			field("reason_code", "VELOCITY_2M"),
+			chromedp.Click(chromedp.ID("rules-save"), chromedp.NodeVisible),
+		)
+		WaitJS(t, ctx, "field error", `!!document.querySelector('#rules-list .rule[data-index="0"] .field-error')`)
+		msg := EvalJS[string](t, ctx, `document.querySelector('#rules-list .rule[data-index="0"] .field-error').textContent`)
+		if !strings.Contains(msg, "expression") || !strings.Contains(msg, "count_2m") {
+			t.Fatalf("error shown = %q, want the expression's compile error naming count_2m", msg)
+		}
+		if cls := EvalJS[string](t, ctx, `document.querySelector('#rules-list .rule[data-index="0"] [name="expression"]').className`); !strings.Contains(cls, "invalid") {
+			t.Fatalf("expression input not marked invalid: %q", cls)
+		}
+		Screenshot(t, ctx, "rules-error")
+		// Fixed, it publishes version 1.
+		Do(t, ctx, "fix rule", field("expression", "count_10m >= 8"), chromedp.Click(chromedp.ID("rules-save"), chromedp.NodeVisible))
+		WaitJS(t, ctx, "published", `document.getElementById("rules-ok").textContent.includes("version 1")`)
+	})
+	t.Run("charts render", func(t *testing.T) {
+		w0 := now.Truncate(time.Minute).Add(-6 * time.Minute)
+		var recs []*kgo.Record
+		for w := range 6 {
+			for part := range int32(testPartitions) {
+				wm := w0.Add(time.Duration(w+1) * time.Minute)
+				if part == 2 && w >= 3 {
+					continue // partition 2 lags: windows 3+ stay provisional
+				}
+				s := event.Stats{Partition: part, WindowStart: w0.Add(time.Duration(w) * time.Minute), WindowEnd: wm,
+					Count: int64(20 + 5*w), Approved: int64(15 + 5*w), Review: 3, Declined: 2, Watermark: wm,
+					LatencyP50Ms: 12 + float64(w), LatencyP99Ms: 60 + 4*float64(w)}
+				v, _ := s.Encode()
+				recs = append(recs, &kgo.Record{Topic: event.TopicStats, Key: s.Key(), Value: v, Partition: part})
+			}
+		}
+		p.txn(true, recs...)
+		Do(t, ctx, "open charts", JS(`location.hash = "#charts"`))
+		// Live records fill the score distribution.
+		var live []*kgo.Record
+		for i := range 40 {
+			r := record(fmt.Sprintf("br-score-%d", i), "card-s", event.DecisionApprove, now, int32(i%testPartitions))
+			sc, _ := event.DecodeScored(r.Value)
+			sc.Score = float64(i%10)/10 + 0.05
+			r.Value, _ = sc.Encode()
+			live = append(live, r)
+		}
+		p.txn(true, live...)
+		WaitJS(t, ctx, "score histogram", `document.getElementById("chart-scores").dataset.total === "40"`)
+		WaitJS(t, ctx, "throughput points", `document.getElementById("chart-throughput").dataset.points === "6"`)
+		if prov := EvalJS[string](t, ctx, `document.getElementById("chart-throughput").dataset.provisional`); prov != "3" {
+			t.Errorf("provisional windows drawn = %s, want 3", prov)
+		}
+		for _, id := range []string{"chart-throughput", "chart-decline", "chart-latency", "chart-lag", "chart-scores"} {
+			inked := EvalJS[float64](t, ctx, fmt.Sprintf(`(() => { const c = document.getElementById(%q);
+				const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data; let n = 0;
+				for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })()`, id))
+			if inked < 200 {
+				t.Errorf("%s has %v drawn pixels: empty chart", id, inked)
+			}
+		}
+		Screenshot(t, ctx, "charts")
+	})
+}
+
+func setReasons(t *testing.T, r *kgo.Record, reasons ...event.Reason) {
+	s, err := event.DecodeScored(r.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Reasons = reasons
+	r.Value, _ = s.Encode()
+}
+
+func TestDashboardLoginInBrowser(t *testing.T) {
+	ctx := NewBrowser(t)
+	brokers := newCluster(t)
+	cfg := testConfig(brokers, sqliteURL(t))
+	cfg.Token = "browser-test-token-0123"
+	svc := start(t, cfg, nil)
+	base := "http://" + svc.Addr()
+
+	Do(t, ctx, "open dashboard", chromedp.Navigate(base+"/"))
+	WaitJS(t, ctx, "login form", `!document.getElementById("login").hidden`)
+	Screenshot(t, ctx, "login")
+	login := func(token string) chromedp.Action[chromedp.Void] {
+		return JS(fmt.Sprintf(`document.getElementById("login-token").value = %q; document.querySelector("#login-form button").click()`, token))
+	}
+	Do(t, ctx, "wrong token", login("wrong-token"))
+	WaitJS(t, ctx, "login error", `document.getElementById("login-error").textContent.includes("Wrong token")`)
+	Do(t, ctx, "right token", login(cfg.Token))
+	WaitJS(t, ctx, "logged in and live", `document.getElementById("login").hidden && document.getElementById("status").dataset.state === "live"`)
+	// The session cookie survives a reload; the API answers without a header.
+	Do(t, ctx, "reload", chromedp.Reload())
+	WaitJS(t, ctx, "still live", `document.getElementById("login").hidden && document.getElementById("status").dataset.state === "live"`)
+	if code := EvalJS[float64](t, ctx, `(async () => (await fetch("/api/v1/alerts")).status)()`, chromedp.EvalAwaitPromise); code != http.StatusOK {
+		t.Fatalf("API with the session cookie = %v", code)
+	}
+}

@@ -1,0 +1,206 @@
+package alerts
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fraudstream/fraudstream/internal/kafkaopt"
+)
+
+// Defaults for Config, used by DefaultConfig. The environment variable each
+// setting is read from in cmd/fraudstream is named in the Config field docs.
+const (
+	DefaultAddr           = "127.0.0.1:8080"
+	DefaultGroupID        = "fraudstream-alerts"
+	DefaultBatchSize      = 1000
+	DefaultFlushInterval  = 100 * time.Millisecond
+	DefaultDBMaxConns     = 8
+	DefaultSSEBuffer      = 4096
+	DefaultSSEMaxClients  = 1000
+	DefaultSSEHeartbeat   = 15 * time.Second
+	DefaultStartupTimeout = 30 * time.Second
+	DefaultStatsRetention = time.Hour
+	MinTokenLength        = 16
+)
+
+// Config is everything alerts needs to run. Start from DefaultConfig: every
+// size and duration must be positive, so a zero value is refused by Validate
+// rather than silently meaning "unlimited".
+type Config struct {
+	// Addr is the HTTP listen address of the dashboard, the analyst API and
+	// /healthz, /readyz, /metrics (ALERTS_ADDR, default 127.0.0.1:8080).
+	Addr string
+
+	// Kafka is how to reach the brokers (KAFKA_BROKERS, KAFKA_TLS, …).
+	Kafka kafkaopt.Config
+
+	// DatabaseURL selects the store (DATABASE_URL, required):
+	//   - postgres://… or postgresql://…: PostgreSQL through pgx;
+	//   - sqlite:PATH, file:PATH or a bare PATH: an SQLite file, created
+	//     with its directory if missing (the embedded default).
+	DatabaseURL string
+
+	// GroupID is the consumer group of the database sink
+	// (ALERTS_GROUP_ID, default fraudstream-alerts). The group only
+	// assigns partitions; offsets live in the database, never in Kafka.
+	// Replicas writing to the same database must share it.
+	GroupID string
+
+	// BatchSize caps the records written in one database transaction
+	// (ALERTS_BATCH_SIZE, default 1000).
+	BatchSize int
+
+	// FlushInterval is how long the sink waits for a batch to fill after
+	// its first record before writing it anyway: the bound on how stale
+	// the database is behind Kafka (ALERTS_FLUSH_INTERVAL, default 100ms).
+	FlushInterval time.Duration
+
+	// DBMaxConns caps PostgreSQL connections (ALERTS_DB_MAX_CONNS,
+	// default 8). SQLite always uses one writer connection.
+	DBMaxConns int
+
+	// SSEBuffer is how many events a live-stream client may fall behind
+	// before it is disconnected, so a slow browser never slows the
+	// service (ALERTS_SSE_BUFFER, default 4096: 0.8 s at 5k events/s, so
+	// a healthy client rides out a GC pause or a busy core). Queued events
+	// are shared between clients, so each costs 8 bytes per client.
+	// EventSource reconnects by itself, and while a reconnecting client is
+	// backfilled from the database its live events queue without this
+	// bound (up to 65,536).
+	SSEBuffer int
+
+	// SSEMaxClients caps concurrent /api/v1/stream clients; more get 503
+	// (ALERTS_SSE_MAX_CLIENTS, default 1000).
+	SSEMaxClients int
+
+	// SSEHeartbeat is the interval of comment lines on idle streams that
+	// keep proxies from closing them (ALERTS_SSE_HEARTBEAT, default 15s).
+	SSEHeartbeat time.Duration
+
+	// StartupTimeout bounds opening and migrating the database in New
+	// (ALERTS_STARTUP_TIMEOUT, default 30s).
+	StartupTimeout time.Duration
+
+	// StatsRetention is how much event time of fraud-stats windows, back
+	// from the newest, GET /api/v1/stats keeps in memory
+	// (ALERTS_STATS_RETENTION, default 1h).
+	StatsRetention time.Duration
+
+	// Token, when set, is required for the dashboard's data, the analyst
+	// API and the stream, as the cookie set by POST /api/v1/login or as
+	// "Authorization: Bearer TOKEN" (ALERTS_TOKEN, at least 16
+	// characters). It is required when Addr is not a loopback address:
+	// card data is never served to the network without it. /healthz,
+	// /readyz and /metrics stay open for probes and scrapers.
+	Token string
+}
+
+// DefaultConfig returns a Config with every default filled in. Kafka
+// brokers and the database URL have no default.
+func DefaultConfig() Config {
+	return Config{
+		Addr:           DefaultAddr,
+		GroupID:        DefaultGroupID,
+		BatchSize:      DefaultBatchSize,
+		FlushInterval:  DefaultFlushInterval,
+		DBMaxConns:     DefaultDBMaxConns,
+		SSEBuffer:      DefaultSSEBuffer,
+		SSEMaxClients:  DefaultSSEMaxClients,
+		SSEHeartbeat:   DefaultSSEHeartbeat,
+		StartupTimeout: DefaultStartupTimeout,
+		StatsRetention: DefaultStatsRetention,
+	}
+}
+
+// Validate names the environment variable of the first bad setting.
+func (c Config) Validate() error {
+	if c.Addr == "" {
+		return errors.New("ALERTS_ADDR: a listen address such as 127.0.0.1:8080 is required")
+	}
+	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	if _, err := parseDatabaseURL(c.DatabaseURL); err != nil {
+		return err
+	}
+	checks := []struct {
+		ok  bool
+		env string
+	}{
+		{c.GroupID != "", "ALERTS_GROUP_ID: must not be empty"},
+		{c.BatchSize > 0, "ALERTS_BATCH_SIZE: must be positive"},
+		{c.FlushInterval > 0, "ALERTS_FLUSH_INTERVAL: must be positive"},
+		{c.DBMaxConns > 0, "ALERTS_DB_MAX_CONNS: must be positive"},
+		{c.SSEBuffer > 0, "ALERTS_SSE_BUFFER: must be positive"},
+		{c.SSEMaxClients > 0, "ALERTS_SSE_MAX_CLIENTS: must be positive"},
+		{c.SSEHeartbeat > 0, "ALERTS_SSE_HEARTBEAT: must be positive"},
+		{c.StartupTimeout > 0, "ALERTS_STARTUP_TIMEOUT: must be positive"},
+		{c.StatsRetention > 0, "ALERTS_STATS_RETENTION: must be positive"},
+		{c.Token == "" || len(c.Token) >= MinTokenLength, fmt.Sprintf("ALERTS_TOKEN: must be at least %d characters", MinTokenLength)},
+		{c.Token != "" || isLoopback(c.Addr), "ALERTS_TOKEN: required when ALERTS_ADDR listens beyond localhost (" + c.Addr + ")"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return errors.New(ch.env)
+		}
+	}
+	return nil
+}
+
+// isLoopback reports whether addr only accepts connections from this
+// machine. An empty host listens on every interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// database is a parsed DATABASE_URL.
+type database struct {
+	driver string // "postgres" or "sqlite"
+	dsn    string // the URL for pgx, the file path for SQLite
+}
+
+// parseDatabaseURL recognises the forms documented on Config.DatabaseURL.
+func parseDatabaseURL(s string) (database, error) {
+	switch {
+	case s == "":
+		return database{}, errors.New("DATABASE_URL: required: postgres://user@host/db or sqlite:PATH")
+	case strings.HasPrefix(s, "postgres://"), strings.HasPrefix(s, "postgresql://"):
+		if _, err := pgx.ParseConfig(s); err != nil {
+			// pgx's error may quote the URL with its password; say only what is wrong.
+			return database{}, errors.New("DATABASE_URL: not a valid PostgreSQL URL")
+		}
+		return database{driver: "postgres", dsn: s}, nil
+	}
+	path := s
+	for _, prefix := range []string{"sqlite://", "sqlite:", "file://", "file:"} {
+		if p, ok := strings.CutPrefix(s, prefix); ok {
+			path = p
+			break
+		}
+	}
+	if path == s && strings.Contains(s, "://") {
+		scheme, _, _ := strings.Cut(s, "://")
+		return database{}, fmt.Errorf("DATABASE_URL: unsupported scheme %q: use postgres:// or sqlite:PATH", scheme)
+	}
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return database{}, fmt.Errorf("DATABASE_URL: %q: want sqlite:PATH with a plain file path (no query or fragment)", s)
+	}
+	if path == ":memory:" {
+		// Each connection would see its own empty database.
+		return database{}, errors.New("DATABASE_URL: in-memory SQLite is not supported; give a file path")
+	}
+	return database{driver: "sqlite", dsn: path}, nil
+}

@@ -1,0 +1,89 @@
+package alerts
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// metrics are the service's own Prometheus series; the Kafka clients add
+// theirs through kprom hooks.
+type metrics struct {
+	rowsStored    prometheus.Counter
+	duplicates    prometheus.Counter
+	batches       prometheus.Counter
+	batchSeconds  prometheus.Histogram
+	decodeErrors  prometheus.Counter
+	saveErrors    prometheus.Counter
+	lag           *prometheus.GaugeVec
+	liveRecords   prometheus.Counter
+	sseClients    prometheus.Gauge
+	sseSlowKicked prometheus.Counter
+	sseBackfilled prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	const ns = "fraudstream"
+	m := &metrics{
+		rowsStored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_sink",
+			Name: "rows_stored_total", Help: "Scored transactions newly written to the database."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_sink",
+			Name: "duplicate_rows_total", Help: "Consumed records whose transaction_id was already stored (re-reads after a crash or rebalance)."}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_sink",
+			Name: "batches_total", Help: "Database transactions committed by the sink."}),
+		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: "alerts_sink",
+			Name: "batch_save_seconds", Help: "Time to write one batch and its offsets.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		decodeErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_sink",
+			Name: "decode_errors_total", Help: "Records skipped because they are not valid scored records."}),
+		saveErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_sink",
+			Name: "save_errors_total", Help: "Batches the database refused; the sink rewinds and retries them."}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: "alerts_sink",
+			Name: "lag_records", Help: "Committed records of the partition not yet in the database, as of the last fetch."},
+			[]string{"partition"}),
+		liveRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_live",
+			Name: "records_total", Help: "Scored records fanned out to live-stream clients."}),
+		sseClients: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: "alerts_live",
+			Name: "sse_clients", Help: "Connected /api/v1/stream clients."}),
+		sseSlowKicked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_live",
+			Name: "sse_slow_disconnects_total", Help: "Stream clients disconnected because their buffer was full."}),
+		sseBackfilled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_live",
+			Name: "sse_backfilled_total", Help: "Stored records sent to reconnecting stream clients to fill their gap."}),
+	}
+	reg.MustRegister(m.sseBackfilled, m.rowsStored, m.duplicates, m.batches, m.batchSeconds, m.decodeErrors,
+		m.saveErrors, m.lag, m.liveRecords, m.sseClients, m.sseSlowKicked)
+	return m
+}
+
+func partitionLabel(p int32) string { return strconv.FormatInt(int64(p), 10) }
+
+// kgoLogger hands franz-go's log lines to slog.
+type kgoLogger struct{ log *slog.Logger }
+
+func (l kgoLogger) Level() kgo.LogLevel {
+	switch {
+	case l.log.Enabled(context.Background(), slog.LevelDebug):
+		return kgo.LogLevelDebug
+	case l.log.Enabled(context.Background(), slog.LevelInfo):
+		return kgo.LogLevelInfo
+	case l.log.Enabled(context.Background(), slog.LevelWarn):
+		return kgo.LogLevelWarn
+	}
+	return kgo.LogLevelError
+}
+
+func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lv := slog.LevelDebug
+	switch level {
+	case kgo.LogLevelError:
+		lv = slog.LevelError
+	case kgo.LogLevelWarn:
+		lv = slog.LevelWarn
+	case kgo.LogLevelInfo:
+		lv = slog.LevelInfo
+	}
+	l.log.Log(context.Background(), lv, msg, keyvals...)
+}

@@ -1,0 +1,78 @@
+package alerts_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/fraudstream/fraudstream/internal/devstack"
+	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/services/alerts"
+)
+
+// TestPostedTransactionAppearsLiveInBrowser runs the real pipeline in this
+// process (internal/devstack: broker, ingest, scorer, alerts on SQLite),
+// opens the dashboard in chromium, POSTs a transaction to ingest and waits
+// for it in the live feed and then in the stored detail view.
+func TestPostedTransactionAppearsLiveInBrowser(t *testing.T) {
+	ctx := alerts.NewBrowser(t)
+	runCtx, stop := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	stack, err := devstack.Start(runCtx, devstack.Config{
+		DataDir: t.TempDir(), BrokerListen: "127.0.0.1:0", Partitions: 3,
+		IngestAddr: "127.0.0.1:0", ScorerAddr: "127.0.0.1:0", AlertsAddr: "127.0.0.1:0",
+	}, log)
+	if err != nil {
+		stop()
+		t.Fatalf("devstack: %v", err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- stack.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-runErr; err != nil {
+			t.Errorf("stack.Run: %v", err)
+		}
+	}()
+	select {
+	case <-stack.Alerts().Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("alerts not ready")
+	}
+
+	alerts.Do(t, ctx, "open dashboard", chromedp.Navigate(stack.AlertsURL()+"/"))
+	alerts.WaitJS(t, ctx, "live status", `document.getElementById("status").dataset.state === "live"`)
+
+	id := fmt.Sprintf("browser-%d", time.Now().UnixNano())
+	tx := event.Transaction{TransactionID: id, CardID: "card-browser", AmountMinor: 4200, Currency: "EUR",
+		MerchantID: "m-42", MerchantCategory: "5411", MerchantCountry: "DE", Channel: event.ChannelEcommerce,
+		EventTime: time.Now().UTC()}
+	body, _ := tx.Encode()
+	req, _ := http.NewRequest(http.MethodPost, stack.IngestURL()+"/v1/transactions", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+stack.APIKey())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/transactions = %d %s", resp.StatusCode, b)
+	}
+	posted := time.Now()
+	alerts.WaitJS(t, ctx, "the posted transaction in the live feed", fmt.Sprintf(`!!document.querySelector('#rows tr[data-id=%q]')`, id))
+	t.Logf("POST → live feed row in the browser: %v", time.Since(posted).Round(time.Millisecond))
+	alerts.Screenshot(t, ctx, "live")
+
+	alerts.Do(t, ctx, "open detail", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#rows tr[data-id=%q] td.id`, id)), chromedp.NodeVisible))
+	alerts.WaitJS(t, ctx, "stored detail with features", `document.querySelectorAll("#drawer-features tr").length >= 10`)
+	alerts.Screenshot(t, ctx, "detail")
+}

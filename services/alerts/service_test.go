@@ -1,0 +1,407 @@
+package alerts
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fraudstream/fraudstream/pkg/event"
+)
+
+const testPartitions = 3
+
+func newCluster(t *testing.T) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(testPartitions, event.TopicScored, event.TopicStats),
+		kfake.SeedTopics(1, event.TopicRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+func testConfig(brokers []string, dbURL string) Config {
+	cfg := DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Kafka.Brokers = brokers
+	cfg.DatabaseURL = dbURL
+	cfg.BatchSize = 50
+	cfg.FlushInterval = 20 * time.Millisecond
+	return cfg
+}
+
+// running is a Service whose Run is in progress.
+type running struct {
+	*Service
+	stop func() // cancels Run and waits for it
+}
+
+// start builds a Service (letting the test adjust it before Run), runs it
+// and waits until it is Ready.
+func start(t *testing.T, cfg Config, adjust func(*Service)) *running {
+	t.Helper()
+	s, err := New(cfg, Deps{Log: discardLog()})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if adjust != nil {
+		adjust(s)
+	}
+	return run(t, s)
+}
+
+// run runs s until the test ends and waits until it is Ready.
+func run(t *testing.T, s *Service) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	var stopped atomic.Bool
+	stop := func() {
+		if stopped.Swap(true) {
+			return
+		}
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return within 30s of cancel")
+		}
+	}
+	t.Cleanup(stop)
+	select {
+	case <-s.Ready():
+	case err := <-errc:
+		t.Fatalf("Run ended before ready: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("service not ready within 20s")
+	}
+	return &running{Service: s, stop: stop}
+}
+
+// producer writes scored records transactionally, as the scorer does.
+type producer struct {
+	t  *testing.T
+	cl *kgo.Client
+}
+
+func newProducer(t *testing.T, brokers []string) *producer {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(fmt.Sprintf("test-%s-%d", t.Name(), time.Now().UnixNano())),
+		kgo.DefaultProduceTopic(event.TopicScored), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &producer{t: t, cl: cl}
+}
+
+func scoredRecord(id string, partition int32) *kgo.Record {
+	s := scored(id, []string{event.DecisionApprove, event.DecisionReview, event.DecisionDecline}[len(id)%3])
+	v, _ := s.Encode()
+	return &kgo.Record{
+		Key: []byte(s.Transaction.CardID), Value: v, Partition: partition,
+		Headers: []kgo.RecordHeader{{Key: event.HeaderScoredAt, Value: []byte(s.ScoredAt.Format(time.RFC3339Nano))}},
+	}
+}
+
+// txn produces recs in one transaction and commits it (or aborts it).
+func (p *producer) txn(commit bool, recs ...*kgo.Record) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.cl.BeginTransaction(); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := p.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := p.cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// batchOf returns n records with ids prefix-0… spread over the partitions.
+func batchOf(prefix string, n int) []*kgo.Record {
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = scoredRecord(fmt.Sprintf("%s-%d", prefix, i), int32(i%testPartitions))
+	}
+	return recs
+}
+
+func waitCount(t *testing.T, s Store, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var n int64
+	for time.Now().Before(deadline) {
+		var err error
+		if n, err = s.Count(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n >= want {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n != want {
+		t.Fatalf("stored %d rows, want %d", n, want)
+	}
+}
+
+func sqliteURL(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "alerts.db") }
+
+func TestSinkStoresCommittedRecordsExactlyOnce(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			brokers := newCluster(t)
+			cfg := testConfig(brokers, b.url(t))
+			p := newProducer(t, brokers)
+			// Some records exist before the sink starts, some arrive later.
+			p.txn(true, batchOf("a", 120)...)
+			svc := start(t, cfg, nil)
+			p.txn(false, batchOf("aborted", 30)...) // never visible to read_committed
+			p.txn(true, batchOf("b", 180)...)
+			garbage := &kgo.Record{Value: []byte(`{"not":"scored"}`), Partition: 1}
+			p.txn(true, garbage, scoredRecord("after-garbage", 1))
+			waitCount(t, svc.Store(), 301)
+
+			ctx := context.Background()
+			for _, id := range []string{"a-0", "a-119", "b-179", "after-garbage"} {
+				got, err := svc.Store().Transaction(ctx, id)
+				if err != nil {
+					t.Fatalf("Transaction(%s): %v", id, err)
+				}
+				if got.ScoredAt.IsZero() {
+					t.Errorf("%s: ScoredAt not taken from the %s header", id, event.HeaderScoredAt)
+				}
+			}
+			if _, err := svc.Store().Transaction(ctx, "aborted-0"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("aborted record stored: %v", err)
+			}
+			if n := testutil.ToFloat64(svc.sink.m.decodeErrors); n != 1 {
+				t.Errorf("decode errors = %v, want 1", n)
+			}
+
+			// Restart: the new instance resumes at the stored offsets, so it
+			// re-reads nothing (a re-read would count as a duplicate).
+			svc.stop()
+			p.txn(true, batchOf("c", 90)...)
+			svc2 := start(t, cfg, nil)
+			waitCount(t, svc2.Store(), 391)
+			time.Sleep(100 * time.Millisecond) // let any stray re-read show up
+			if n := testutil.ToFloat64(svc2.sink.m.duplicates); n != 0 {
+				t.Fatalf("restarted sink re-read %v already stored records", n)
+			}
+			if n := testutil.ToFloat64(svc2.sink.m.rowsStored); n != 90 {
+				t.Fatalf("restarted sink stored %v rows, want 90", n)
+			}
+			offs, err := svc2.Store().Offsets(ctx, event.TopicScored)
+			if err != nil || len(offs) != testPartitions {
+				t.Fatalf("Offsets = %v, %v", offs, err)
+			}
+			waitCount(t, svc2.Store(), 391)
+		})
+	}
+}
+
+// flakyStore fails the first SaveBatch calls, as a database outage would.
+type flakyStore struct {
+	Store
+	failures atomic.Int32
+}
+
+func (f *flakyStore) SaveBatch(ctx context.Context, topic string, rows []Record, offsets map[int32]int64) (int, error) {
+	if f.failures.Add(-1) >= 0 {
+		return 0, errors.New("injected outage")
+	}
+	return f.Store.SaveBatch(ctx, topic, rows, offsets)
+}
+
+func TestSinkRewindsAfterFailedSave(t *testing.T) {
+	brokers := newCluster(t)
+	cfg := testConfig(brokers, sqliteURL(t))
+	p := newProducer(t, brokers)
+	p.txn(true, batchOf("x", 200)...)
+	svc := start(t, cfg, func(s *Service) {
+		f := &flakyStore{Store: s.store}
+		f.failures.Store(3)
+		s.sink.store = f
+		s.sink.backoff = func(int) time.Duration { return 10 * time.Millisecond }
+	})
+	waitCount(t, svc.Store(), 200)
+	if n := testutil.ToFloat64(svc.sink.m.saveErrors); n != 3 {
+		t.Fatalf("save errors = %v, want 3", n)
+	}
+	// Rewinding re-reads exactly the failed batches, which were not stored.
+	if n := testutil.ToFloat64(svc.sink.m.duplicates); n != 0 {
+		t.Fatalf("duplicates = %v, want 0", n)
+	}
+	if n := testutil.ToFloat64(svc.sink.m.rowsStored); n != 200 {
+		t.Fatalf("rows stored = %v, want 200", n)
+	}
+}
+
+func TestHTTP(t *testing.T) {
+	brokers := newCluster(t)
+	svc := start(t, testConfig(brokers, sqliteURL(t)), nil)
+	base := "http://" + svc.Addr()
+	p := newProducer(t, brokers)
+
+	t.Run("NotFoundIsProblem", func(t *testing.T) {
+		resp, err := http.Get(base + "/api/v1/transactions/missing-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var pr problem
+		if err := json.NewDecoder(resp.Body).Decode(&pr); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 404 || resp.Header.Get("Content-Type") != "application/problem+json" || pr.Status != 404 || pr.Title != "Not Found" {
+			t.Fatalf("got %d %s %+v", resp.StatusCode, resp.Header.Get("Content-Type"), pr)
+		}
+	})
+	t.Run("BadIDIsProblem", func(t *testing.T) {
+		resp, err := http.Get(base + "/api/v1/transactions/bad%20id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("got %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	})
+	t.Run("StreamAndGet", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/api/v1/stream", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+			t.Fatalf("Content-Type = %q", ct)
+		}
+		r := bufio.NewReader(resp.Body)
+		// Wait for the hub registration (the first comment) before producing.
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		rec := scoredRecord("live-1", 2)
+		p.txn(true, rec)
+
+		ev := readEvent(t, r)
+		if ev["event"] != "scored" || ev["id"] != "0,0,1" {
+			t.Fatalf("event = %v", ev)
+		}
+		var got scoredView
+		if err := json.Unmarshal([]byte(ev["data"]), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Transaction.TransactionID != "live-1" || got.ScoredAt == nil {
+			t.Fatalf("data = %s", ev["data"])
+		}
+
+		// The same record becomes readable from the database.
+		waitCount(t, svc.Store(), 1)
+		resp2, err := http.Get(base + "/api/v1/transactions/live-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp2.Body.Close()
+		body, _ := io.ReadAll(resp2.Body)
+		if resp2.StatusCode != 200 || !strings.Contains(string(body), `"transaction_id":"live-1"`) || !strings.Contains(string(body), `"scored_at"`) {
+			t.Fatalf("GET = %d %s", resp2.StatusCode, body)
+		}
+	})
+	t.Run("Ops", func(t *testing.T) {
+		for path, want := range map[string]string{
+			"/healthz": `"ok"`,
+			"/readyz":  `"ready"`,
+			"/metrics": "fraudstream_alerts_sink_rows_stored_total",
+			"/":        "<html",
+		} {
+			resp, err := http.Get(base + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+				t.Errorf("%s = %d, body lacks %q", path, resp.StatusCode, want)
+			}
+			if path == "/metrics" {
+				for _, kp := range []string{"fraudstream_alerts_sink_kafka_", "fraudstream_alerts_live_kafka_"} {
+					if !strings.Contains(string(body), kp) {
+						t.Errorf("/metrics lacks kprom series %s*", kp)
+					}
+				}
+			}
+		}
+	})
+}
+
+// readEvent reads one SSE event, skipping comments.
+func readEvent(t *testing.T, r *bufio.Reader) map[string]string {
+	t.Helper()
+	ev := map[string]string{}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read stream: %v (so far %v)", err, ev)
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case line == "" && ev["data"] != "":
+			return ev
+		case line == "" && len(ev) > 0:
+			ev = map[string]string{} // an id alone: the resume point
+		case line == "", strings.HasPrefix(line, ":"):
+		default:
+			k, v, _ := strings.Cut(line, ": ")
+			ev[k] = v
+		}
+	}
+}
+
+func TestSinkReplicasShareTheWorkAcrossRebalances(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			brokers := newCluster(t)
+			cfg := testConfig(brokers, b.url(t))
+			p := newProducer(t, brokers)
+			one := start(t, cfg, nil)
+			p.txn(true, batchOf("r1", 150)...)
+			two := start(t, cfg, nil) // joins: partitions move between members
+			for i := range 5 {
+				p.txn(true, batchOf(fmt.Sprintf("r2-%d", i), 30)...)
+				time.Sleep(20 * time.Millisecond)
+			}
+			one.stop() // leaves: its partitions move to two
+			p.txn(true, batchOf("r3", 150)...)
+			waitCount(t, two.Store(), 450)
+			dups := testutil.ToFloat64(one.sink.m.duplicates) + testutil.ToFloat64(two.sink.m.duplicates)
+			if dups != 0 {
+				t.Errorf("%v records were read twice across rebalances", dups)
+			}
+		})
+	}
+}

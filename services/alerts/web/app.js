@@ -1,0 +1,733 @@
+// fraudstream alerts dashboard. Plain JavaScript, no dependencies, nothing
+// loaded from elsewhere:
+//   - live feed over server-sent events from /api/v1/stream (EventSource
+//     resumes by itself with Last-Event-ID; the server backfills the gap);
+//   - alert queue from /api/v1/alerts with disposition buttons;
+//   - detail drawer from /api/v1/transactions/{id}: features and reasons;
+//   - event-time charts from /api/v1/stats, provisional points dashed until
+//     the combined watermark passes their window;
+//   - rule editor over GET/PUT /api/v1/rules showing validation errors;
+//   - a token login when the server requires one.
+"use strict";
+
+(function () {
+  const MAX_ROWS = 300;
+  const $ = (id) => document.getElementById(id);
+  const counts = { total: 0, approve: 0, review: 0, decline: 0 };
+  const latencies = [];
+  const arrivals = [];
+  const scoreBins = new Array(20).fill(0);
+  let paused = false;
+  let pending = [];
+  let filter = "all";
+  let selected = null;
+  let source = null;
+  let started = false;
+  let counterFrame = 0;
+
+  // ---- helpers ----
+  const fmtCache = {};
+  function money(minor, currency) {
+    let f = fmtCache[currency];
+    if (!f) {
+      try {
+        f = new Intl.NumberFormat(undefined, { style: "currency", currency: currency });
+      } catch (e) {
+        f = { format: (v) => v.toFixed(2) + " " + currency, resolvedOptions: () => ({ maximumFractionDigits: 2 }) };
+      }
+      fmtCache[currency] = f;
+    }
+    return f.format(minor / Math.pow(10, f.resolvedOptions().maximumFractionDigits));
+  }
+  function time(ts) {
+    const d = new Date(ts);
+    if (isNaN(d)) return "–";
+    return d.toLocaleTimeString(undefined, { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+  }
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function pct(n) {
+    return counts.total ? ((100 * n) / counts.total).toFixed(1) + " %" : "–";
+  }
+
+  // api calls the analyst API; a 401 shows the login form. Errors carry
+  // the RFC 9457 problem document as .problem.
+  async function api(path, opts) {
+    opts = opts || {};
+    const init = { method: opts.method || "GET", credentials: "same-origin", headers: {} };
+    if (opts.body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(opts.body);
+    }
+    const resp = await fetch(path, init);
+    let body = null;
+    try {
+      body = await resp.json();
+    } catch (e) {
+      body = null;
+    }
+    if (resp.status === 401 && !opts.noLogin) showLogin();
+    if (!resp.ok) {
+      const err = new Error((body && (body.detail || body.title)) || "HTTP " + resp.status);
+      err.status = resp.status;
+      err.problem = body || {};
+      throw err;
+    }
+    return body;
+  }
+
+  // ---- login ----
+  function showLogin() {
+    $("login").hidden = false;
+    $("login-token").focus();
+    if (source) {
+      source.close();
+      source = null;
+    }
+  }
+  $("login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("login-error").textContent = "";
+    try {
+      await api("/api/v1/login", { method: "POST", body: { token: $("login-token").value }, noLogin: true });
+      $("login").hidden = true;
+      $("login-token").value = "";
+      $("logout").hidden = false;
+      start();
+    } catch (err) {
+      $("login-error").textContent = err.status === 401 ? "Wrong token." : "Login failed: " + err.message;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    await fetch("/api/v1/logout", { method: "POST", credentials: "same-origin" });
+    location.reload();
+  });
+
+  // ---- tabs ----
+  function showTab() {
+    const tab = (location.hash || "#live").slice(1);
+    for (const p of document.querySelectorAll("[data-panel]")) p.hidden = p.dataset.panel !== tab;
+    for (const a of document.querySelectorAll("[data-tab]")) a.classList.toggle("active", a.dataset.tab === tab);
+    if (tab === "charts") drawCharts();
+  }
+  window.addEventListener("hashchange", showTab);
+
+  // ---- counters ----
+  function updateCounters() {
+    $("n-total").textContent = counts.total.toLocaleString();
+    for (const d of ["approve", "review", "decline"]) {
+      $("n-" + d).textContent = counts[d].toLocaleString();
+      $("p-" + d).textContent = pct(counts[d]);
+    }
+    const now = Date.now();
+    while (arrivals.length && arrivals[0] < now - 10000) arrivals.shift();
+    $("rate").textContent = (arrivals.length / 10).toFixed(1) + " / s (last 10 s)";
+    if (latencies.length) {
+      const s = latencies.slice().sort((a, b) => a - b);
+      const med = s[Math.floor(s.length / 2)];
+      $("latency").textContent = med < 1000 ? Math.round(med) + " ms" : (med / 1000).toFixed(2) + " s";
+    }
+  }
+  setInterval(updateCounters, 1000);
+
+  // ---- live feed ----
+  function visible(decision) {
+    if (filter === "alerts") return decision !== "approve";
+    if (filter === "decline") return decision === "decline";
+    return true;
+  }
+  function scoreCell(rec) {
+    const td = el("td", "num");
+    const wrap = el("span", "score");
+    const bar = el("span", "bar");
+    const fill = el("span", rec.decision);
+    fill.style.width = Math.round(100 * rec.score) + "%";
+    bar.append(fill);
+    wrap.append(bar, el("span", "", rec.score.toFixed(3)));
+    td.append(wrap);
+    return td;
+  }
+  function decisionCell(rec) {
+    const td = el("td");
+    td.append(el("span", "badge " + rec.decision, rec.decision));
+    if (rec.late) td.append(el("span", "late", "late"));
+    return td;
+  }
+  function addRow(rec) {
+    const t = rec.transaction || {};
+    const tr = el("tr", "new");
+    tr.dataset.id = t.transaction_id;
+    tr.dataset.decision = rec.decision;
+    tr.append(
+      el("td", "", time(t.event_time)),
+      el("td", "id", t.transaction_id),
+      el("td", "card-id", t.card_id),
+      el("td", "num", money(t.amount_minor, t.currency)),
+      el("td", "", t.merchant_country),
+      el("td", "", (t.channel || "").replace("_", " ")),
+      scoreCell(rec),
+      decisionCell(rec)
+    );
+    if (!visible(rec.decision)) tr.hidden = true;
+    $("rows").prepend(tr);
+    while ($("rows").children.length > MAX_ROWS) $("rows").lastElementChild.remove();
+    $("empty").hidden = true;
+  }
+  function onScored(ev) {
+    let rec;
+    try {
+      rec = JSON.parse(ev.data);
+    } catch (e) {
+      return;
+    }
+    counts.total++;
+    if (rec.decision in counts) counts[rec.decision]++;
+    if (!counterFrame) counterFrame = requestAnimationFrame(() => ((counterFrame = 0), updateCounters()));
+    arrivals.push(Date.now());
+    scoreBins[Math.min(scoreBins.length - 1, Math.floor(rec.score * scoreBins.length))]++;
+    const t = rec.transaction || {};
+    if (rec.scored_at && t.ingest_time) {
+      const l = new Date(rec.scored_at) - new Date(t.ingest_time);
+      if (l >= 0) {
+        latencies.push(l);
+        if (latencies.length > 200) latencies.shift();
+      }
+    }
+    if (rec.decision !== "approve") queueLive(rec);
+    if (paused) {
+      pending.push(rec);
+      if (pending.length > MAX_ROWS) pending.shift();
+      return;
+    }
+    addRow(rec);
+  }
+  $("filter").addEventListener("change", (e) => {
+    filter = e.target.value;
+    for (const tr of $("rows").children) tr.hidden = !visible(tr.dataset.decision);
+  });
+  $("pause").addEventListener("click", (e) => {
+    paused = !paused;
+    e.target.setAttribute("aria-pressed", String(paused));
+    e.target.textContent = paused ? "Resume" : "Pause";
+    setStatus(paused ? "paused" : source && source.readyState === 1 ? "live" : "connecting");
+    if (!paused) {
+      for (const rec of pending) addRow(rec);
+      pending = [];
+    }
+  });
+
+  // ---- stream ----
+  function setStatus(state) {
+    const text = { connecting: "connecting…", live: "live", paused: "paused", down: "reconnecting…" }[state];
+    $("status").dataset.state = state;
+    $("status-text").textContent = text;
+  }
+  function connect() {
+    if (source) source.close();
+    source = new EventSource("/api/v1/stream");
+    source.addEventListener("open", () => setStatus(paused ? "paused" : "live"));
+    source.addEventListener("error", () => setStatus("down")); // EventSource reconnects by itself
+    source.addEventListener("scored", onScored);
+    // The server could not fill the gap after a reconnect: reload lists.
+    source.addEventListener("reset", () => loadQueue(true));
+  }
+
+  // ---- alert queue ----
+  let queueCursor = "";
+  let queueParams = {};
+  let unlabelled = 0;
+  function queueQuery() {
+    const p = {};
+    const d = $("q-decision").value;
+    if (d) p.decision = d;
+    const c = $("q-card").value.trim();
+    if (c) p.card_id = c;
+    if ($("q-from").value) p.from = new Date($("q-from").value).toISOString();
+    if ($("q-to").value) p.to = new Date($("q-to").value).toISOString();
+    return p;
+  }
+  function matchesQueue(rec) {
+    const p = queueParams;
+    const t = rec.transaction || {};
+    if (p.decision && rec.decision !== p.decision) return false;
+    if (p.card_id && t.card_id !== p.card_id) return false;
+    if (p.from && new Date(t.event_time) < new Date(p.from)) return false;
+    if (p.to && new Date(t.event_time) >= new Date(p.to)) return false;
+    return true;
+  }
+  function dispoButtons(id, label, onDone) {
+    const wrap = el("span", "dispo-buttons");
+    const mk = (value, cls, text) => {
+      const b = el("button", cls, text);
+      b.type = "button";
+      b.dataset.disposition = value;
+      b.setAttribute("aria-pressed", String(!!label && label.disposition === value));
+      b.addEventListener("click", async (e) => {
+        e.stopPropagation();
+        b.disabled = true;
+        try {
+          const note = onDone && onDone.note ? onDone.note() : "";
+          const l = await api("/api/v1/alerts/" + encodeURIComponent(id) + "/disposition", {
+            method: "POST",
+            body: { disposition: value, note: note },
+          });
+          for (const o of wrap.querySelectorAll("button")) o.setAttribute("aria-pressed", String(o.dataset.disposition === l.disposition));
+          updateLabelEverywhere(id, l);
+        } catch (err) {
+          alert("Could not store the disposition: " + err.message);
+        } finally {
+          b.disabled = false;
+        }
+      });
+      return b;
+    };
+    wrap.append(mk("confirmed_fraud", "fraud", "Fraud"), mk("false_positive", "fp", "Not fraud"));
+    return wrap;
+  }
+  function updateLabelEverywhere(id, l) {
+    for (const tr of document.querySelectorAll('#queue tr[data-id="' + CSS.escape(id) + '"]')) {
+      if (!tr.dataset.labelled) unlabelled = Math.max(0, unlabelled - 1);
+      tr.dataset.labelled = "1";
+      for (const o of tr.querySelectorAll(".dispo-buttons button")) o.setAttribute("aria-pressed", String(o.dataset.disposition === l.disposition));
+    }
+    $("queue-count").textContent = unlabelled ? String(unlabelled) : "";
+  }
+  function queueRow(item, fresh) {
+    const t = item.transaction || {};
+    const tr = el("tr", fresh ? "new" : "");
+    tr.dataset.id = t.transaction_id;
+    if (item.label) tr.dataset.labelled = "1";
+    else unlabelled++;
+    const reasons = (item.reasons || []).map((r) => r.code + (r.shadow ? " (shadow)" : "")).join(", ");
+    const dispoTd = el("td");
+    dispoTd.append(dispoButtons(t.transaction_id, item.label));
+    tr.append(
+      el("td", "", new Date(t.event_time).toLocaleString(undefined, { hour12: false })),
+      el("td", "id", t.transaction_id),
+      el("td", "card-id", t.card_id),
+      el("td", "num", money(t.amount_minor, t.currency)),
+      scoreCell(item),
+      decisionCell(item),
+      el("td", "reasons", reasons || "–"),
+      dispoTd
+    );
+    return tr;
+  }
+  async function loadQueue(reset) {
+    if (reset) {
+      queueCursor = "";
+      queueParams = queueQuery();
+      unlabelled = 0;
+    }
+    const q = new URLSearchParams(queueParams);
+    q.set("limit", "50");
+    if (queueCursor) q.set("cursor", queueCursor);
+    $("queue-error").textContent = "";
+    try {
+      const page = await api("/api/v1/alerts?" + q.toString());
+      if (reset) $("queue").replaceChildren();
+      for (const item of page.items) $("queue").append(queueRow(item, false));
+      queueCursor = page.next_cursor || "";
+      $("queue-more").hidden = !queueCursor;
+      $("queue-empty").hidden = $("queue").children.length > 0;
+      $("queue-count").textContent = unlabelled ? String(unlabelled) : "";
+    } catch (err) {
+      if (err.status !== 401) {
+        const fe = (err.problem.errors || []).map((e) => e.pointer + ": " + e.detail).join("\n");
+        $("queue-error").textContent = err.message + (fe ? "\n" + fe : "");
+      }
+    }
+  }
+  function queueLive(rec) {
+    if (!started || !matchesQueue(rec)) return;
+    const id = (rec.transaction || {}).transaction_id;
+    if (document.querySelector('#queue tr[data-id="' + CSS.escape(id) + '"]')) return;
+    $("queue").prepend(queueRow(rec, true));
+    while ($("queue").children.length > 500) $("queue").lastElementChild.remove();
+    $("queue-empty").hidden = true;
+    $("queue-count").textContent = unlabelled ? String(unlabelled) : "";
+  }
+  $("queue-filter").addEventListener("submit", (e) => {
+    e.preventDefault();
+    loadQueue(true);
+  });
+  $("queue-more").addEventListener("click", () => loadQueue(false));
+
+  // ---- detail drawer ----
+  function highlight(json) {
+    const esc = json.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    return esc.replace(
+      /("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g,
+      (m, str, colon, lit, num) => {
+        if (str) return colon ? '<span class="k">' + str + "</span>" + colon : '<span class="s">' + str + "</span>";
+        if (lit) return '<span class="b">' + lit + "</span>";
+        return '<span class="n">' + num + "</span>";
+      }
+    );
+  }
+  function summary(rec) {
+    const t = rec.transaction || {};
+    const dl = el("dl", "summary");
+    const add = (k, v) => dl.append(el("dt", "", k), el("dd", "", v));
+    add("Decision", rec.decision + " (score " + rec.score.toFixed(3) + ")");
+    add("Amount", money(t.amount_minor, t.currency) + " at " + t.merchant_id + " (" + t.merchant_country + ", MCC " + t.merchant_category + ")");
+    add("Card", t.card_id);
+    add("Channel", (t.channel || "").replace("_", " "));
+    add("Event time", t.event_time);
+    if (rec.scored_at) add("Scored at", rec.scored_at);
+    add("Versions", "rules v" + rec.rule_set_version + " · model " + rec.model_version);
+    return dl;
+  }
+  function kvRows(table, rows) {
+    table.replaceChildren();
+    for (const [k, v] of rows) {
+      const tr = el("tr");
+      tr.append(el("td", "", k), el("td", "", v));
+      table.append(tr);
+    }
+  }
+  async function show(id, attempt) {
+    $("drawer-title").textContent = id;
+    $("drawer-summary").replaceChildren();
+    $("drawer-dispo").replaceChildren();
+    $("drawer-reasons").replaceChildren();
+    $("drawer-features").replaceChildren();
+    $("drawer-json").textContent = "Loading…";
+    $("drawer").classList.add("open");
+    $("drawer").setAttribute("aria-hidden", "false");
+    try {
+      const body = await api("/api/v1/transactions/" + encodeURIComponent(id));
+      if (selected !== id) return;
+      $("drawer-summary").replaceChildren(summary(body));
+      const note = el("input");
+      note.placeholder = "note (optional)";
+      note.id = "drawer-note";
+      if (body.label) note.value = body.label.note || "";
+      $("drawer-dispo").append(dispoButtons(id, body.label, { note: () => note.value }), note);
+      const reasons = (body.reasons || []).map((r) => [
+        r.code,
+        r.source + ", weight " + r.weight.toFixed(2) + (r.shadow ? ", shadow" : "") + (r.detail ? " — " + r.detail : ""),
+      ]);
+      kvRows($("drawer-reasons"), reasons.length ? reasons : [["–", "no reasons"]]);
+      kvRows($("drawer-features"), Object.entries(body.features || {}).map(([k, v]) => [k, typeof v === "number" ? String(Math.round(v * 1000) / 1000) : String(v)]));
+      $("drawer-json").innerHTML = highlight(JSON.stringify(body, null, 2));
+    } catch (err) {
+      if (selected !== id) return;
+      if (err.status === 404 && attempt < 10) {
+        // The live feed can be ahead of the database by a batch.
+        $("drawer-json").textContent = "Not stored yet, retrying…";
+        setTimeout(() => show(id, attempt + 1), 500);
+        return;
+      }
+      $("drawer-json").textContent = "Could not load: " + err.message;
+    }
+  }
+  function closeDrawer() {
+    $("drawer").classList.remove("open");
+    $("drawer").setAttribute("aria-hidden", "true");
+    for (const tr of document.querySelectorAll("tr.selected")) tr.classList.remove("selected");
+    selected = null;
+  }
+  for (const body of [$("rows"), $("queue")]) {
+    body.addEventListener("click", (e) => {
+      const tr = e.target.closest("tr");
+      if (!tr || e.target.closest("button")) return;
+      for (const s of document.querySelectorAll("tr.selected")) s.classList.remove("selected");
+      tr.classList.add("selected");
+      selected = tr.dataset.id;
+      show(selected, 0);
+    });
+  }
+  $("drawer-close").addEventListener("click", closeDrawer);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") closeDrawer();
+  });
+
+  // ---- charts ----
+  let stats = null;
+  const colors = { line: "#3056d3", p99: "#b91c1c", decline: "#b91c1c", grid: "#e4e7ec", ink: "#6b7280" };
+  function setupCanvas(c) {
+    const dpr = window.devicePixelRatio || 1;
+    const w = c.clientWidth || 560;
+    const h = c.clientHeight || 200;
+    if (c.width !== Math.round(w * dpr)) {
+      c.width = Math.round(w * dpr);
+      c.height = Math.round(h * dpr);
+    }
+    const ctx = c.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    ctx.font = "11px system-ui, sans-serif";
+    return { ctx, w, h, pad: { l: 44, r: 24, t: 10, b: 22 } };
+  }
+  function axes(g, yMax, fmt, labels) {
+    const { ctx, w, h, pad } = g;
+    ctx.strokeStyle = colors.grid;
+    ctx.fillStyle = colors.ink;
+    ctx.lineWidth = 1;
+    for (let i = 0; i <= 4; i++) {
+      const y = pad.t + ((h - pad.t - pad.b) * i) / 4;
+      ctx.beginPath();
+      ctx.moveTo(pad.l, y);
+      ctx.lineTo(w - pad.r, y);
+      ctx.stroke();
+      ctx.textAlign = "right";
+      ctx.fillText(fmt(yMax * (1 - i / 4)), pad.l - 6, y + 4);
+    }
+    ctx.textAlign = "center";
+    const n = labels.length;
+    const step = Math.max(1, Math.ceil(n / 6));
+    for (let i = 0; i < n; i += step) ctx.fillText(labels[i], xAt(g, i, n), h - 6);
+  }
+  function xAt(g, i, n) {
+    const { w, pad } = g;
+    return n <= 1 ? (pad.l + w - pad.r) / 2 : pad.l + ((w - pad.l - pad.r) * i) / (n - 1);
+  }
+  function yAt(g, v, yMax) {
+    const { h, pad } = g;
+    return pad.t + (h - pad.t - pad.b) * (1 - (yMax ? v / yMax : 0));
+  }
+  // line draws one series; a segment or point in a provisional window is
+  // dashed and faded, a final one solid.
+  function line(g, values, provisional, color, yMax) {
+    const { ctx } = g;
+    const n = values.length;
+    ctx.lineWidth = 2;
+    for (let i = 1; i < n; i++) {
+      const prov = provisional[i] || provisional[i - 1];
+      ctx.strokeStyle = color;
+      ctx.globalAlpha = prov ? 0.45 : 1;
+      ctx.setLineDash(prov ? [5, 4] : []);
+      ctx.beginPath();
+      ctx.moveTo(xAt(g, i - 1, n), yAt(g, values[i - 1], yMax));
+      ctx.lineTo(xAt(g, i, n), yAt(g, values[i], yMax));
+      ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    for (let i = 0; i < n; i++) {
+      ctx.globalAlpha = provisional[i] ? 0.55 : 1;
+      ctx.beginPath();
+      ctx.arc(xAt(g, i, n), yAt(g, values[i], yMax), 3, 0, 2 * Math.PI);
+      if (provisional[i]) {
+        ctx.fillStyle = "#fff";
+        ctx.fill();
+        ctx.strokeStyle = color;
+        ctx.lineWidth = 1.5;
+        ctx.stroke();
+      } else {
+        ctx.fillStyle = color;
+        ctx.fill();
+      }
+    }
+    ctx.globalAlpha = 1;
+  }
+  function niceMax(v) {
+    if (!(v > 0)) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+    return 10 * p;
+  }
+  function lineChart(id, windows, series, fmt, fixedMax) {
+    const c = $(id);
+    const g = setupCanvas(c);
+    const labels = windows.map((w) => new Date(w.window_start).toLocaleTimeString(undefined, { hour12: false, hour: "2-digit", minute: "2-digit" }));
+    let yMax = fixedMax || niceMax(Math.max(0, ...series.flatMap((s) => windows.map(s.value))));
+    axes(g, yMax, fmt, labels);
+    const prov = windows.map((w) => w.provisional);
+    for (const s of series) line(g, windows.map(s.value), prov, s.color, yMax);
+    c.dataset.points = String(windows.length);
+    c.dataset.provisional = String(prov.filter(Boolean).length);
+  }
+  function barChart(id, labels, values, fmt, color) {
+    const c = $(id);
+    const g = setupCanvas(c);
+    const yMax = niceMax(Math.max(0, ...values));
+    axes(g, yMax, fmt, labels);
+    const { ctx, w, pad } = g;
+    const n = values.length;
+    const bw = Math.max(2, ((w - pad.l - pad.r) / Math.max(n, 1)) * 0.7);
+    ctx.fillStyle = color;
+    values.forEach((v, i) => {
+      const x = n <= 1 ? xAt(g, 0, 1) : pad.l + ((w - pad.l - pad.r) * (i + 0.5)) / n;
+      const y = yAt(g, v, yMax);
+      ctx.fillRect(x - bw / 2, y, bw, yAt(g, 0, yMax) - y);
+    });
+    c.dataset.points = String(values.filter((v) => v > 0).length);
+  }
+  function drawCharts() {
+    if ($("tab-charts").hidden) return;
+    const total = scoreBins.reduce((a, b) => a + b, 0);
+    barChart("chart-scores", scoreBins.map((_, i) => (i / scoreBins.length).toFixed(2)), scoreBins, (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1)), "#3056d3");
+    $("chart-scores").dataset.total = String(total);
+    if (!stats) return;
+    const ws = stats.windows || [];
+    $("charts-empty").hidden = ws.length > 0;
+    $("wm-text").textContent = "combined watermark: " + (stats.combined_watermark ? new Date(stats.combined_watermark).toLocaleString(undefined, { hour12: false }) : "–");
+    lineChart("chart-throughput", ws, [{ value: (w) => w.count, color: colors.line }], (v) => String(Math.round(v)));
+    lineChart("chart-decline", ws, [{ value: (w) => w.decline_rate, color: colors.decline }], (v) => (100 * v).toFixed(0) + "%", niceMax(Math.max(0.01, ...ws.map((w) => w.decline_rate))));
+    lineChart("chart-latency", ws, [
+      { value: (w) => w.latency_p50_ms, color: colors.line },
+      { value: (w) => w.latency_p99_ms, color: colors.p99 },
+    ], (v) => String(Math.round(v)));
+    const parts = stats.partitions || [];
+    barChart("chart-lag", parts.map((p) => "p" + p.partition), parts.map((p) => (p.watermark ? p.lag_ms / 1000 : 0)), (v) => v.toFixed(1), "#b45309");
+  }
+  async function pollStats() {
+    try {
+      stats = await api("/api/v1/stats");
+      drawCharts();
+    } catch (err) {
+      // keep the last charts; a 401 has shown the login
+    }
+  }
+  window.addEventListener("resize", drawCharts);
+
+  // ---- rules ----
+  const FEATURES = ["count_1m", "count_10m", "count_1h", "count_24h", "sum_1h", "sum_24h", "distinct_merchants_1h",
+    "distinct_countries_24h", "small_count_10m", "secs_since_prev", "km_from_prev", "kmh_from_prev", "amount_zscore",
+    "new_country", "new_merchant", "home_country_mismatch", "account_age_days", "risk_tier", "profile_missing"];
+  $("feature-names").textContent = FEATURES.join(", ");
+  let ruleSet = { version: 0, rules: [] };
+  const RULE_FIELDS = [
+    ["id", "input", ""],
+    ["expression", "input", "expr"],
+    ["weight", "number", ""],
+    ["reason_code", "input", ""],
+    ["mode", "select", ""],
+  ];
+  function ruleRow(r, i) {
+    const row = el("div", "rule");
+    row.dataset.index = String(i);
+    for (const [name, kind, cls] of RULE_FIELDS) {
+      let input;
+      if (kind === "select") {
+        input = el("select");
+        for (const m of ["active", "shadow"]) {
+          const o = el("option", "", m);
+          o.value = m;
+          input.append(o);
+        }
+        input.value = r.mode || "active";
+      } else {
+        input = el("input", cls);
+        if (kind === "number") {
+          input.type = "number";
+          input.step = "0.05";
+          input.min = "0";
+          input.max = "1";
+        }
+        input.value = r[name] === undefined ? "" : String(r[name]);
+      }
+      input.name = name;
+      input.setAttribute("aria-label", name.replace("_", " "));
+      row.append(input);
+    }
+    const del = el("button", "", "×");
+    del.type = "button";
+    del.title = "Remove rule";
+    del.addEventListener("click", () => {
+      row.remove();
+      renumber();
+    });
+    row.append(del);
+    return row;
+  }
+  function renumber() {
+    [...$("rules-list").querySelectorAll(".rule[data-index]")].forEach((r, i) => (r.dataset.index = String(i)));
+  }
+  function renderRules() {
+    const head = el("div", "rule head");
+    for (const t of ["id", "expression", "weight", "reason code", "mode", ""]) head.append(el("span", "", t));
+    $("rules-list").replaceChildren(head, ...ruleSet.rules.map(ruleRow));
+    $("rules-version").textContent = ruleSet.version ? "version " + ruleSet.version + (ruleSet.updated_by ? " by " + ruleSet.updated_by : "") : "no rule set published yet";
+  }
+  function collectRules() {
+    return [...$("rules-list").querySelectorAll(".rule[data-index]")].map((row) => {
+      const v = (n) => row.querySelector('[name="' + n + '"]').value;
+      const r = { id: v("id").trim(), expression: v("expression"), weight: Number(v("weight")), reason_code: v("reason_code").trim(), mode: v("mode") };
+      const d = ruleSet.rules[Number(row.dataset.index)];
+      if (d && d.description) r.description = d.description;
+      return r;
+    });
+  }
+  function clearRuleErrors() {
+    for (const e of $("rules-list").querySelectorAll(".field-error")) e.remove();
+    for (const e of $("rules-list").querySelectorAll(".invalid")) e.classList.remove("invalid");
+    $("rules-error").textContent = "";
+    $("rules-ok").textContent = "";
+  }
+  function showRuleErrors(problem) {
+    const general = [];
+    for (const fe of problem.errors || []) {
+      const m = /^\/rules\/(\d+)\/(\w+)$/.exec(fe.pointer || "");
+      const row = m && $("rules-list").querySelector('.rule[data-index="' + m[1] + '"]');
+      if (!row) {
+        general.push((fe.pointer || "rule set") + ": " + fe.detail);
+        continue;
+      }
+      const input = row.querySelector('[name="' + m[2] + '"]');
+      if (input) input.classList.add("invalid");
+      row.append(el("div", "field-error", m[2].replace("_", " ") + ": " + fe.detail));
+    }
+    $("rules-error").textContent = [problem.detail || problem.title || "Not published."].concat(general).join("\n");
+  }
+  async function loadRules() {
+    clearRuleErrors();
+    try {
+      ruleSet = await api("/api/v1/rules");
+      ruleSet.rules = ruleSet.rules || [];
+      renderRules();
+    } catch (err) {
+      if (err.status !== 401) $("rules-error").textContent = "Could not load the rules: " + err.message;
+    }
+  }
+  $("rules-reload").addEventListener("click", loadRules);
+  $("rules-add").addEventListener("click", () => {
+    const n = $("rules-list").querySelectorAll(".rule[data-index]").length;
+    $("rules-list").append(ruleRow({ id: "", expression: "", weight: 0.5, reason_code: "", mode: "shadow" }, n));
+  });
+  $("rules-save").addEventListener("click", async () => {
+    clearRuleErrors();
+    $("rules-save").disabled = true;
+    try {
+      const body = { version: ruleSet.version, rules: collectRules() };
+      const out = await api("/api/v1/rules", { method: "PUT", body: body });
+      ruleSet = out;
+      renderRules();
+      $("rules-ok").textContent = "Published version " + out.version + ".";
+    } catch (err) {
+      if (err.status === 409) $("rules-error").textContent = err.message + " Reload to see it, then apply your change again.";
+      else if (err.status !== 401) showRuleErrors(err.problem);
+    } finally {
+      $("rules-save").disabled = false;
+    }
+  });
+
+  // ---- start ----
+  // start (again, after a login) streams and loads everything.
+  function start() {
+    if (!started) {
+      started = true;
+      setInterval(() => {
+        if ($("login").hidden) pollStats();
+      }, 3000);
+      setInterval(drawCharts, 1000);
+    }
+    connect();
+    loadQueue(true);
+    loadRules();
+    pollStats();
+  }
+  showTab();
+  api("/api/v1/auth", { noLogin: true })
+    .then((a) => {
+      $("logout").hidden = !a.required;
+      if (a.required && !a.authenticated) showLogin();
+      else start();
+    })
+    .catch(() => start());
+})();
