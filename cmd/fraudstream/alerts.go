@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/fraudstream/fraudstream/services/alerts"
+	"github.com/fraudstream/fraudstream/services/scorer/rules"
+)
+
+// alertsFlags registers alerts' flags and returns its Config after parse.
+func alertsFlags(f *flags) func() alerts.Config {
+	d := alerts.DefaultConfig()
+	addr := f.String("addr", "ALERTS_ADDR", d.Addr, "HTTP listen address of the dashboard and analyst API")
+	kafka := f.kafka()
+	db := f.String("database-url", "DATABASE_URL", "", "postgres://… for PostgreSQL, or sqlite:PATH for an SQLite file")
+	group := f.String("group-id", "ALERTS_GROUP_ID", d.GroupID, "consumer group of the database sink (partition assignment only)")
+	batch := f.Int("batch-size", "ALERTS_BATCH_SIZE", d.BatchSize, "most records in one database transaction")
+	flush := f.Duration("flush-interval", "ALERTS_FLUSH_INTERVAL", d.FlushInterval, "longest wait for a batch to fill")
+	conns := f.Int("db-max-conns", "ALERTS_DB_MAX_CONNS", d.DBMaxConns, "PostgreSQL connection pool size")
+	sseBuf := f.Int("sse-buffer", "ALERTS_SSE_BUFFER", d.SSEBuffer, "events a live-stream client may fall behind before it is disconnected")
+	sseMax := f.Int("sse-max-clients", "ALERTS_SSE_MAX_CLIENTS", d.SSEMaxClients, "most concurrent live-stream clients")
+	beat := f.Duration("sse-heartbeat", "ALERTS_SSE_HEARTBEAT", d.SSEHeartbeat, "interval of keep-alive comments on idle streams")
+	startup := f.Duration("startup-timeout", "ALERTS_STARTUP_TIMEOUT", d.StartupTimeout, "bound on opening and migrating the database")
+	retention := f.Duration("stats-retention", "ALERTS_STATS_RETENTION", d.StatsRetention, "event time of fraud-stats windows kept for the charts")
+	token := f.String("token", "ALERTS_TOKEN", "", "dashboard and API token (Bearer or login cookie); required when --addr is not loopback")
+	return func() alerts.Config {
+		return alerts.Config{Addr: *addr, Kafka: kafka(), DatabaseURL: *db, GroupID: *group,
+			BatchSize: *batch, FlushInterval: *flush, DBMaxConns: *conns, SSEBuffer: *sseBuf,
+			SSEMaxClients: *sseMax, SSEHeartbeat: *beat, StartupTimeout: *startup,
+			StatsRetention: *retention, Token: *token}
+	}
+}
+
+func runAlerts(ctx context.Context, args []string, env func(string) string, _, stderr io.Writer) error {
+	f := newFlags("alerts", stderr)
+	config := alertsFlags(f)
+	logger := f.logging(stderr)
+	if err := f.parse(args, env); err != nil {
+		return err
+	}
+	log, err := logger()
+	if err != nil {
+		return err
+	}
+	svc, err := alerts.New(config(), alerts.Deps{Log: log, RuleChecker: rules.Check, DefaultRules: rules.DefaultRuleSet()})
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
+}

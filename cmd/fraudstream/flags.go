@@ -1,0 +1,154 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/fraudstream/fraudstream/internal/kafkaopt"
+)
+
+// flags is a flag set whose flags fall back to environment variables: a flag
+// given on the command line wins, then its variable, then its default. A bad
+// value is reported with the name it came from.
+type flags struct {
+	fs    *flag.FlagSet
+	env   map[string]string // flag name → environment variable
+	lists []func()          // fill list flags after parsing
+}
+
+func newFlags(name string, stderr io.Writer) *flags {
+	fs := flag.NewFlagSet("fraudstream "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return &flags{fs: fs, env: map[string]string{}}
+}
+
+func (f *flags) bind(name, env string) {
+	if env != "" {
+		f.env[name] = env
+	}
+}
+
+func help(usage, env string) string {
+	if env == "" {
+		return usage
+	}
+	return usage + " (env " + env + ")"
+}
+
+func (f *flags) String(name, env, def, usage string) *string {
+	f.bind(name, env)
+	return f.fs.String(name, def, help(usage, env))
+}
+
+func (f *flags) Int(name, env string, def int, usage string) *int {
+	f.bind(name, env)
+	return f.fs.Int(name, def, help(usage, env))
+}
+
+func (f *flags) Float(name, env string, def float64, usage string) *float64 {
+	f.bind(name, env)
+	return f.fs.Float64(name, def, help(usage, env))
+}
+
+func (f *flags) Bool(name, env string, def bool, usage string) *bool {
+	f.bind(name, env)
+	return f.fs.Bool(name, def, help(usage, env))
+}
+
+func (f *flags) Duration(name, env string, def time.Duration, usage string) *time.Duration {
+	f.bind(name, env)
+	return f.fs.Duration(name, def, help(usage, env))
+}
+
+// List is a comma-separated list flag.
+func (f *flags) List(name, env, def, usage string) *[]string {
+	s := f.String(name, env, def, usage)
+	out := new([]string)
+	f.lists = append(f.lists, func() { *out = splitList(*s) })
+	return out
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parse parses args, then fills every flag not given on the command line
+// from its environment variable.
+func (f *flags) parse(args []string, env func(string) string) error {
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errUsage
+		}
+		return err
+	}
+	if f.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", f.fs.Arg(0))
+	}
+	given := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	for name, variable := range f.env {
+		if given[name] {
+			continue
+		}
+		if v := env(variable); v != "" {
+			if err := f.fs.Set(name, v); err != nil {
+				return fmt.Errorf("%s=%q: %w", variable, v, err)
+			}
+		}
+	}
+	for _, fill := range f.lists {
+		fill()
+	}
+	return nil
+}
+
+// logging adds --log-level and --log-format and builds the logger after parse.
+func (f *flags) logging(stderr io.Writer) func() (*slog.Logger, error) {
+	level := f.String("log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	format := f.String("log-format", "LOG_FORMAT", "text", "log format: text or json")
+	return func() (*slog.Logger, error) {
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(*level)); err != nil {
+			return nil, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", *level)
+		}
+		opts := &slog.HandlerOptions{Level: lv}
+		switch *format {
+		case "text":
+			return slog.New(slog.NewTextHandler(stderr, opts)), nil
+		case "json":
+			return slog.New(slog.NewJSONHandler(stderr, opts)), nil
+		}
+		return nil, fmt.Errorf("LOG_FORMAT: %q is not text or json", *format)
+	}
+}
+
+// kafka adds the shared Kafka flags and returns the config after parse.
+func (f *flags) kafka() func() kafkaopt.Config {
+	brokers := f.List("kafka-brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "comma-separated Kafka bootstrap brokers")
+	tls := f.Bool("kafka-tls", "KAFKA_TLS", false, "connect to Kafka with TLS")
+	ca := f.String("kafka-tls-ca-file", "KAFKA_TLS_CA_FILE", "", "PEM CA bundle for Kafka TLS (system pool when empty)")
+	mech := f.String("kafka-sasl-mechanism", "KAFKA_SASL_MECHANISM", "", "SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+	user := f.String("kafka-sasl-user", "KAFKA_SASL_USER", "", "SASL user name")
+	pass := f.String("kafka-sasl-password", "KAFKA_SASL_PASSWORD", "", "SASL password")
+	return func() kafkaopt.Config {
+		return kafkaopt.Config{Brokers: *brokers, TLS: *tls, TLSCAFile: *ca,
+			SASLMechanism: *mech, SASLUser: *user, SASLPassword: *pass}
+	}
+}
+
+func flagGiven(f *flags, name string) bool {
+	given := false
+	f.fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == name })
+	return given
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/fraudstream/fraudstream/services/ingest"
+)
+
+// ingestFlags registers ingest's flags and returns its Config after parse.
+func ingestFlags(f *flags) func() ingest.Config {
+	d := ingest.DefaultConfig()
+	addr := f.String("addr", "INGEST_ADDR", d.Addr, "HTTP listen address")
+	kafka := f.kafka()
+	skew := f.Duration("max-skew", "INGEST_MAX_SKEW", d.MaxSkew, "how far in the future an event_time may be")
+	body := f.Int("max-body-bytes", "INGEST_MAX_BODY_BYTES", int(d.MaxBodyBytes), "largest body of POST /v1/transactions")
+	batchBody := f.Int("max-batch-body-bytes", "INGEST_MAX_BATCH_BODY_BYTES", int(d.MaxBatchBodyBytes), "largest body of POST /v1/transactions/batch")
+	batchItems := f.Int("max-batch-items", "INGEST_MAX_BATCH_ITEMS", d.MaxBatchItems, "most transactions in one batch")
+	produce := f.Duration("produce-timeout", "INGEST_PRODUCE_TIMEOUT", d.ProduceTimeout, "longest wait for the broker's acknowledgement before 503")
+	buffered := f.Int("max-buffered-records", "INGEST_MAX_BUFFERED_RECORDS", d.MaxBufferedRecords, "records awaiting acknowledgement before new requests get 503")
+	keys := f.List("api-keys", "INGEST_API_KEYS", "", `accepted API keys, comma-separated "id:sha256hex[;rate=N][;burst=N][;scopes=transactions:write+profiles:read+profiles:write]" entries`)
+	anon := f.Bool("allow-anonymous", "INGEST_ALLOW_ANONYMOUS", false, "accept requests without an API key")
+	redisURL := f.String("redis-url", "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis for idempotency, rate limits and card profiles (rediss:// for TLS)")
+	redisTimeout := f.Duration("redis-timeout", "INGEST_REDIS_TIMEOUT", d.RedisTimeout, "longest wait for one Redis round trip")
+	failOpen := f.Bool("redis-fail-open", "INGEST_REDIS_FAIL_OPEN", false, "when Redis fails, accept transactions without idempotency and rate limits instead of answering 503")
+	idemTTL := f.Duration("idempotency-ttl", "INGEST_IDEMPOTENCY_TTL", d.IdempotencyTTL, "how long a first answer is replayed to retries")
+	rate := f.Int("rate-limit", "INGEST_RATE_LIMIT", d.RateLimit, `transactions per second per API key (per key: ";rate=N" in INGEST_API_KEYS)`)
+	burst := f.Int("rate-burst", "INGEST_RATE_BURST", d.RateBurst, `burst per API key (per key: ";burst=N" in INGEST_API_KEYS)`)
+	return func() ingest.Config {
+		return ingest.Config{Addr: *addr, Kafka: kafka(), MaxSkew: *skew, MaxBodyBytes: int64(*body),
+			MaxBatchBodyBytes: int64(*batchBody), MaxBatchItems: *batchItems, ProduceTimeout: *produce,
+			MaxBufferedRecords: *buffered, APIKeys: *keys, AllowAnonymous: *anon,
+			RedisURL: *redisURL, RedisTimeout: *redisTimeout, RedisFailOpen: *failOpen,
+			IdempotencyTTL: *idemTTL, RateLimit: *rate, RateBurst: *burst}
+	}
+}
+
+func runIngest(ctx context.Context, args []string, env func(string) string, _, stderr io.Writer) error {
+	f := newFlags("ingest", stderr)
+	config := ingestFlags(f)
+	logger := f.logging(stderr)
+	if err := f.parse(args, env); err != nil {
+		return err
+	}
+	log, err := logger()
+	if err != nil {
+		return err
+	}
+	svc, err := ingest.New(config(), ingest.Deps{Log: log})
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
+}

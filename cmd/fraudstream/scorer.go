@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+
+	"github.com/fraudstream/fraudstream/services/scorer"
+)
+
+// scorerFlags registers the scorer's flags and returns its Config after parse.
+func scorerFlags(f *flags) func() scorer.Config {
+	d := scorer.DefaultConfig()
+	host, _ := os.Hostname()
+	addr := f.String("addr", "SCORER_ADDR", d.Addr, "listen address of /healthz, /readyz and /metrics")
+	kafka := f.kafka()
+	group := f.String("group-id", "SCORER_GROUP_ID", d.GroupID, "consumer group shared by all scorer instances")
+	txid := f.String("transactional-id", "SCORER_TRANSACTIONAL_ID", "fraudstream-scorer-"+host,
+		"transactional id, unique per running instance and stable across its restarts")
+	commit := f.Duration("commit-interval", "SCORER_COMMIT_INTERVAL", d.CommitInterval, "longest time one Kafka transaction collects records")
+	batch := f.Int("max-batch-records", "SCORER_MAX_BATCH_RECORDS", d.MaxBatchRecords, "most input records in one Kafka transaction")
+	txTimeout := f.Duration("transaction-timeout", "SCORER_TRANSACTION_TIMEOUT", d.TransactionTimeout, "broker-side timeout of an open transaction")
+	review := f.Float("review-threshold", "SCORER_REVIEW_THRESHOLD", d.ReviewThreshold, "score from which a transaction is sent to review")
+	decline := f.Float("decline-threshold", "SCORER_DECLINE_THRESHOLD", d.DeclineThreshold, "score from which a transaction is declined")
+	modelFile := f.String("model-file", "SCORER_MODEL_FILE", "", "logistic-regression model JSON, e.g. from fraudstream train (default: the built-in model)")
+	outOfOrder := f.Duration("max-out-of-order", "SCORER_MAX_OUT_OF_ORDER", d.MaxOutOfOrder, "event-time disorder a partition may have: watermark = max event time − this")
+	lateness := f.Duration("allowed-lateness", "SCORER_ALLOWED_LATENESS", d.AllowedLateness, "how far behind the watermark a record still updates state")
+	session := f.Duration("session-timeout", "SCORER_SESSION_TIMEOUT", d.SessionTimeout, "how long the group waits for a silent (crashed) member")
+	rebalance := f.Duration("rebalance-timeout", "SCORER_REBALANCE_TIMEOUT", d.RebalanceTimeout, "how long a rebalance waits for members to rejoin")
+	redisURL := f.String("redis-url", "REDIS_URL", "", "Redis holding the card profiles ingest writes (rediss:// for TLS); empty: score without profiles")
+	redisTimeout := f.Duration("redis-timeout", "SCORER_REDIS_TIMEOUT", d.RedisTimeout, "longest wait for the profile lookup of one poll; past it records are scored without profiles")
+	cacheTTL := f.Duration("profile-cache-ttl", "SCORER_PROFILE_CACHE_TTL", d.ProfileCacheTTL, "how long a looked-up card profile is used before it is looked up again")
+	cacheSize := f.Int("profile-cache-size", "SCORER_PROFILE_CACHE_SIZE", d.ProfileCacheSize, "most card profiles cached (at least twice --max-batch-records)")
+	return func() scorer.Config {
+		return scorer.Config{Addr: *addr, Kafka: kafka(), GroupID: *group, TransactionalID: *txid,
+			CommitInterval: *commit, MaxBatchRecords: *batch, TransactionTimeout: *txTimeout,
+			ReviewThreshold: *review, DeclineThreshold: *decline, ModelFile: *modelFile,
+			MaxOutOfOrder: *outOfOrder, AllowedLateness: *lateness,
+			SessionTimeout: *session, RebalanceTimeout: *rebalance,
+			RedisURL: *redisURL, RedisTimeout: *redisTimeout, ProfileCacheTTL: *cacheTTL, ProfileCacheSize: *cacheSize}
+	}
+}
+
+func runScorer(ctx context.Context, args []string, env func(string) string, _, stderr io.Writer) error {
+	f := newFlags("scorer", stderr)
+	config := scorerFlags(f)
+	logger := f.logging(stderr)
+	if err := f.parse(args, env); err != nil {
+		return err
+	}
+	log, err := logger()
+	if err != nil {
+		return err
+	}
+	svc, err := scorer.New(config(), scorer.Deps{Log: log})
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
+}
