@@ -47,7 +47,7 @@ type env struct {
 	alertsC testcontainers.Container
 }
 
-// start brings up broker, PostgreSQL, ingest, scorer and alerts.
+// start brings up broker, PostgreSQL, Redis, ingest, scorer and alerts.
 func start(t *testing.T, ctx context.Context) *env {
 	t.Helper()
 	nw, err := network.New(ctx)
@@ -72,8 +72,14 @@ func start(t *testing.T, ctx context.Context) *env {
 		WaitingFor:   wait.ForListeningPort("5432/tcp").WithStartupTimeout(60 * time.Second),
 		ExposedPorts: []string{"5432/tcp"},
 	})
+	e.run(ctx, "redis", testcontainers.ContainerRequest{
+		Image:        redisImage,
+		WaitingFor:   wait.ForListeningPort("6379/tcp").WithStartupTimeout(30 * time.Second),
+		ExposedPorts: []string{"6379/tcp"},
+	})
 	ingest := e.run(ctx, "ingest", e.service("ingest", "INGEST_ADDR", "8081", map[string]string{
 		"INGEST_API_KEYS": "e2e:" + sha256hex(apiKey),
+		"REDIS_URL":       "redis://redis:6379/0",
 	}))
 	e.scorers = append(e.scorers, e.run(ctx, "scorer-1", e.service("scorer", "SCORER_ADDR", "8082", map[string]string{
 		"SCORER_TRANSACTIONAL_ID": "e2e-scorer-1",
