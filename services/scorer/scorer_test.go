@@ -164,8 +164,12 @@ func readTopic(t *testing.T, brokers []string, topic string, level kgo.Isolation
 	cl := newClient(t, brokers, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(level),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	var out []*kgo.Record
+	// The first fetch waits for metadata and the group-less assignment,
+	// which can take seconds on a loaded machine (or under -race), so it
+	// gets longer before an empty poll counts as the end of the topic.
+	wait := 10 * time.Second
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		for _, fe := range fs.Errors() {
@@ -177,6 +181,7 @@ func readTopic(t *testing.T, brokers []string, topic string, level kgo.Isolation
 			return out
 		}
 		out = append(out, fs.Records()...)
+		wait = 2 * time.Second
 	}
 }
 
