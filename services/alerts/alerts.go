@@ -45,6 +45,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fraudstream/fraudstream/internal/httpserver"
+	"github.com/fraudstream/fraudstream/internal/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
 
@@ -116,7 +117,7 @@ func New(cfg Config, deps Deps) (svc *Service, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
-	base = append(base, kgo.WithLogger(kgoLogger{log.With("kafka", "sink")}))
+	base = append(base, kgo.WithLogger(kafkaopt.Logger(log.With("kafka", "sink"))))
 
 	sk := newSink(store, log, m, cfg.BatchSize, cfg.FlushInterval)
 	sinkOpts := append(append([]kgo.Opt{}, base...), sk.opts(cfg.GroupID)...)
@@ -135,7 +136,7 @@ func New(cfg Config, deps Deps) (svc *Service, err error) {
 			return nil, err
 		}
 		o = append(o, kgo.ClientID("fraudstream-alerts-"+name),
-			kgo.WithLogger(kgoLogger{log.With("kafka", name)}),
+			kgo.WithLogger(kafkaopt.Logger(log.With("kafka", name))),
 			kgo.WithHooks(kprom.NewMetrics("fraudstream", kprom.Subsystem("alerts_"+name+"_kafka"), kprom.Registerer(reg))))
 		cl, err := kgo.NewClient(append(o, opts...)...)
 		if err != nil {
@@ -153,7 +154,7 @@ func New(cfg Config, deps Deps) (svc *Service, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
-	liveLog := kgo.WithLogger(kgoLogger{log.With("kafka", "live")})
+	liveLog := kgo.WithLogger(kafkaopt.Logger(log.With("kafka", "live")))
 	lv.opts = append(append([]kgo.Opt{}, conn...), kgo.ClientID("fraudstream-alerts-live"), liveLog,
 		kgo.WithHooks(kprom.NewMetrics("fraudstream", kprom.Subsystem("alerts_live_kafka"), kprom.Registerer(reg))))
 	lv.opts = append(lv.opts, lv.consumerOpts()...)

@@ -1,12 +1,9 @@
 package alerts
 
 import (
-	"context"
-	"log/slog"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // metrics are the service's own Prometheus series; the Kafka clients add
@@ -59,31 +56,3 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func partitionLabel(p int32) string { return strconv.FormatInt(int64(p), 10) }
-
-// kgoLogger hands franz-go's log lines to slog.
-type kgoLogger struct{ log *slog.Logger }
-
-func (l kgoLogger) Level() kgo.LogLevel {
-	switch {
-	case l.log.Enabled(context.Background(), slog.LevelDebug):
-		return kgo.LogLevelDebug
-	case l.log.Enabled(context.Background(), slog.LevelInfo):
-		return kgo.LogLevelInfo
-	case l.log.Enabled(context.Background(), slog.LevelWarn):
-		return kgo.LogLevelWarn
-	}
-	return kgo.LogLevelError
-}
-
-func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	lv := slog.LevelDebug
-	switch level {
-	case kgo.LogLevelError:
-		lv = slog.LevelError
-	case kgo.LogLevelWarn:
-		lv = slog.LevelWarn
-	case kgo.LogLevelInfo:
-		lv = slog.LevelInfo
-	}
-	l.log.Log(context.Background(), lv, msg, keyvals...)
-}

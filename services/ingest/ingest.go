@@ -48,6 +48,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/fraudstream/fraudstream/internal/httpserver"
+	"github.com/fraudstream/fraudstream/internal/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
 
@@ -108,7 +109,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	opts = append(opts, producerOpts(cfg)...)
-	opts = append(opts, kgo.WithHooks(kafkaMetrics), kgo.WithLogger(kgoLogger{log}))
+	opts = append(opts, kgo.WithHooks(kafkaMetrics), kgo.WithLogger(kafkaopt.Logger(log)))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: create Kafka producer: %w", err)

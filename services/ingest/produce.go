@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -107,18 +106,4 @@ func (s *Service) produceError(err error) *Error {
 		detail = "ingest is shutting down; retry later"
 	}
 	return &Error{Kind: KindUnavailable, Detail: detail, Err: err}
-}
-
-// kgoLogger sends franz-go's own log lines to slog at warn and above; its
-// info level logs every connection and metadata refresh.
-type kgoLogger struct{ log *slog.Logger }
-
-func (l kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
-
-func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	lv := slog.LevelWarn
-	if level == kgo.LogLevelError {
-		lv = slog.LevelError
-	}
-	l.log.Log(context.Background(), lv, msg, keyvals...)
 }

@@ -325,7 +325,10 @@ func TestRedisDown(t *testing.T) {
 			id := fmt.Sprintf("down-%v", failOpen)
 			start := time.Now()
 			r := postTx(t, base, txWith(map[string]any{"transaction_id": id}))
-			if took := time.Since(start); took > 2*time.Second {
+			// A few Redis calls of at most RedisTimeout each: well under a
+			// second when idle; the bound leaves room for a loaded machine
+			// while still catching a wait for the produce or request timeout.
+			if took := time.Since(start); took > 5*time.Second {
 				t.Errorf("answered after %v", took)
 			}
 			batch := post(t, base+"/v1/transactions/batch", "application/x-ndjson", "Bearer "+testKey,

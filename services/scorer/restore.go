@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fraudstream/fraudstream/internal/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
 
@@ -58,7 +59,7 @@ func (s *Service) readChangelog(ctx context.Context, t *task) (restoreStats, err
 		// tell it has reached the end even when the last offsets before
 		// it are markers rather than records.
 		kgo.KeepControlRecords(),
-		kgo.WithLogger(kgoLogger{s.log}),
+		kgo.WithLogger(kafkaopt.Logger(s.log)),
 	)...)
 	if err != nil {
 		return st, err

@@ -51,6 +51,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/fraudstream/fraudstream/internal/httpserver"
+	"github.com/fraudstream/fraudstream/internal/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
 	"github.com/fraudstream/fraudstream/services/scorer/rules"
 )
@@ -215,7 +216,7 @@ func (s *Service) sessionOpts() []kgo.Opt {
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
 		kgo.WithHooks(s.kprom),
-		kgo.WithLogger(kgoLogger{s.log}),
+		kgo.WithLogger(kafkaopt.Logger(s.log)),
 	)
 }
 
@@ -291,23 +292,4 @@ func (s *Service) setSession(sess *kgo.GroupTransactSession) {
 	if sess == nil {
 		clear(s.tasks)
 	}
-}
-
-// kgoLogger sends franz-go's warnings and errors to slog; its info level
-// logs every transaction and would drown the service's own logs.
-type kgoLogger struct{ l *slog.Logger }
-
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
-
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	lvl := slog.LevelDebug
-	switch level {
-	case kgo.LogLevelError:
-		lvl = slog.LevelError
-	case kgo.LogLevelWarn:
-		lvl = slog.LevelWarn
-	case kgo.LogLevelInfo:
-		lvl = slog.LevelInfo
-	}
-	k.l.Log(context.Background(), lvl, "kafka: "+msg, keyvals...)
 }
