@@ -56,9 +56,12 @@ func newSink(store Store, log *slog.Logger, m *metrics, batch int, flush time.Du
 }
 
 // opts are the sink's client options on top of the connection options.
-func (s *sink) opts(group string) []kgo.Opt {
+func (s *sink) opts(group string, session, rebalance time.Duration) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ConsumerGroup(group),
+		kgo.SessionTimeout(session),
+		kgo.HeartbeatInterval(min(3*time.Second, session/3)),
+		kgo.RebalanceTimeout(rebalance),
 		kgo.ConsumeTopics(s.topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(), // the database holds the offsets
