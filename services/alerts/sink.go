@@ -185,6 +185,14 @@ func (s *sink) collect(ctx context.Context) (*batch, error) {
 	b := &batch{next: map[int32]int64{}, first: map[int32]int64{}}
 	var deadline time.Time
 	for b.n < s.batch {
+		if b.n == 0 {
+			// Nothing polled is held yet: let a waiting rebalance run. A
+			// poll that returned only errors or empty partitions still
+			// counts as an outstanding poll, and without this the loop
+			// would poll again and again with the rebalance blocked, so
+			// the group stalls until this member is kicked out of it.
+			s.cl.AllowRebalance()
+		}
 		pctx, cancel := ctx, context.CancelFunc(func() {})
 		if !deadline.IsZero() {
 			pctx, cancel = context.WithDeadline(ctx, deadline)
