@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +54,9 @@ type env struct {
 	scorers  []testcontainers.Container // index i is scorer-(i+1)
 	alertsC  testcontainers.Container   // alertsCs[0]
 	alertsCs []testcontainers.Container
+
+	mu  sync.Mutex
+	all []named // every container started, for terminate
 }
 
 // config shapes one pipeline. The zero value is the happy path's: one
@@ -93,6 +97,7 @@ func startWith(t *testing.T, ctx context.Context, cfg config) *env {
 			t.Logf("remove network: %v", err)
 		}
 	})
+	t.Cleanup(e.terminate)
 
 	brokerCmd := []string{"broker", "--listen", "0.0.0.0:9092", "--advertise", "broker:9092", "--partitions", "6"}
 	if cfg.persistent {
@@ -101,13 +106,13 @@ func startWith(t *testing.T, ctx context.Context, cfg config) *env {
 	// Containers that do not depend on each other start together: creating
 	// and starting one takes seconds on a busy Docker engine.
 	infra := e.parallel(ctx, []named{
-		{"broker", testcontainers.ContainerRequest{
+		{alias: "broker", req: testcontainers.ContainerRequest{
 			Image:        fraudstreamImage,
 			Cmd:          brokerCmd,
 			ExposedPorts: []string{"9092/tcp"},
 			WaitingFor:   wait.ForLog("broker ready").WithStartupTimeout(30 * time.Second),
 		}},
-		{"postgres", testcontainers.ContainerRequest{
+		{alias: "postgres", req: testcontainers.ContainerRequest{
 			Image: postgresImage,
 			Env:   map[string]string{"POSTGRES_USER": "fraud", "POSTGRES_PASSWORD": "fraud", "POSTGRES_DB": "fraud"},
 			// A listening port is not enough: the image may still be
@@ -117,7 +122,7 @@ func startWith(t *testing.T, ctx context.Context, cfg config) *env {
 			}).WithStartupTimeout(90 * time.Second).WithPollInterval(250 * time.Millisecond),
 			ExposedPorts: []string{"5432/tcp"},
 		}},
-		{"redis", testcontainers.ContainerRequest{
+		{alias: "redis", req: testcontainers.ContainerRequest{
 			Image:        redisImage,
 			WaitingFor:   wait.ForListeningPort("6379/tcp").WithStartupTimeout(30 * time.Second),
 			ExposedPorts: []string{"6379/tcp"},
@@ -134,7 +139,7 @@ func startWith(t *testing.T, ctx context.Context, cfg config) *env {
 	}
 	// Alerts replicas after the first wait for it: the first one migrates
 	// the database.
-	services := []named{{"ingest", e.service("ingest", "INGEST_ADDR", "8081", ingestEnv)}, e.alertsRequest(1)}
+	services := []named{{alias: "ingest", req: e.service("ingest", "INGEST_ADDR", "8081", ingestEnv)}, e.alertsRequest(1)}
 	for i := 1; i <= cfg.scorers; i++ {
 		services = append(services, e.scorerRequest(i))
 	}
@@ -152,10 +157,12 @@ func startWith(t *testing.T, ctx context.Context, cfg config) *env {
 	return e
 }
 
-// named is a container request and its network alias.
+// named is a container request, or a started container, and its network
+// alias.
 type named struct {
 	alias string
 	req   testcontainers.ContainerRequest
+	c     testcontainers.Container
 }
 
 // scorerRequest is scorer-i, with a transactional id that is stable across
@@ -166,7 +173,7 @@ func (e *env) scorerRequest(i int) named {
 		envv["SCORER_SESSION_TIMEOUT"] = sessionTimeout
 		envv["SCORER_REBALANCE_TIMEOUT"] = rebalanceTimeout
 	}
-	return named{fmt.Sprintf("scorer-%d", i), e.service("scorer", "SCORER_ADDR", "8082", envv)}
+	return named{alias: fmt.Sprintf("scorer-%d", i), req: e.service("scorer", "SCORER_ADDR", "8082", envv)}
 }
 
 // addScorer starts scorer-i.
@@ -194,7 +201,7 @@ func (e *env) alertsRequest(i int) named {
 	if i > 1 {
 		alias = fmt.Sprintf("alerts-%d", i)
 	}
-	return named{alias, e.service("alerts", "ALERTS_ADDR", "8080", envv)}
+	return named{alias: alias, req: e.service("alerts", "ALERTS_ADDR", "8080", envv)}
 }
 
 // addAlerts starts alerts replica i.
@@ -253,19 +260,38 @@ func (e *env) launch(ctx context.Context, alias string, req testcontainers.Conta
 	req.Name = fmt.Sprintf("fs-e2e-%s-%d", alias, time.Now().UnixNano())
 	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
 	if c != nil {
-		e.t.Cleanup(func() {
-			if e.t.Failed() {
-				dumpLogs(e.t, alias, c)
-			}
-			if err := c.Terminate(context.Background()); err != nil {
-				e.t.Logf("terminate %s: %v", alias, err)
-			}
-		})
+		e.mu.Lock()
+		e.all = append(e.all, named{alias: alias, c: c})
+		e.mu.Unlock()
 	}
 	if err != nil {
 		return c, fmt.Errorf("start %s: %w", alias, err)
 	}
 	return c, nil
+}
+
+// terminate removes every container the env started, all at once (one
+// by one takes seconds each), after showing their logs if the test failed.
+func (e *env) terminate() {
+	e.mu.Lock()
+	all := e.all
+	e.mu.Unlock()
+	if e.t.Failed() {
+		for _, n := range all {
+			dumpLogs(e.t, n.alias, n.c)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, n := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.c.Terminate(context.Background()); err != nil {
+				e.t.Logf("terminate %s: %v", n.alias, err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func endpoint(t *testing.T, ctx context.Context, c testcontainers.Container, port string) string {

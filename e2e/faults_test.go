@@ -27,7 +27,7 @@ func TestScorerSIGKILL(t *testing.T) {
 	defer cancel()
 	e := startWith(t, ctx, config{scorers: 2, fastFailover: true})
 	const n = 50_000
-	f := e.feed(ctx, fmt.Sprintf("sk-%d", time.Now().UnixNano()), n, 60*time.Second)
+	f := e.feed(ctx, fmt.Sprintf("sk-%d", time.Now().UnixNano()), n, 50*time.Second)
 	e.killDuringFeed(ctx, f, n, "scorer", e.scorers)
 	ids := f.wait(t)
 	exactlyOnce(t, "scored-transactions (read_committed)", ids, e.scoredIDs(ctx, ids, 3*time.Minute))
@@ -51,11 +51,16 @@ func TestAlertsSIGKILL(t *testing.T) {
 
 // killDuringFeed SIGKILLs the replicas in turn, one every few seconds
 // after the previous one is ready again, while f is still producing: at
-// least minKills times, at most maxKills.
+// least minKills times (f holds back the end of the stream until then),
+// at most maxKills.
 func (e *env) killDuringFeed(ctx context.Context, f *feeder, n int, name string, replicas []testcontainers.Container) {
 	const minKills, maxKills = 5, 8
 	kills := 0
+	defer f.releaseRest()
 	for kills < maxKills {
+		if kills >= minKills {
+			f.releaseRest()
+		}
 		time.Sleep(3 * time.Second)
 		produced := f.acked()
 		if produced >= n {
@@ -79,7 +84,7 @@ func TestScaleScorer(t *testing.T) {
 	defer cancel()
 	e := startWith(t, ctx, config{scorers: 1, fastFailover: true})
 	const n = 30_000
-	f := e.feed(ctx, fmt.Sprintf("sc-%d", time.Now().UnixNano()), n, 60*time.Second)
+	f := e.feed(ctx, fmt.Sprintf("sc-%d", time.Now().UnixNano()), n, 45*time.Second)
 	time.Sleep(5 * time.Second)
 	added := e.parallel(ctx, []named{e.scorerRequest(2), e.scorerRequest(3)})
 	e.scorers = append(e.scorers, added...)
@@ -95,6 +100,10 @@ func TestScaleScorer(t *testing.T) {
 			t.Errorf("scorer-%d never scored: no partition moved to it", i)
 		}
 	}
+	// Run with three for a while before scaling in.
+	time.Sleep(8 * time.Second)
+	t.Logf("with three replicas: scorer-1 %d, scorer-2 %d, scorer-3 %d scored so far (%d produced)",
+		scoredBy(ctx, e.scorers[0]), scoredBy(ctx, e.scorers[1]), scoredBy(ctx, e.scorers[2]), f.acked())
 	grace := 15 * time.Second
 	for _, i := range []int{3, 2} {
 		if err := e.scorers[i-1].Stop(ctx, &grace); err != nil {

@@ -65,18 +65,36 @@ type feeder struct {
 	mu   sync.Mutex
 	ids  []string
 	done chan error
+
+	// The last tenth of the stream waits for release, so that faults meant
+	// to land during the stream do, however slow the machine is.
+	release     chan struct{}
+	releaseOnce sync.Once
 }
 
+// releaseRest lets the held-back end of the stream go.
+func (f *feeder) releaseRest() { f.releaseOnce.Do(func() { close(f.release) }) }
+
 // feed produces n transactions named prefix-i over about `over`, in the
-// background. wait returns the ids once all were acknowledged.
+// background; the last tenth only after releaseRest. wait returns the ids
+// once all were acknowledged.
 func (e *env) feed(ctx context.Context, prefix string, n int, over time.Duration) *feeder {
 	cl := e.kafka(kgo.DefaultProduceTopic(event.TopicRaw), kgo.ProducerLinger(5*time.Millisecond))
-	f := &feeder{done: make(chan error, 1)}
+	f := &feeder{done: make(chan error, 1), release: make(chan struct{})}
 	const chunk = 250
 	tick := over / time.Duration((n+chunk-1)/chunk)
+	holdAt := n - n/10
 	go func() {
 		next := time.Now()
 		for i := 0; i < n; i += chunk {
+			if i >= holdAt {
+				select {
+				case <-f.release:
+				case <-ctx.Done():
+					f.done <- ctx.Err()
+					return
+				}
+			}
 			var recs []*kgo.Record
 			for j := i; j < min(i+chunk, n); j++ {
 				id := fmt.Sprintf("%s-%d", prefix, j)
@@ -114,6 +132,7 @@ func (f *feeder) acked() int {
 
 func (f *feeder) wait(t *testing.T) []string {
 	t.Helper()
+	f.releaseRest()
 	if err := <-f.done; err != nil {
 		t.Fatalf("feed: %v", err)
 	}
