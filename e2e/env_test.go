@@ -176,17 +176,6 @@ func (e *env) scorerRequest(i int) named {
 	return named{alias: fmt.Sprintf("scorer-%d", i), req: e.service("scorer", "SCORER_ADDR", "8082", envv)}
 }
 
-// addScorer starts scorer-i.
-func (e *env) addScorer(ctx context.Context, i int) testcontainers.Container {
-	n := e.scorerRequest(i)
-	c := e.run(ctx, n.alias, n.req)
-	for len(e.scorers) < i {
-		e.scorers = append(e.scorers, nil)
-	}
-	e.scorers[i-1] = c
-	return c
-}
-
 // alertsRequest is alerts replica i; all replicas share the sink's group.
 func (e *env) alertsRequest(i int) named {
 	envv := map[string]string{
