@@ -29,10 +29,12 @@ e2e: images
 	TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1 \
 		$(GO) test -tags e2e -count=1 -timeout 30m -v ./e2e/
 
-## lint: go vet and staticcheck
+## lint: go vet and staticcheck, including the e2e suite (build tag e2e)
 lint:
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/
 	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags e2e ./e2e/
 
 ## clean: remove the binary and the dev data in .data/
 clean:

@@ -15,6 +15,8 @@ func alertsFlags(f *flags) func() alerts.Config {
 	kafka := f.kafka()
 	db := f.String("database-url", "DATABASE_URL", "", "postgres://… for PostgreSQL, or sqlite:PATH for an SQLite file")
 	group := f.String("group-id", "ALERTS_GROUP_ID", d.GroupID, "consumer group of the database sink (partition assignment only)")
+	session := f.Duration("session-timeout", "ALERTS_SESSION_TIMEOUT", d.SessionTimeout, "how long the sink's group waits for a silent (crashed) member")
+	rebalance := f.Duration("rebalance-timeout", "ALERTS_REBALANCE_TIMEOUT", d.RebalanceTimeout, "how long a rebalance of the sink's group waits for members to rejoin")
 	batch := f.Int("batch-size", "ALERTS_BATCH_SIZE", d.BatchSize, "most records in one database transaction")
 	flush := f.Duration("flush-interval", "ALERTS_FLUSH_INTERVAL", d.FlushInterval, "longest wait for a batch to fill")
 	conns := f.Int("db-max-conns", "ALERTS_DB_MAX_CONNS", d.DBMaxConns, "PostgreSQL connection pool size")
@@ -26,6 +28,7 @@ func alertsFlags(f *flags) func() alerts.Config {
 	token := f.String("token", "ALERTS_TOKEN", "", "dashboard and API token (Bearer or login cookie); required when --addr is not loopback")
 	return func() alerts.Config {
 		return alerts.Config{Addr: *addr, Kafka: kafka(), DatabaseURL: *db, GroupID: *group,
+			SessionTimeout: *session, RebalanceTimeout: *rebalance,
 			BatchSize: *batch, FlushInterval: *flush, DBMaxConns: *conns, SSEBuffer: *sseBuf,
 			SSEMaxClients: *sseMax, SSEHeartbeat: *beat, StartupTimeout: *startup,
 			StatsRetention: *retention, Token: *token}

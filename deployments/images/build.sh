@@ -25,6 +25,9 @@ CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$stage/fraudstream" ./cmd/
 cp /etc/ssl/certs/ca-certificates.crt "$stage/"
 echo 'nonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin' > "$stage/passwd"
 echo 'nonroot:x:65532:' > "$stage/group"
+# The broker's --data-dir (and anything else a service keeps) lives under
+# /var/lib/fraudstream, which the non-root user must be able to write.
+mkdir -p "$stage/var/lib/fraudstream"
 # Quiet unless it fails: the legacy builder's deprecation notice is noise.
 build() { out=$(docker build -q "$@" 2>&1) || { echo "$out" >&2; return 1; }; }
 build -f deployments/Dockerfile -t "$FRAUDSTREAM_IMAGE" "$stage"

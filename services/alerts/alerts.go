@@ -120,7 +120,7 @@ func New(cfg Config, deps Deps) (svc *Service, err error) {
 	base = append(base, kgo.WithLogger(kafkaopt.Logger(log.With("kafka", "sink"))))
 
 	sk := newSink(store, log, m, cfg.BatchSize, cfg.FlushInterval)
-	sinkOpts := append(append([]kgo.Opt{}, base...), sk.opts(cfg.GroupID)...)
+	sinkOpts := append(append([]kgo.Opt{}, base...), sk.opts(cfg.GroupID, cfg.SessionTimeout, cfg.RebalanceTimeout)...)
 	sinkOpts = append(sinkOpts, kgo.ClientID("fraudstream-alerts-sink"),
 		kgo.WithHooks(kprom.NewMetrics("fraudstream", kprom.Subsystem("alerts_sink_kafka"), kprom.Registerer(reg))))
 	if sk.cl, err = kgo.NewClient(sinkOpts...); err != nil {

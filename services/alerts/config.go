@@ -25,7 +25,10 @@ const (
 	DefaultSSEHeartbeat   = 15 * time.Second
 	DefaultStartupTimeout = 30 * time.Second
 	DefaultStatsRetention = time.Hour
-	MinTokenLength        = 16
+	// The sink group's timeouts: franz-go's defaults.
+	DefaultSessionTimeout   = 45 * time.Second
+	DefaultRebalanceTimeout = 60 * time.Second
+	MinTokenLength          = 16
 )
 
 // Config is everything alerts needs to run. Start from DefaultConfig: every
@@ -50,6 +53,17 @@ type Config struct {
 	// assigns partitions; offsets live in the database, never in Kafka.
 	// Replicas writing to the same database must share it.
 	GroupID string
+
+	// SessionTimeout is how long the sink's group waits for a silent
+	// member (a crashed replica) before moving its partitions to the
+	// others; until then those partitions are not written to the database
+	// (ALERTS_SESSION_TIMEOUT, default 45s, at least 1s).
+	SessionTimeout time.Duration
+
+	// RebalanceTimeout is how long a rebalance waits for every member to
+	// rejoin, which includes saving the batch in flight
+	// (ALERTS_REBALANCE_TIMEOUT, default 60s, at least 1s).
+	RebalanceTimeout time.Duration
 
 	// BatchSize caps the records written in one database transaction
 	// (ALERTS_BATCH_SIZE, default 1000).
@@ -104,16 +118,18 @@ type Config struct {
 // brokers and the database URL have no default.
 func DefaultConfig() Config {
 	return Config{
-		Addr:           DefaultAddr,
-		GroupID:        DefaultGroupID,
-		BatchSize:      DefaultBatchSize,
-		FlushInterval:  DefaultFlushInterval,
-		DBMaxConns:     DefaultDBMaxConns,
-		SSEBuffer:      DefaultSSEBuffer,
-		SSEMaxClients:  DefaultSSEMaxClients,
-		SSEHeartbeat:   DefaultSSEHeartbeat,
-		StartupTimeout: DefaultStartupTimeout,
-		StatsRetention: DefaultStatsRetention,
+		Addr:             DefaultAddr,
+		GroupID:          DefaultGroupID,
+		SessionTimeout:   DefaultSessionTimeout,
+		RebalanceTimeout: DefaultRebalanceTimeout,
+		BatchSize:        DefaultBatchSize,
+		FlushInterval:    DefaultFlushInterval,
+		DBMaxConns:       DefaultDBMaxConns,
+		SSEBuffer:        DefaultSSEBuffer,
+		SSEMaxClients:    DefaultSSEMaxClients,
+		SSEHeartbeat:     DefaultSSEHeartbeat,
+		StartupTimeout:   DefaultStartupTimeout,
+		StatsRetention:   DefaultStatsRetention,
 	}
 }
 
@@ -133,6 +149,8 @@ func (c Config) Validate() error {
 		env string
 	}{
 		{c.GroupID != "", "ALERTS_GROUP_ID: must not be empty"},
+		{c.SessionTimeout >= time.Second, fmt.Sprintf("ALERTS_SESSION_TIMEOUT: %s is below 1s", c.SessionTimeout)},
+		{c.RebalanceTimeout >= time.Second, fmt.Sprintf("ALERTS_REBALANCE_TIMEOUT: %s is below 1s", c.RebalanceTimeout)},
 		{c.BatchSize > 0, "ALERTS_BATCH_SIZE: must be positive"},
 		{c.FlushInterval > 0, "ALERTS_FLUSH_INTERVAL: must be positive"},
 		{c.DBMaxConns > 0, "ALERTS_DB_MAX_CONNS: must be positive"},

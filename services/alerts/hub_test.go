@@ -122,6 +122,8 @@ func TestConfigValidate(t *testing.T) {
 		{"db", func(c *Config) { c.DatabaseURL = "" }, "DATABASE_URL:"},
 		{"db scheme", func(c *Config) { c.DatabaseURL = "mysql://x/y" }, "DATABASE_URL:"},
 		{"group", func(c *Config) { c.GroupID = "" }, "ALERTS_GROUP_ID:"},
+		{"session timeout", func(c *Config) { c.SessionTimeout = 500 * time.Millisecond }, "ALERTS_SESSION_TIMEOUT:"},
+		{"rebalance timeout", func(c *Config) { c.RebalanceTimeout = 0 }, "ALERTS_REBALANCE_TIMEOUT:"},
 		{"batch", func(c *Config) { c.BatchSize = 0 }, "ALERTS_BATCH_SIZE:"},
 		{"flush", func(c *Config) { c.FlushInterval = 0 }, "ALERTS_FLUSH_INTERVAL:"},
 		{"conns", func(c *Config) { c.DBMaxConns = 0 }, "ALERTS_DB_MAX_CONNS:"},

@@ -405,3 +405,47 @@ func TestSinkReplicasShareTheWorkAcrossRebalances(t *testing.T) {
 		})
 	}
 }
+
+// offsetsOutage fails the first Offsets calls, as a database outage during
+// a rebalance would.
+type offsetsOutage struct {
+	Store
+	failures atomic.Int32
+}
+
+func (f *offsetsOutage) Offsets(ctx context.Context, topic string) (map[int32]int64, error) {
+	if f.failures.Add(-1) >= 0 {
+		return nil, errors.New("injected outage")
+	}
+	return f.Store.Offsets(ctx, topic)
+}
+
+// A failed positioning makes franz-go hand the poll an error and rejoin the
+// group. The sink then holds no records, and must let that rebalance run
+// (AllowRebalance) before polling again, or BlockRebalanceOnPoll stalls it
+// for good. Member a's positioning fails when member b leaves and hands its
+// partitions back.
+func TestSinkRejoinsAfterFailedPositioning(t *testing.T) {
+	brokers := newCluster(t)
+	cfg := testConfig(brokers, sqliteURL(t))
+	cfg.SessionTimeout = 6 * time.Second // the broker's group.min.session.timeout.ms
+	cfg.RebalanceTimeout = 3 * time.Second
+	p := newProducer(t, brokers)
+	p.txn(true, batchOf("r", 90)...)
+	f := &offsetsOutage{}
+	a := start(t, cfg, func(s *Service) {
+		f.Store = s.store
+		s.sink.store = f
+	})
+	waitCount(t, a.Store(), 90)
+	b := start(t, cfg, nil)
+	p.txn(true, batchOf("s", 30)...)
+	waitCount(t, a.Store(), 120)
+	f.failures.Store(2)
+	b.stop()
+	p.txn(true, batchOf("u", 30)...)
+	waitCount(t, a.Store(), 150)
+	if n := f.failures.Load(); n >= 0 {
+		t.Fatalf("the injected outage was not hit (%d failures left)", n+1)
+	}
+}

@@ -56,9 +56,12 @@ func newSink(store Store, log *slog.Logger, m *metrics, batch int, flush time.Du
 }
 
 // opts are the sink's client options on top of the connection options.
-func (s *sink) opts(group string) []kgo.Opt {
+func (s *sink) opts(group string, session, rebalance time.Duration) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ConsumerGroup(group),
+		kgo.SessionTimeout(session),
+		kgo.HeartbeatInterval(min(3*time.Second, session/3)),
+		kgo.RebalanceTimeout(rebalance),
 		kgo.ConsumeTopics(s.topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(), // the database holds the offsets
@@ -182,6 +185,14 @@ func (s *sink) collect(ctx context.Context) (*batch, error) {
 	b := &batch{next: map[int32]int64{}, first: map[int32]int64{}}
 	var deadline time.Time
 	for b.n < s.batch {
+		if b.n == 0 {
+			// Nothing polled is held yet: let a waiting rebalance run. A
+			// poll that returned only errors or empty partitions still
+			// counts as an outstanding poll, and without this the loop
+			// would poll again and again with the rebalance blocked, so
+			// the group stalls until this member is kicked out of it.
+			s.cl.AllowRebalance()
+		}
 		pctx, cancel := ctx, context.CancelFunc(func() {})
 		if !deadline.IsZero() {
 			pctx, cancel = context.WithDeadline(ctx, deadline)
