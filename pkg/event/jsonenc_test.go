@@ -131,7 +131,7 @@ func TestEncodeEdgeValues(t *testing.T) {
 		tx, s, st := baseRecords()
 		tx.Lat, tx.Lon = &f, &f
 		s.Transaction = tx
-		s.Score, s.Features.KmhFromPrev, s.Reasons[1].Weight = f, f, f
+		s.Score, s.Features.KmhFromPrev, s.Features.ArrivalKmh, s.Features.AmountRatio, s.Reasons[1].Weight = f, f, f, f, f
 		st.LatencyP99Ms = f
 		checkAllEncoders(t, tx, s, st)
 		tx.Lat = nil
@@ -257,7 +257,8 @@ func (f *fuzzSource) scored() Scored {
 	s := Scored{Schema: f.string(), Transaction: f.transaction(), Features: Features{
 		Count1m: f.int64(), Count10m: f.int64(), Count1h: f.int64(), Count24h: f.int64(), Sum1h: f.int64(),
 		Sum24h: f.int64(), DistinctMerchants1h: f.int64(), DistinctCountries24h: f.int64(), SmallCount10m: f.int64(),
-		SecsSincePrev: f.float(), KmFromPrev: f.float(), KmhFromPrev: f.float(), AmountZScore: f.float(),
+		SecsSincePrev: f.float(), KmFromPrev: f.float(), KmhFromPrev: f.float(), ArrivalKmh: f.float(),
+		AmountZScore: f.float(), AmountRatio: f.float(),
 		NewCountry: f.bool(), NewMerchant: f.bool(), HomeCountryMismatch: f.bool(), AccountAgeDays: f.float(),
 		RiskTier: f.int64(), ProfileMissing: f.bool()},
 		Score: f.float(), Decision: f.string(), RuleSetVersion: f.int64(), ModelVersion: f.string(),

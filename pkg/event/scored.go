@@ -36,13 +36,20 @@ type Features struct {
 	SecsSincePrev        float64 `json:"secs_since_prev"`
 	KmFromPrev           float64 `json:"km_from_prev"`
 	KmhFromPrev          float64 `json:"kmh_from_prev"`
-	AmountZScore         float64 `json:"amount_zscore"`
-	NewCountry           bool    `json:"new_country"`
-	NewMerchant          bool    `json:"new_merchant"`
-	HomeCountryMismatch  bool    `json:"home_country_mismatch"`
-	AccountAgeDays       float64 `json:"account_age_days"`
-	RiskTier             int64   `json:"risk_tier"`
-	ProfileMissing       bool    `json:"profile_missing"`
+	// ArrivalKmh is the speed at which the card reached the place of this
+	// in-person transaction (see the scorer's features.go): 0 without a
+	// location, or where the card has been since its history began.
+	ArrivalKmh   float64 `json:"arrival_kmh"`
+	AmountZScore float64 `json:"amount_zscore"`
+	// AmountRatio is the amount over the geometric mean of the card's
+	// earlier amounts, both in US cents; 0 for the card's first amount.
+	AmountRatio         float64 `json:"amount_ratio"`
+	NewCountry          bool    `json:"new_country"`
+	NewMerchant         bool    `json:"new_merchant"`
+	HomeCountryMismatch bool    `json:"home_country_mismatch"`
+	AccountAgeDays      float64 `json:"account_age_days"`
+	RiskTier            int64   `json:"risk_tier"`
+	ProfileMissing      bool    `json:"profile_missing"`
 }
 
 // Reason explains part of a score: a rule that matched or a model feature

@@ -31,6 +31,13 @@ const (
 	dimMerchant, dimCountry = 0, 1
 
 	earthRadiusKm = 6371.0
+
+	// placeRadiusKm: in-person transactions this close to where the card
+	// was before are at the same place (a metropolitan area).
+	placeRadiusKm = 100
+	// maxPlaces bounds the places a card remembers; a new place beyond
+	// them replaces the one the card was at least recently.
+	maxPlaces = 4
 )
 
 // usCents is the transaction's amount in US cents at the reference rate
@@ -113,6 +120,105 @@ func prevFeatures(f *event.Features, cs *cardState, tx *event.Transaction, et in
 	f.KmFromPrev = km
 	// A one-second floor keeps simultaneous transactions finite.
 	f.KmhFromPrev = km / (max(f.SecsSincePrev, 1) / 3600)
+}
+
+// place is where a card was in person within the look-back retention:
+// the location of its first transaction there, the time of its latest,
+// and the speed at which the card arrived (arrival_kmh).
+type place struct {
+	lat, lon   float64
+	last       int64 // Unix ms
+	arrivalKmh float64
+}
+
+// arrival finds the place of an in-person transaction at lat, lon and
+// event time et among the card's places: the nearest one within
+// placeRadiusKm (i ≥ 0), or a new place (i = -1). kmh is arrival_kmh: the
+// speed at which the card reached that place, kept from its first
+// transaction there; for a new place, the distance from the place the card
+// was at most recently over the time since (absolute, as in prevFeatures,
+// with a one-second floor); 0 for a card's first place.
+//
+// Why a place and not only the previous transaction: a cloned card used
+// twice abroad minutes after the genuine card paid at home makes the
+// second purchase abroad look local against the first. Its place, though,
+// was reached at an impossible speed, while the genuine card, back home,
+// is at a place it has been at all along.
+func arrival(cs *cardState, lat, lon float64, et int64) (i int, kmh float64) {
+	i, best := -1, float64(placeRadiusKm)
+	for j := range cs.nplaces {
+		if d := haversineKm(cs.places[j].lat, cs.places[j].lon, lat, lon); d < best {
+			i, best = j, d
+		}
+	}
+	if i >= 0 {
+		return i, cs.places[i].arrivalKmh
+	}
+	from := -1
+	for j := range cs.nplaces {
+		if from < 0 || cs.places[j].last > cs.places[from].last {
+			from = j
+		}
+	}
+	if from < 0 {
+		return -1, 0
+	}
+	p := &cs.places[from]
+	gap := et - p.last
+	if gap < 0 {
+		gap = -gap
+	}
+	return -1, haversineKm(p.lat, p.lon, lat, lon) / (max(float64(gap)/1000, 1) / 3600)
+}
+
+// visit records an in-person transaction at place i as arrival returned
+// it (-1: a new place, reached at kmh).
+func (cs *cardState) visit(i int, lat, lon float64, et int64, kmh float64) {
+	if i >= 0 {
+		cs.places[i].last = max(cs.places[i].last, et)
+		return
+	}
+	i = cs.nplaces
+	if i == maxPlaces {
+		i = 0
+		for j := range cs.nplaces {
+			if cs.places[j].last < cs.places[i].last {
+				i = j
+			}
+		}
+	} else {
+		cs.nplaces++
+	}
+	cs.places[i] = place{lat: lat, lon: lon, last: et, arrivalKmh: kmh}
+}
+
+// prunePlaces forgets the places last visited at or before floor, keeping
+// the others in order.
+func (cs *cardState) prunePlaces(floor int64) {
+	n := 0
+	for _, p := range cs.places[:cs.nplaces] {
+		if p.last > floor {
+			cs.places[n] = p
+			n++
+		}
+	}
+	clear(cs.places[n:cs.nplaces])
+	cs.nplaces = n
+}
+
+// logCents is the logarithm of an amount in US cents, at least 1 cent.
+func logCents(cents int64) float64 { return math.Log(float64(max(cents, 1))) }
+
+// amountRatio is amount (US cents) over the geometric mean of the card's
+// earlier amounts: how many times its usual spend. The geometric mean,
+// unlike the arithmetic one behind amount_zscore, is not dragged up by
+// the card's occasional large purchases, so a spike stands out against
+// the card's habit. 0 until one amount is known.
+func amountRatio(cs *cardState, amount int64) float64 {
+	if cs.n == 0 {
+		return 0
+	}
+	return math.Exp(logCents(amount) - cs.logMean)
 }
 
 // amountZScore is how many standard deviations amount (US cents) lies from

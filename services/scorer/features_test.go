@@ -1,12 +1,14 @@
 package scorer
 
 import (
+	"encoding/binary"
 	"math"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/pkg/windowing"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano()
@@ -71,5 +73,107 @@ func TestAmountZScore(t *testing.T) {
 	// mean 200, sample sd 100.
 	if z := amountZScore(cs, 500); math.Abs(z-3) > 1e-12 {
 		t.Errorf("z = %v, want 3", z)
+	}
+}
+
+func TestArrival(t *testing.T) {
+	// Berlin (home), then a clone in New York: first purchase 3 minutes
+	// later, second 2 minutes after that; then the genuine card back in
+	// Berlin an hour later.
+	const berlinLat, berlinLon, nyLat, nyLon = 52.52, 13.40, 40.71, -74.01
+	const minute = 60_000
+	cs := &cardState{}
+	steps := []struct {
+		name     string
+		lat, lon float64
+		et       int64
+		new      bool
+		kmh      float64 // want, within 1%
+	}{
+		{"first place", berlinLat, berlinLon, 0, true, 0},
+		{"same place, 40 km off", berlinLat + 0.3, berlinLon + 0.3, 30 * minute, false, 0},
+		{"clone abroad", nyLat, nyLon, 33 * minute, true, 6385 / 0.05},
+		{"clone again, looks local", nyLat + 0.01, nyLon, 35 * minute, false, 6385 / 0.05},
+		{"genuine card at home", berlinLat, berlinLon, 95 * minute, false, 0},
+	}
+	for _, s := range steps {
+		i, kmh := arrival(cs, s.lat, s.lon, s.et)
+		if (i < 0) != s.new || math.Abs(kmh-s.kmh) > 0.01*s.kmh+1e-9 {
+			t.Errorf("%s: place %d, %.0f km/h; want new %v, %.0f km/h", s.name, i, kmh, s.new, s.kmh)
+		}
+		cs.visit(i, s.lat, s.lon, s.et, kmh)
+	}
+	if cs.nplaces != 2 {
+		t.Fatalf("%d places, want 2", cs.nplaces)
+	}
+	// New York expires first; Berlin was visited later.
+	cs.prunePlaces(35 * minute)
+	if cs.nplaces != 1 || cs.places[0].lat != berlinLat {
+		t.Errorf("after pruning: %+v", cs.places[:cs.nplaces])
+	}
+	// Beyond maxPlaces the least recently visited place goes.
+	cs = &cardState{}
+	for k := range maxPlaces + 1 {
+		lat := float64(k * 10)
+		i, kmh := arrival(cs, lat, 0, int64(k)*24*minute)
+		cs.visit(i, lat, 0, int64(k)*24*minute, kmh)
+	}
+	if cs.nplaces != maxPlaces || cs.places[0].lat != maxPlaces*10 {
+		t.Errorf("places %+v", cs.places)
+	}
+}
+
+func TestAmountRatio(t *testing.T) {
+	cs := &cardState{}
+	if r := amountRatio(cs, 100); r != 0 {
+		t.Errorf("empty baseline: %v", r)
+	}
+	for _, a := range []int64{100, 1_000, 10_000} {
+		cs.observe(a)
+	}
+	// Geometric mean 1,000 (the arithmetic one is 3,700).
+	if r := amountRatio(cs, 10_000); math.Abs(r-10) > 1e-9 {
+		t.Errorf("ratio %v, want 10", r)
+	}
+}
+
+func TestCardStateEncoding(t *testing.T) {
+	lb, err := windowing.NewLookback(windowing.WithRetention(retention))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := newCardState(lb)
+	cs.last, cs.hasPrev, cs.prevT = 5_000, true, 5_000
+	cs.observe(100)
+	cs.observe(900)
+	cs.visit(-1, 52.5, 13.4, 4_000, 0)
+	cs.visit(-1, 40.7, -74.0, 5_000, 12345.5)
+	b, err := cs.appendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := decodeCardState(lb, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.nplaces != 2 || back.places != cs.places || back.logMean != cs.logMean || back.mean != cs.mean {
+		t.Errorf("decoded %+v, want %+v", back, cs)
+	}
+
+	// Version 1 had no places and no log baseline.
+	v1 := []byte{1}
+	v1 = binary.AppendVarint(v1, 5_000)
+	v1 = append(v1, 0)               // no previous transaction
+	v1 = binary.AppendUvarint(v1, 2) // baseline of 2 amounts, mean 500
+	v1 = binary.LittleEndian.AppendUint64(v1, math.Float64bits(500))
+	v1 = binary.LittleEndian.AppendUint64(v1, math.Float64bits(320_000))
+	v1 = binary.AppendUvarint(v1, 0) // no ids
+	v1, _ = newCardState(lb).series.AppendBinary(v1)
+	old, err := decodeCardState(lb, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.n != 2 || old.nplaces != 0 || math.Abs(old.logMean-math.Log(500)) > 1e-12 {
+		t.Errorf("version 1: %+v", old)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // card's state has expired), and one partition metadata entry under
 // metaKey. Every value starts with a format version byte.
 const (
-	cardStateVersion = 1
+	cardStateVersion = 2
 	metaVersion      = 1
 )
 
@@ -38,8 +38,8 @@ type seenID struct {
 
 // cardState is everything a task remembers about one card: its look-back
 // series, its latest transaction in event time (for distance and speed),
-// the running baseline of its amounts, and the transaction_ids of its
-// records within the de-duplication horizon. It is written to the
+// the places it was at in person, the running baseline of its amounts, and
+// the transaction_ids of its records within the de-duplication horizon. It is written to the
 // changelog whole, so a restore reproduces it exactly.
 type cardState struct {
 	series *windowing.Series
@@ -53,10 +53,17 @@ type cardState struct {
 	prevT               int64 // Unix ms
 	prevLat, prevLon    float64
 
+	// The places of the card's in-person transactions in the look-back
+	// retention, places[:nplaces] (features.go, arrival_kmh).
+	places  [maxPlaces]place
+	nplaces int
+
 	// Welford's running mean and sum of squared deviations of the card's
-	// amounts (minor units).
+	// amounts (US cents), and the running mean of their logarithms
+	// (amount_ratio), over the same n amounts.
 	n        int64
 	mean, m2 float64
+	logMean  float64
 
 	ids []seenID // ascending by at
 }
@@ -102,19 +109,26 @@ func (cs *cardState) observe(amount int64) {
 	d := x - cs.mean
 	cs.mean += d / float64(cs.n)
 	cs.m2 += d * (x - cs.mean)
+	cs.logMean += (logCents(amount) - cs.logMean) / float64(cs.n)
 }
 
 // appendBinary appends the changelog value of the card.
 //
-// Format (version 1): the version byte; last as a zig-zag varint; a flags
+// Format (version 2): the version byte; last as a zig-zag varint; a flags
 // byte (bit 0: has a previous transaction, bit 1: it had a location); if
 // there is one, its time as a zig-zag varint and, with a location, latitude
 // and longitude as little-endian float64 bits; the baseline count as a
-// uvarint and, if not 0, mean and m2 as float64 bits; the id count as a
+// uvarint and, if not 0, mean, m2 and logMean as float64 bits; the place
+// count as a uvarint and per place its latitude, longitude, arrival speed
+// as float64 bits and its last time as a zig-zag varint; the id count as a
 // uvarint and per id its time as a zig-zag varint delta to the previous one
 // (the first to last), its length as a uvarint and its bytes; then the rest
 // of the value is the series (windowing.Series.AppendBinary, which carries
 // its own version byte).
+//
+// Version 1, written before places and logMean existed, lacks both: it is
+// decoded with no places and logMean the logarithm of mean, an
+// approximation that later amounts wash out.
 func (cs *cardState) appendBinary(b []byte) ([]byte, error) {
 	b = append(b, cardStateVersion)
 	b = binary.AppendVarint(b, cs.last)
@@ -137,6 +151,14 @@ func (cs *cardState) appendBinary(b []byte) ([]byte, error) {
 	if cs.n > 0 {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(cs.mean))
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(cs.m2))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(cs.logMean))
+	}
+	b = binary.AppendUvarint(b, uint64(cs.nplaces))
+	for _, p := range cs.places[:cs.nplaces] {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.lat))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.lon))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.arrivalKmh))
+		b = binary.AppendVarint(b, p.last)
 	}
 	b = binary.AppendUvarint(b, uint64(len(cs.ids)))
 	prev := cs.last
@@ -153,8 +175,9 @@ func (cs *cardState) appendBinary(b []byte) ([]byte, error) {
 func decodeCardState(lb *windowing.Lookback, data []byte) (*cardState, error) {
 	cs := newCardState(lb)
 	d := decoder{p: data}
-	if v := d.byte(); v != cardStateVersion {
-		return nil, fmt.Errorf("%w: card state version %d, want %d", errStateFormat, v, cardStateVersion)
+	v := d.byte()
+	if v != cardStateVersion && v != 1 {
+		return nil, fmt.Errorf("%w: card state version %d, want 1 or %d", errStateFormat, v, cardStateVersion)
 	}
 	cs.last = d.varint()
 	flags := d.byte()
@@ -171,6 +194,21 @@ func decodeCardState(lb *windowing.Lookback, data []byte) (*cardState, error) {
 	if n := d.uvarint(); n > 0 {
 		cs.n = int64(n)
 		cs.mean, cs.m2 = d.float(), d.float()
+		if v == 1 {
+			cs.logMean = math.Log(max(cs.mean, 1))
+		} else {
+			cs.logMean = d.float()
+		}
+	}
+	if v >= 2 {
+		n := d.uvarint()
+		if d.err == nil && n > maxPlaces {
+			d.err = fmt.Errorf("%w: %d places, at most %d", errStateFormat, n, maxPlaces)
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			cs.places[i] = place{lat: d.float(), lon: d.float(), arrivalKmh: d.float(), last: d.varint()}
+			cs.nplaces++
+		}
 	}
 	nids := d.uvarint()
 	if d.err == nil && nids > uint64(len(d.p)) { // every id takes at least two bytes

@@ -233,8 +233,13 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 		velocityFeatures(&feats, t.aggs)
 	}
 	prevFeatures(&feats, cs, &tx, et)
+	placeIdx := -1
+	if tx.Lat != nil && tx.Lon != nil {
+		placeIdx, feats.ArrivalKmh = arrival(cs, *tx.Lat, *tx.Lon, et)
+	}
 	cents := usCents(&tx)
 	feats.AmountZScore = amountZScore(cs, cents)
+	feats.AmountRatio = amountRatio(cs, cents)
 	if info, st := t.params.profiles.lookup(tx.CardID); st == profileFound {
 		profileFeatures(&feats, &info, &tx, et)
 	} else {
@@ -264,6 +269,9 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 			if cs.prevHasLoc {
 				cs.prevLat, cs.prevLon = *tx.Lat, *tx.Lon
 			}
+		}
+		if tx.Lat != nil && tx.Lon != nil {
+			cs.visit(placeIdx, *tx.Lat, *tx.Lon, et, feats.ArrivalKmh)
 		}
 		cs.observe(cents)
 	}
@@ -340,6 +348,7 @@ func (t *task) touch(card string, wm, floor int64) *cardState {
 		cs.reset()
 	}
 	cs.series.Evict(wm)
+	cs.prunePlaces(floor)
 	t.forgetIDs(cs, floor)
 	return cs
 }

@@ -588,7 +588,8 @@
 
   // ---- rules ----
   const FEATURES = ["count_1m", "count_10m", "count_1h", "count_24h", "sum_1h", "sum_24h", "distinct_merchants_1h",
-    "distinct_countries_24h", "small_count_10m", "secs_since_prev", "km_from_prev", "kmh_from_prev", "amount_zscore",
+    "distinct_countries_24h", "small_count_10m", "secs_since_prev", "km_from_prev", "kmh_from_prev", "arrival_kmh",
+    "amount_zscore", "amount_ratio",
     "new_country", "new_merchant", "home_country_mismatch", "account_age_days", "risk_tier", "profile_missing"];
   $("feature-names").textContent = FEATURES.join(", ");
   let ruleSet = { version: 0, rules: [] };

@@ -159,18 +159,18 @@ func TestDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Version() != "default-v2" {
+	if m.Version() != "default-v3" {
 		t.Fatalf("version %q", m.Version())
 	}
 	normal := rules.Env{Count10m: 1, Count24h: 4, DistinctCountries24h: 1, SecsSincePrev: 1800, KmFromPrev: 3,
-		KmhFromPrev: 6, AmountZScore: 0.3, AccountAgeDays: 900, RiskTier: 1, AmountMinor: 4500, AmountUSD: 45, Channel: "card_present"}
+		KmhFromPrev: 6, AmountZScore: 0.3, AmountRatio: 1.2, AccountAgeDays: 900, RiskTier: 1, AmountMinor: 4500, AmountUSD: 45, Channel: "card_present"}
 	testing := normal
 	testing.Count1m, testing.Count10m, testing.SmallCount10m, testing.AmountMinor, testing.AmountZScore = 8, 10, 9, 120, -1
 	testing.HomeCountryMismatch, testing.Channel, testing.Ecommerce, testing.HighRiskMCC, testing.AmountUSD = true, "ecommerce", true, true, 1.2
 	travel := normal
-	travel.KmFromPrev, travel.KmhFromPrev, travel.NewCountry, travel.HomeCountryMismatch = 2500, 30000, true, true
+	travel.KmFromPrev, travel.KmhFromPrev, travel.ArrivalKmh, travel.NewCountry, travel.HomeCountryMismatch = 2500, 30000, 30000, true, true
 	spike := normal
-	spike.AmountZScore, spike.AmountMinor, spike.AmountUSD, spike.HighRiskMCC = 30, 180000, 1800, true
+	spike.AmountZScore, spike.AmountRatio, spike.AmountMinor, spike.AmountUSD, spike.HighRiskMCC = 30, 40, 180000, 1800, true
 	pn, rn := m.Score(&normal, nil)
 	if pn > 0.03 || len(rn) != 0 {
 		t.Errorf("ordinary purchase: p = %.4f, reasons %v", pn, rn)

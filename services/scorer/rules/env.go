@@ -29,7 +29,9 @@ type Env struct {
 	SecsSincePrev        float64 `expr:"secs_since_prev"`
 	KmFromPrev           float64 `expr:"km_from_prev"`
 	KmhFromPrev          float64 `expr:"kmh_from_prev"`
+	ArrivalKmh           float64 `expr:"arrival_kmh"`
 	AmountZScore         float64 `expr:"amount_zscore"`
+	AmountRatio          float64 `expr:"amount_ratio"`
 	NewCountry           bool    `expr:"new_country"`
 	NewMerchant          bool    `expr:"new_merchant"`
 	HomeCountryMismatch  bool    `expr:"home_country_mismatch"`
@@ -88,7 +90,9 @@ func (e *Env) Fill(tx *event.Transaction, f *event.Features) {
 		SecsSincePrev:        f.SecsSincePrev,
 		KmFromPrev:           f.KmFromPrev,
 		KmhFromPrev:          f.KmhFromPrev,
+		ArrivalKmh:           f.ArrivalKmh,
 		AmountZScore:         f.AmountZScore,
+		AmountRatio:          f.AmountRatio,
 		NewCountry:           f.NewCountry,
 		NewMerchant:          f.NewMerchant,
 		HomeCountryMismatch:  f.HomeCountryMismatch,
@@ -150,7 +154,9 @@ var variables = []variable{
 	{name: "secs_since_prev", kind: kindFloat, f: func(e *Env) float64 { return e.SecsSincePrev }},
 	{name: "km_from_prev", kind: kindFloat, f: func(e *Env) float64 { return e.KmFromPrev }},
 	{name: "kmh_from_prev", kind: kindFloat, f: func(e *Env) float64 { return e.KmhFromPrev }},
+	{name: "arrival_kmh", kind: kindFloat, f: func(e *Env) float64 { return e.ArrivalKmh }},
 	{name: "amount_zscore", kind: kindFloat, f: func(e *Env) float64 { return e.AmountZScore }},
+	{name: "amount_ratio", kind: kindFloat, f: func(e *Env) float64 { return e.AmountRatio }},
 	{name: "new_country", kind: kindBool, b: func(e *Env) bool { return e.NewCountry }},
 	{name: "new_merchant", kind: kindBool, b: func(e *Env) bool { return e.NewMerchant }},
 	{name: "home_country_mismatch", kind: kindBool, b: func(e *Env) bool { return e.HomeCountryMismatch }},

@@ -257,12 +257,13 @@ func TestEvaluateDefault(t *testing.T) {
 		}, nil},
 		{"velocity", func(e *Env) { e.Count1m = 5 }, []string{"VELOCITY_1M"}},
 		{"velocity below the limit", func(e *Env) { e.Count1m = 4 }, nil},
-		{"impossible travel", func(e *Env) { e.KmFromPrev, e.KmhFromPrev, e.NewCountry = 2500, 30000, true }, []string{"IMPOSSIBLE_TRAVEL"}},
+		{"impossible travel", func(e *Env) { e.KmFromPrev, e.KmhFromPrev, e.ArrivalKmh, e.NewCountry = 2500, 30000, 30000, true }, []string{"IMPOSSIBLE_TRAVEL"}},
+		{"impossible travel, a later purchase there", func(e *Env) { e.KmFromPrev, e.KmhFromPrev, e.ArrivalKmh = 3, 60, 30000 }, []string{"IMPOSSIBLE_TRAVEL"}},
 		{"back home from far away is not impossible travel", func(e *Env) { e.KmFromPrev, e.KmhFromPrev = 2500, 30000 }, nil},
-		{"fast but short hop", func(e *Env) { e.KmFromPrev, e.KmhFromPrev, e.NewCountry = 40, 2400, true }, nil},
-		{"far but slow", func(e *Env) { e.KmFromPrev, e.KmhFromPrev, e.NewCountry = 2500, 800, true }, nil},
-		{"amount spike", func(e *Env) { e.AmountZScore, e.AmountUSD, e.HighRiskMCC = 25, 1500, true }, []string{"AMOUNT_SPIKE"}},
-		{"high z-score on a small amount", func(e *Env) { e.AmountZScore, e.AmountUSD, e.HighRiskMCC = 25, 90, true }, nil},
+		{"far but slow", func(e *Env) { e.KmFromPrev, e.KmhFromPrev, e.ArrivalKmh, e.NewCountry = 2500, 800, 800, true }, nil},
+		{"amount spike", func(e *Env) { e.AmountRatio, e.AmountUSD, e.HighRiskMCC = 30, 1500, true }, []string{"AMOUNT_SPIKE"}},
+		{"high ratio on a small amount", func(e *Env) { e.AmountRatio, e.AmountUSD, e.HighRiskMCC = 30, 90, true }, nil},
+		{"high z-score alone is no spike", func(e *Env) { e.AmountZScore, e.AmountRatio, e.AmountUSD, e.HighRiskMCC = 25, 8, 1500, true }, nil},
 		{"new country, high amount", func(e *Env) { e.NewCountry, e.AmountUSD = true, 600 }, []string{"NEW_COUNTRY_HIGH_AMOUNT"}},
 		{"first transaction of a card is no new country", func(e *Env) {
 			e.NewCountry, e.AmountUSD, e.Count24h = true, 600, 0
@@ -283,7 +284,7 @@ func TestEvaluateDefault(t *testing.T) {
 			e.DistinctCountries24h, e.Count10m = 2, 1
 		}, []string{"TRAVEL_FOLLOWUP(shadow)"}},
 		{"several at once, in rule order", func(e *Env) {
-			e.NewCountry, e.HomeCountryMismatch, e.AmountUSD, e.AmountZScore, e.Count1m, e.HighRiskMCC = true, true, 800, 12, 6, true
+			e.NewCountry, e.HomeCountryMismatch, e.AmountUSD, e.AmountRatio, e.Count1m, e.HighRiskMCC = true, true, 800, 40, 6, true
 		}, []string{"VELOCITY_1M", "AMOUNT_SPIKE", "NEW_COUNTRY_HIGH_AMOUNT", "HOME_COUNTRY_MISMATCH"}},
 	}
 	for _, tc := range tests {
