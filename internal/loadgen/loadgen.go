@@ -111,7 +111,19 @@ func (c *Config) defaults() {
 	if c.Traffic.IDPrefix == "" {
 		c.Traffic.IDPrefix = "load"
 	}
+	if c.Traffic.CardPrefix == "" {
+		c.Traffic.CardPrefix = CardPrefix(c.Traffic.Seed)
+	}
 }
+
+// CardPrefix is the default card id prefix of a run with this simulator
+// seed, "card-s<seed>-". A seed decides where each card lives and how it
+// spends, so cards are named per seed: runs with one seed continue the
+// same cardholders, and runs with another seed (or fraudstream dev's
+// traffic, whose cards are "card-…") never reuse a card id for a
+// cardholder in another city, which the scorer would flag as impossible
+// travel.
+func CardPrefix(seed uint64) string { return "card-s" + strconv.FormatUint(seed, 10) + "-" }
 
 // Validate names the first bad setting.
 func (c Config) Validate() error {
