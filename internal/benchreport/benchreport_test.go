@@ -234,3 +234,26 @@ func TestRender(t *testing.T) {
 		t.Log(out)
 	}
 }
+
+func TestParseMetrics(t *testing.T) {
+	in := `# HELP go_goroutines Number of goroutines that currently exist.
+# TYPE go_goroutines gauge
+go_goroutines 42
+go_memstats_heap_inuse_bytes 1.2345e+07
+go_memstats_heap_inuse_bytes_total{x="y"} 9
+process_resident_memory_bytes 5.5e+07
+`
+	s, err := parseMetrics("scorer", strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Service != "scorer" || s.Goroutines != 42 || s.HeapInuse != 12345000 || s.RSS != 55e6 {
+		t.Errorf("%+v", s)
+	}
+	if _, err := parseMetrics("x", strings.NewReader("up 1\n")); err == nil {
+		t.Error("metrics without the runtime gauges accepted")
+	}
+	if _, err := parseMetrics("x", strings.NewReader("go_goroutines many\n")); err == nil {
+		t.Error("a gauge that is not a number accepted")
+	}
+}

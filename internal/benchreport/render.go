@@ -331,8 +331,8 @@ func Render(w io.Writer, r Report) error {
 			p("| %s | %d | %d | %s |", code, rq.Flagged, rq.Fraud, f3(rq.Precision))
 		}
 		p("")
-		p("Precision is per transaction over the whole scored output; recall per scenario is per fraudulent transaction and per episode. The traffic simulator's legitimate cards spend at the rate stated above; the velocity rules (`count_1m`, `count_10m`) misfire on ordinary cards once a card buys every few minutes, which is why quality is measured in its own phase at a low per-card rate with many cards, apart from the latency phase (whose own quality figures, at %s transactions per card per minute, are in its JSON report).",
-			e2ePerCard(r.E2E))
+		p("Precision is per transaction over the whole scored output; recall per scenario is per fraudulent transaction and per episode. The simulator's cardholders must spend at a realistic rate, and with some history: the velocity rules (`count_1m`, `count_10m`) misfire on ordinary cards that buy every few minutes, and the new-country and amount features misfire on cards seen for the first time. In minutes of wall time that takes a fast event-time clock (`--time-scale`): here event time ran %.0f× faster than the wall clock, ending when its sending ended, so this phase is hours of event time, at the per-card rate above. The latency and soak phases send in real time to many cards (%s transactions per card per minute in the latency phase; its quality figures, which mean little for that reason, are in its loadgen report).",
+			rep.TimeScale, e2ePerCard(r.E2E))
 		p("")
 	}
 
