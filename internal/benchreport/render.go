@@ -254,7 +254,7 @@ func Render(w io.Writer, r Report) error {
 	for _, c := range r.Commands {
 		p("%s", c.Line)
 	}
-	for _, ph := range []*Phase{r.E2E, r.Quality, soakPhase(r.Soak)} {
+	for _, ph := range []*Phase{r.Quality, r.E2E, soakPhase(r.Soak)} {
 		if ph != nil && ph.Command != "" {
 			p("%s", ph.Command)
 		}
@@ -302,6 +302,12 @@ func Render(w io.Writer, r Report) error {
 		p("Verdict: %s%s. Client-measured (send of the POST → the scored record arriving on alerts' SSE stream): %s. From the records' own timestamps (ingest_time → scored_at): %s. Rate achieved: %.0f/s of %.0f/s.",
 			lat.Status.bold(), because(lat.Why), lat.Client, lat.Records, lat.Achieved, lat.TargetRate)
 		p("")
+		if s := r.Soak; s != nil && s.Report != nil && s.Report.E2E != nil && s.Report.E2E.Client.Count > 0 {
+			e := s.Report.E2E
+			p("For comparison, at the soak's lower sustained rate (%.0f tx/s achieved of %.0f/s, over %s): client p50 %.1f ms, p99 %.1f ms; records p50 %.1f ms, p99 %.1f ms.",
+				s.Report.Throughput, s.Report.TargetRate, s.Duration, e.Client.P50, e.Client.P99, e.Records.P50, e.Records.P99)
+			p("")
+		}
 		p("What limits it: broker (kfake), Redis, PostgreSQL, the three services and the load generator share the machine's %d cores, so the rate the client reaches and the queueing delay are bounded by CPU, not by the pipeline's design; single POSTs cost ingest three Redis round trips and an acks=all produce each (see docs/benchmarks-ingest.md), and the scorer commits a Kafka transaction every 50 ms (`SCORER_COMMIT_INTERVAL`), which sets a floor of tens of milliseconds on the time to a committed, read_committed-visible scored record.", m.Cores)
 		p("")
 	}
@@ -340,6 +346,11 @@ func Render(w io.Writer, r Report) error {
 	p("")
 	if s := r.Soak; s != nil {
 		writePhase(p, &s.Phase)
+		if rep := s.Report; rep != nil && rep.TimeScale > 1 {
+			p("Event time ran %.0f× faster than the wall clock (%s of event time over %d cards, %.2f transactions per card per hour), so the scorer's per-card state, which keeps 24 hours of look-back, is at its steady size from the first quarter on: it evicts as much as it adds. In real time a 10-minute soak would only show that state filling.",
+				rep.TimeScale, (time.Duration(rep.TimeScale * float64(s.Duration))).Round(time.Hour), rep.Generated.Cards, rep.Generated.PerCardPerMinute*60)
+			p("")
+		}
 		p("Every %s each service's `/metrics` was read (`go_memstats_heap_inuse_bytes`, `go_goroutines`, `process_resident_memory_bytes`). A service is flat when, after the first quarter (warm-up), its median heap in the last quarter is at most %.0f%% above the second quarter's and its most goroutines at most %.0f%% + %d above.",
 			s.Interval, 100*(heapGrowthLimit-1), 100*(goroutineGrowthLimit-1), goroutineSlack)
 		p("")
