@@ -146,7 +146,7 @@ func TestFlat(t *testing.T) {
 	if f := got["scorer"]; !f.Flat {
 		t.Errorf("steady scorer judged not flat: %+v", f)
 	}
-	if f := got["ingest"]; f.Flat || !strings.Contains(f.Why, "heap grew") {
+	if f := got["ingest"]; f.Flat || !strings.Contains(f.Why, "heap in use grew") {
 		t.Errorf("growing heap judged flat: %+v", f)
 	}
 	if f := got["alerts"]; f.Flat || !strings.Contains(f.Why, "goroutines grew") {
@@ -154,6 +154,30 @@ func TestFlat(t *testing.T) {
 	}
 	if f := got["broker"]; f.Flat {
 		t.Errorf("5 samples judged flat: %+v", f)
+	}
+
+	// With the heap goal, the GC cycle's swings of heap in use do not
+	// count, a growing goal does; one spike of goroutines does not count.
+	swinging := samples("scorer", 20, func(i int) float64 { return float64(50+(i%2)*50+i) * mib }, func(i int) float64 {
+		if i == 19 {
+			return 90
+		}
+		return 40
+	})
+	growing := samples("alerts", 20, func(int) float64 { return 30 * mib }, func(int) float64 { return 20 })
+	for i := range swinging {
+		swinging[i].NextGC = 120 * mib
+		growing[i].NextGC = float64(40+4*i) * mib
+	}
+	got = map[string]Flatness{}
+	for _, f := range Flat(append(swinging, growing...)) {
+		got[f.Service] = f
+	}
+	if f := got["scorer"]; !f.Flat || !f.HeapGoal {
+		t.Errorf("flat heap goal with a swinging heap in use and one goroutine spike judged not flat: %+v", f)
+	}
+	if f := got["alerts"]; f.Flat || !strings.Contains(f.Why, "heap goal grew") {
+		t.Errorf("growing heap goal judged flat: %+v", f)
 	}
 }
 
@@ -240,6 +264,7 @@ func TestParseMetrics(t *testing.T) {
 # TYPE go_goroutines gauge
 go_goroutines 42
 go_memstats_heap_inuse_bytes 1.2345e+07
+go_memstats_next_gc_bytes 2e+07
 go_memstats_heap_inuse_bytes_total{x="y"} 9
 process_resident_memory_bytes 5.5e+07
 `
@@ -247,7 +272,7 @@ process_resident_memory_bytes 5.5e+07
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Service != "scorer" || s.Goroutines != 42 || s.HeapInuse != 12345000 || s.RSS != 55e6 {
+	if s.Service != "scorer" || s.Goroutines != 42 || s.HeapInuse != 12345000 || s.NextGC != 2e7 || s.RSS != 55e6 {
 		t.Errorf("%+v", s)
 	}
 	if _, err := parseMetrics("x", strings.NewReader("up 1\n")); err == nil {

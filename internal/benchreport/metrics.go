@@ -24,6 +24,8 @@ func parseMetrics(name string, r io.Reader) (Sample, error) {
 		switch f[0] {
 		case "go_memstats_heap_inuse_bytes":
 			dst = &s.HeapInuse
+		case "go_memstats_next_gc_bytes":
+			dst = &s.NextGC
 		case "go_goroutines":
 			dst = &s.Goroutines
 		case "process_resident_memory_bytes":

@@ -120,15 +120,17 @@ func E2EVerdict(p *Phase, targetRate float64) Latency {
 type Flatness struct {
 	Service                         string
 	Samples                         int
-	HeapEarly, HeapLate             float64 // median heap in use, second and last quarter, bytes
-	GoroutinesEarly, GoroutinesLate float64 // most goroutines, second and last quarter
+	HeapEarly, HeapLate             float64 // median heap goal (or heap in use), second and last quarter, bytes
+	HeapGoal                        bool    // whether Heap* is the heap goal (go_memstats_next_gc_bytes)
+	InuseEarly, InuseLate           float64 // median heap in use, second and last quarter
+	GoroutinesEarly, GoroutinesLate float64 // median goroutines, second and last quarter
 	RSSLast                         float64
 	Flat                            bool
 	Why                             string
 }
 
 // Flat judges each service's samples: the first quarter of the soak is
-// warm-up; the heap's median and the goroutines' maximum of the last
+// warm-up; the medians of the heap goal and of the goroutines in the last
 // quarter are compared with those of the second. Fewer than 8 samples of
 // a service cannot show a trend and are judged not flat.
 func Flat(samples []Sample) []Flatness {
@@ -140,7 +142,10 @@ func Flat(samples []Sample) []Flatness {
 	for _, name := range slices.Sorted(maps.Keys(by)) {
 		ss := by[name]
 		slices.SortFunc(ss, func(a, b Sample) int { return int(a.Elapsed - b.Elapsed) })
-		f := Flatness{Service: name, Samples: len(ss), RSSLast: ss[len(ss)-1].RSS}
+		f := Flatness{Service: name, Samples: len(ss), RSSLast: ss[len(ss)-1].RSS, HeapGoal: true}
+		for _, s := range ss {
+			f.HeapGoal = f.HeapGoal && s.NextGC > 0
+		}
 		if len(ss) < 8 {
 			f.Why = fmt.Sprintf("only %d samples", len(ss))
 			out = append(out, f)
@@ -148,25 +153,29 @@ func Flat(samples []Sample) []Flatness {
 		}
 		q := len(ss) / 4
 		early, late := ss[q:2*q], ss[len(ss)-q:]
-		heap := func(ss []Sample) float64 {
-			v := make([]float64, len(ss))
+		med := func(ss []Sample, v func(Sample) float64) float64 {
+			vs := make([]float64, len(ss))
 			for i, s := range ss {
-				v[i] = s.HeapInuse
+				vs[i] = v(s)
 			}
-			return Median(v)
+			return Median(vs)
 		}
-		gor := func(ss []Sample) float64 {
-			m := 0.0
-			for _, s := range ss {
-				m = max(m, s.Goroutines)
-			}
-			return m
+		heap := func(s Sample) float64 { return s.HeapInuse }
+		if f.HeapGoal {
+			heap = func(s Sample) float64 { return s.NextGC }
 		}
-		f.HeapEarly, f.HeapLate = heap(early), heap(late)
-		f.GoroutinesEarly, f.GoroutinesLate = gor(early), gor(late)
+		inuse := func(s Sample) float64 { return s.HeapInuse }
+		gor := func(s Sample) float64 { return s.Goroutines }
+		f.HeapEarly, f.HeapLate = med(early, heap), med(late, heap)
+		f.InuseEarly, f.InuseLate = med(early, inuse), med(late, inuse)
+		f.GoroutinesEarly, f.GoroutinesLate = med(early, gor), med(late, gor)
 		var why []string
 		if f.HeapLate > heapGrowthLimit*f.HeapEarly {
-			why = append(why, fmt.Sprintf("heap grew %.0f%%", 100*(f.HeapLate/f.HeapEarly-1)))
+			what := "heap in use"
+			if f.HeapGoal {
+				what = "heap goal"
+			}
+			why = append(why, fmt.Sprintf("%s grew %.0f%%", what, 100*(f.HeapLate/f.HeapEarly-1)))
 		}
 		if f.GoroutinesLate > goroutineGrowthLimit*f.GoroutinesEarly+goroutineSlack {
 			why = append(why, fmt.Sprintf("goroutines grew from %.0f to %.0f", f.GoroutinesEarly, f.GoroutinesLate))
@@ -351,27 +360,31 @@ func Render(w io.Writer, r Report) error {
 				rep.TimeScale, (time.Duration(rep.TimeScale * float64(s.Duration))).Round(time.Hour), rep.Generated.Cards, rep.Generated.PerCardPerMinute*60)
 			p("")
 		}
-		p("Every %s each service's `/metrics` was read (`go_memstats_heap_inuse_bytes`, `go_goroutines`, `process_resident_memory_bytes`). A service is flat when, after the first quarter (warm-up), its median heap in the last quarter is at most %.0f%% above the second quarter's and its most goroutines at most %.0f%% + %d above.",
+		p("Every %s each service's `/metrics` was read (`go_memstats_next_gc_bytes`, `go_memstats_heap_inuse_bytes`, `go_goroutines`, `process_resident_memory_bytes`). The heap goal (next GC) is twice the live heap after the last collection, so it follows live memory; heap in use also holds garbage and swings with the GC cycle. A service is flat when, after the first quarter (warm-up), the median of its heap goal in the last quarter is at most %.0f%% above the second quarter's, and the median of its goroutines at most %.0f%% + %d above (ingest's goroutines follow the client's connections and requests in flight).",
 			s.Interval, 100*(heapGrowthLimit-1), 100*(goroutineGrowthLimit-1), goroutineSlack)
 		p("")
-		p("| service | samples | heap in use, 2nd quarter → last (MiB) | goroutines, 2nd quarter → last | RSS at end (MiB) | verdict |")
-		p("| --- | ---: | --- | --- | ---: | --- |")
+		p("| service | samples | heap goal, 2nd quarter → last (MiB, medians) | heap in use (MiB, medians) | goroutines (medians) | RSS at end (MiB) | verdict |")
+		p("| --- | ---: | --- | --- | --- | ---: | --- |")
 		for _, f := range Flat(s.Samples) {
 			v := "flat"
 			if !f.Flat {
 				v = "**not flat**: " + f.Why
 			}
-			p("| %s | %d | %.1f → %.1f | %.0f → %.0f | %.1f | %s |", f.Service, f.Samples, f.HeapEarly/(1<<20), f.HeapLate/(1<<20),
+			goal := "n/a"
+			if f.HeapGoal {
+				goal = fmt.Sprintf("%.1f → %.1f", f.HeapEarly/(1<<20), f.HeapLate/(1<<20))
+			}
+			p("| %s | %d | %s | %.1f → %.1f | %.0f → %.0f | %.1f | %s |", f.Service, f.Samples, goal, f.InuseEarly/(1<<20), f.InuseLate/(1<<20),
 				f.GoroutinesEarly, f.GoroutinesLate, f.RSSLast/(1<<20), v)
 		}
 		p("")
 		if len(s.Samples) > 0 {
 			p("<details><summary>all samples</summary>")
 			p("")
-			p("| elapsed | service | heap in use (MiB) | goroutines | RSS (MiB) |")
-			p("| ---: | --- | ---: | ---: | ---: |")
+			p("| elapsed | service | heap goal (MiB) | heap in use (MiB) | goroutines | RSS (MiB) |")
+			p("| ---: | --- | ---: | ---: | ---: | ---: |")
 			for _, x := range s.Samples {
-				p("| %s | %s | %.1f | %.0f | %.1f |", x.Elapsed.Round(time.Second), x.Service, x.HeapInuse/(1<<20), x.Goroutines, x.RSS/(1<<20))
+				p("| %s | %s | %.1f | %.1f | %.0f | %.1f |", x.Elapsed.Round(time.Second), x.Service, x.NextGC/(1<<20), x.HeapInuse/(1<<20), x.Goroutines, x.RSS/(1<<20))
 			}
 			p("")
 			p("</details>")

@@ -112,7 +112,8 @@ type Phase struct {
 type Sample struct {
 	Elapsed    time.Duration
 	Service    string
-	HeapInuse  float64 // go_memstats_heap_inuse_bytes
+	HeapInuse  float64 // go_memstats_heap_inuse_bytes: live heap plus garbage not yet collected
+	NextGC     float64 // go_memstats_next_gc_bytes: the heap goal, GOGC=100 makes it twice the live heap after the last GC
 	Goroutines float64 // go_goroutines
 	RSS        float64 // process_resident_memory_bytes
 }
@@ -157,10 +158,12 @@ const (
 	TargetE2EP99      = 120.0 // ms
 	// A run reaches its rate when it sustains this share of it.
 	rateTolerance = 0.95
-	// Soak: a service is flat when its heap in the last quarter of the
-	// soak is at most this factor of its heap in the second quarter (the
-	// first is warm-up), and its goroutines at most this factor plus
-	// goroutineSlack.
+	// Soak: a service is flat when the median of its heap goal (or, without
+	// it, its heap in use) in the last quarter of the soak is at most this
+	// factor of the median in the second quarter (the first is warm-up),
+	// and the median of its goroutines at most this factor plus
+	// goroutineSlack. Medians, because single samples swing with the GC
+	// cycle and with the requests in flight.
 	heapGrowthLimit      = 1.25
 	goroutineGrowthLimit = 1.10
 	goroutineSlack       = 5
