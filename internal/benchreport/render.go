@@ -346,7 +346,7 @@ func Render(w io.Writer, r Report) error {
 			p("| %s | %d | %d | %s |", code, rq.Flagged, rq.Fraud, f3(rq.Precision))
 		}
 		p("")
-		p("Precision is per transaction over the whole scored output; recall per scenario is per fraudulent transaction and per episode. The simulator's cardholders must spend at a realistic rate, and with some history: the velocity rules (`count_1m`, `count_10m`) misfire on ordinary cards that buy every few minutes, and the new-country and amount features misfire on cards seen for the first time. In minutes of wall time that takes a fast event-time clock (`--time-scale`): here event time ran %.0f× faster than the wall clock, ending when its sending ended, so this phase is hours of event time, at the per-card rate above. The latency and soak phases send in real time to many cards (%s transactions per card per minute in the latency phase; its quality figures, which mean little for that reason, are in its loadgen report).",
+		p("Precision is per transaction over the whole scored output; recall per scenario is per fraudulent transaction and per episode. The simulator's cardholders must spend at a realistic rate, and with some history: the velocity rules (`count_1m`, `count_10m`) misfire on ordinary cards that buy every few minutes, and the new-country and amount features misfire on cards seen for the first time. In minutes of wall time that takes a fast event-time clock (`--time-scale`): here event time ran %.0f× faster than the wall clock, ending when its sending ended, so this phase is hours of event time, at the per-card rate above. The latency phase sends in real time to many cards (%s transactions per card per minute of event time), so its own quality figures, in its loadgen report, mean little; the soak runs on a fast clock like this phase.",
 			rep.TimeScale, e2ePerCard(r.E2E))
 		p("")
 	}
@@ -479,7 +479,7 @@ func ratioCell(r Ratio) string {
 	if len(r.Ratios) == 0 {
 		return "—"
 	}
-	return fmt.Sprintf("%.2f (%s / %s %s; %d runs: %s)", Median(r.Ratios), num(Median(r.Measured)), num(Median(r.Base)), r.Unit, len(r.Ratios), joinF(r.Ratios))
+	return fmt.Sprintf("%.3f (%s / %s %s; %d runs: %s)", Median(r.Ratios), num(Median(r.Measured)), num(Median(r.Base)), r.Unit, len(r.Ratios), joinF(r.Ratios))
 }
 
 func latencyCell(l Latency) string {
@@ -566,7 +566,7 @@ func at(vs []float64, i int) string {
 func joinF(vs []float64) string {
 	s := make([]string, len(vs))
 	for i, v := range vs {
-		s[i] = fmt.Sprintf("%.2f", v)
+		s[i] = fmt.Sprintf("%.3f", v)
 	}
 	return strings.Join(s, ", ")
 }

@@ -109,6 +109,10 @@ func TestBenchmarkReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if f := os.Getenv("BENCH_RERENDER"); f != "" {
+		rerender(t, root, f)
+		return
+	}
 	s := benchSettings(t)
 	dir := filepath.Join(root, *flagDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -214,6 +218,30 @@ func TestBenchmarkReport(t *testing.T) {
 		_ = os.WriteFile(filepath.Join(dir, "report.json"), b, 0o644)
 	}
 	t.Logf("wrote %s in %s", out, rep.Finished.Sub(rep.Started).Round(time.Second))
+}
+
+// rerender writes the report again from the JSON of an earlier run
+// (BENCH_RERENDER=out/bench/report.json), with the current renderer, and
+// says so in the report: for a fix of the report's wording, without a
+// second run whose figures would differ.
+func rerender(t *testing.T, root, file string) {
+	b, err := os.ReadFile(filepath.Join(root, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	rev, _ := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	rep.HowProduced += fmt.Sprintf(" The text was rendered again from that run's measurements (%s) by the renderer of commit %s (BENCH_RERENDER); no figure was measured again.", file, strings.TrimSpace(string(rev)))
+	var md bytes.Buffer
+	if err := Render(&md, rep); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, *flagOut), md.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func howProduced(root string, s settings) string {
