@@ -238,6 +238,7 @@ func TestRender(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"AMD EPYC, 2 cores, 24 GiB memory, Linux 6.1, go1.26.8 linux/amd64",
+		"out/bench/micro.txt`; with -count 3",
 		"with BENCH_SOAK=1m.",
 		"| scorer vs plain transactional copy loop (same broker) | ratio ≥ 0.6 | 0.123 (89,291 / 710,000 records/s; 3 runs: 0.123, 0.130, 0.120) | **not met** | 1.50, 1.00, 0.50 → 2.50, 1.20, 0.60 |",
 		"| ingest vs bare decode-and-202 handler | ratio ≥ 0.5 | 0.450",

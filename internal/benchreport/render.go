@@ -198,7 +198,11 @@ func Render(w io.Writer, r Report) error {
 	p("")
 	p("Written by `make bench` (internal/benchreport); do not edit by hand. %s", r.HowProduced)
 	p("")
-	p("- **Machine:** %s, %d cores, %.0f GiB memory, Linux %s, %s %s/%s.", orUnknown(m.CPU), m.Cores, m.MemoryGiB, orUnknown(m.Kernel), m.GoVersion, m.OS, m.Arch)
+	cpu := orUnknown(m.CPU)
+	if r.Micro != nil && r.Micro.CPU != "" && r.Micro.CPU != m.CPU {
+		cpu += fmt.Sprintf(" (`/proc/cpuinfo`; go test reports `cpu: %s`)", r.Micro.CPU)
+	}
+	p("- **Machine:** %s, %d cores, %.0f GiB memory, Linux %s, %s %s/%s.", cpu, m.Cores, m.MemoryGiB, orUnknown(m.Kernel), m.GoVersion, m.OS, m.Arch)
 	p("- **Run:** %s → %s (%s).", r.Started.UTC().Format(time.RFC3339), r.Finished.UTC().Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Second))
 	p("- **Load:** the machine is shared; every figure below gives the load average (1, 5, 15 min, from `/proc/loadavg`) around it. On 2 cores a load above 2 means the benchmark competed for CPU, which makes throughputs pessimistic and latencies long.")
 	if r.Stack != "" {
@@ -273,7 +277,7 @@ func Render(w io.Writer, r Report) error {
 	}
 	p("```")
 	p("")
-	p("The micro-benchmark output is kept in `%s` (benchstat reads it: `go run golang.org/x/perf/cmd/benchstat@latest %s`). The loadgen phases ran in the benchmark's own process with `internal/loadgen`, exactly as the `fraudstream loadgen` command lines above would.", r.MicroFile, r.MicroFile)
+	p("The micro-benchmark output is kept in `%s` (benchstat reads it: `go run golang.org/x/perf/cmd/benchstat@latest %s`; with -count 3 it gives no confidence intervals, which need 6 runs: BENCH_COUNT=6). The loadgen phases ran in the benchmark's own process with `internal/loadgen`, exactly as the `fraudstream loadgen` command lines above would.", r.MicroFile, r.MicroFile)
 	p("")
 	p("| command | seconds | load before | load after | result |")
 	p("| --- | ---: | --- | --- | --- |")
