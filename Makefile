@@ -6,7 +6,7 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Packages whose tests start servers or brokers get more time on 2 cores.
 TEST_FLAGS  ?= -count=1 -timeout 15m
 
-.PHONY: run build test lint clean verify-eos images e2e
+.PHONY: run build test lint clean verify-eos images e2e bench
 
 ## run: build and start the whole pipeline in one process (broker, Redis, SQLite, services, traffic)
 run: build
@@ -43,3 +43,7 @@ clean:
 ## verify-eos: exactly-once proof at scale: 200k transactions, two scorer processes SIGKILLed 12 times, output byte-identical to a crash-free run
 verify-eos:
 	$(GO) test -count=1 -timeout 30m -run '^TestVerifyEOS$$' -v ./internal/eosverify -args -eos.records=200000 -eos.kills=12 -eos.feed=90s
+
+## bench: Go micro-benchmarks (raw output in out/bench/micro.txt, for benchstat) and the system benchmark against the real binaries; writes docs/BENCHMARKS.md. About 25 minutes; BENCH_SOAK=1m shortens the 10-minute soak (other BENCH_* settings: internal/benchreport/system_test.go)
+bench: build
+	$(GO) test -tags benchsystem -count=1 -timeout 120m -run '^TestBenchmarkReport$$' -v ./internal/benchreport/ -args -bench.root=$(CURDIR)

@@ -52,10 +52,12 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 	seed := f.Int("seed", "LOADGEN_SEED", 1, "simulator seed; the same seed sends the same stream")
 	idPrefix := f.String("id-prefix", "LOADGEN_ID_PREFIX", "", "transaction id prefix, unique per run (default load-SEED-UNIXTIME)")
 	cards := f.Int("cards", "LOADGEN_CARDS", 2000, "simulated cards")
+	cardPrefix := f.String("card-prefix", "LOADGEN_CARD_PREFIX", "", "card id prefix (default card-sSEED-: cards of one seed are the same cardholders in every run, and never share an id with another seed's)")
 	merchants := f.Int("merchants", "LOADGEN_MERCHANTS", 5000, "simulated merchants over all cities and categories")
 	fraud := f.Float("fraud-rate", "LOADGEN_FRAUD_RATE", 0.01, "probability that a transaction starts a fraud episode, shared equally by the scenarios")
 	scenarios := f.String("scenarios", "LOADGEN_SCENARIOS", "", "per-scenario episode rates instead of --fraud-rate, e.g. card_testing=0.004,amount_spike=0.002 (others off)")
 	episodeScale := f.Float("episode-scale", "LOADGEN_EPISODE_SCALE", 1, "multiplies the time between the steps of a fraud episode; below 1 short runs see whole episodes")
+	timeScale := f.Float("time-scale", "LOADGEN_TIME_SCALE", 1, "event time runs this many times faster than the wall clock, ending at now (needs --duration, or --count with --rate): hours of realistic per-card traffic in minutes, for detection figures")
 	retryRate := f.Float("retry-rate", "LOADGEN_RETRY_RATE", 0.01, "share of transactions the client sends again (same transaction_id and body)")
 	retryAfter := f.Duration("retry-after", "LOADGEN_RETRY_AFTER", 2*time.Second, "largest delay before a retry")
 	delayMedian := f.Duration("delay-median", "LOADGEN_DELAY_MEDIAN", 100*time.Millisecond, "median delay from event time to sending (exponential body)")
@@ -99,9 +101,9 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 		Mode: loadgen.Mode(*mode), IngestURL: strings.TrimRight(*url, "/"), APIKey: *key,
 		Kafka: kafka(), Topic: *topic,
 		Rate: *rate, Workers: *workers, BatchSize: *batchSize, Count: *count, Duration: *duration,
-		RequestTimeout: *timeout, Drain: *drain, Progress: *progress, AlertsToken: *alertsToken,
+		RequestTimeout: *timeout, Drain: *drain, TimeScale: *timeScale, Progress: *progress, AlertsToken: *alertsToken,
 		Traffic: traffic.Config{
-			Seed: uint64(*seed), Cards: *cards, Merchants: *merchants, FraudRate: *fraud, Scenarios: rates,
+			Seed: uint64(*seed), Cards: *cards, CardPrefix: *cardPrefix, Merchants: *merchants, FraudRate: *fraud, Scenarios: rates,
 			EpisodeScale: *episodeScale, RetryRate: *retryRate, RetryAfter: *retryAfter, IDPrefix: prefix,
 			Delay: traffic.Delay{Median: *delayMedian, TailFraction: *delayTail, TailMax: *delayTailMax,
 				LateFraction: *delayLate, LateMax: *delayLateMax},

@@ -87,6 +87,19 @@ type Config struct {
 	Progress time.Duration
 	// RequestTimeout bounds one request; default 10s.
 	RequestTimeout time.Duration
+	// TimeScale makes simulated event time run this many times faster
+	// than the wall clock, ending at the wall clock when sending ends (so
+	// every event time is in the past); default 1, real time. A card of a
+	// real population pays a few times a day: at TimeScale 1 a run of
+	// minutes either sends each card's purchases seconds apart (few
+	// cards: velocity features misfire) or sends every card once (many
+	// cards: each arrives without history). With TimeScale 400, a
+	// 3-minute run at 200/s over 2,000 cards is 20 hours of event time at
+	// one purchase per card per hour, as the offline quality test sees
+	// it. Arrival delays, episode gaps and retry delays are in event time
+	// too. It needs Duration, or Count with a Rate, to know when sending
+	// ends. Latencies are measured on the wall clock as always.
+	TimeScale float64
 }
 
 func (c *Config) defaults() {
@@ -108,10 +121,25 @@ func (c *Config) defaults() {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 10 * time.Second
 	}
+	if c.TimeScale == 0 {
+		c.TimeScale = 1
+	}
 	if c.Traffic.IDPrefix == "" {
 		c.Traffic.IDPrefix = "load"
 	}
+	if c.Traffic.CardPrefix == "" {
+		c.Traffic.CardPrefix = CardPrefix(c.Traffic.Seed)
+	}
 }
+
+// CardPrefix is the default card id prefix of a run with this simulator
+// seed, "card-s<seed>-". A seed decides where each card lives and how it
+// spends, so cards are named per seed: runs with one seed continue the
+// same cardholders, and runs with another seed (or fraudstream dev's
+// traffic, whose cards are "card-…") never reuse a card id for a
+// cardholder in another city, which the scorer would flag as impossible
+// travel.
+func CardPrefix(seed uint64) string { return "card-s" + strconv.FormatUint(seed, 10) + "-" }
 
 // Validate names the first bad setting.
 func (c Config) Validate() error {
@@ -140,6 +168,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("batch size %d is above ingest's default limit of 1000", c.BatchSize)
 	case c.AlertsURL != "" && !strings.HasPrefix(c.AlertsURL, "http://") && !strings.HasPrefix(c.AlertsURL, "https://"):
 		return fmt.Errorf("alerts URL %q is not an http(s) URL", c.AlertsURL)
+	case c.TimeScale != 0 && (c.TimeScale < 1 || c.TimeScale > 100_000):
+		return fmt.Errorf("time scale %v is not between 1 and 100000 (0: 1)", c.TimeScale)
+	case c.TimeScale > 1 && c.Duration == 0 && c.Rate == 0:
+		return errors.New("a time scale above 1 needs a duration, or a count with a rate, to know when sending ends")
 	case strings.ContainsAny(c.Traffic.IDPrefix, " /"):
 		return fmt.Errorf("id prefix %q must be a transaction id prefix", c.Traffic.IDPrefix)
 	}
@@ -172,7 +204,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		deps.Progress = io.Discard
 	}
 	t := newTracker(cfg.Traffic.IDPrefix)
-	rep := &Report{Mode: cfg.Mode, Seed: cfg.Traffic.Seed, TargetRate: cfg.Rate, Started: time.Now().UTC()}
+	rep := &Report{Mode: cfg.Mode, Seed: cfg.Traffic.Seed, TargetRate: cfg.Rate, TimeScale: cfg.TimeScale, Started: time.Now().UTC()}
 
 	// Subscribe before sending, so no scored record of the run is missed.
 	streamCtx, stopStream := context.WithCancel(context.WithoutCancel(ctx))
@@ -289,7 +321,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	t.fill(rep, st)
 	if rep.SendSeconds > 0 {
 		rep.Throughput = float64(rep.Accepted) / rep.SendSeconds
-		rep.Generated.PerCardPerMinute = float64(rep.Transactions) / rep.SendSeconds * 60 / float64(rep.Generated.Cards)
+		rep.Generated.PerCardPerMinute = float64(rep.Transactions) / (rep.SendSeconds * cfg.TimeScale) * 60 / float64(rep.Generated.Cards)
 	}
 	return rep, err
 }
@@ -326,6 +358,7 @@ func drive(ctx context.Context, cfg Config, gen *traffic.Generator, snd sender, 
 		interval = time.Duration(float64(time.Second) / cfg.Rate)
 	}
 	next := start
+	clock := newEventClock(cfg, start)
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
@@ -370,7 +403,7 @@ func drive(ctx context.Context, cfg Config, gen *traffic.Generator, snd sender, 
 				next = now // the target cannot keep up; do not burst to catch up
 			}
 		}
-		l := gen.Next(time.Now())
+		l := gen.Next(clock.at(time.Now()))
 		if !l.Retry {
 			sent++
 		}
@@ -387,7 +420,7 @@ func drive(ctx context.Context, cfg Config, gen *traffic.Generator, snd sender, 
 	}
 	// A client finishes its retries: send those still scheduled, when due.
 	for {
-		due, more := gen.DueRetries(time.Now())
+		due, more := gen.DueRetries(clock.at(time.Now()))
 		for _, l := range due {
 			t.sending(l)
 			pending = append(pending, l)
@@ -406,6 +439,41 @@ func drive(ctx context.Context, cfg Config, gen *traffic.Generator, snd sender, 
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// eventClock maps the wall clock to simulated event time (see
+// Config.TimeScale): k times as fast, reaching the wall clock when sending
+// is planned to end, and never ahead of it.
+type eventClock struct {
+	k      float64
+	origin time.Time // event time at the start
+	start  time.Time
+}
+
+func newEventClock(cfg Config, start time.Time) eventClock {
+	c := eventClock{k: max(cfg.TimeScale, 1), origin: start, start: start}
+	if c.k == 1 {
+		return c
+	}
+	planned := cfg.Duration
+	if cfg.Rate > 0 && cfg.Count > 0 {
+		if d := time.Duration(float64(cfg.Count) / cfg.Rate * float64(time.Second)); planned == 0 || d < planned {
+			planned = d
+		}
+	}
+	c.origin = start.Add(-time.Duration((c.k - 1) * float64(planned)))
+	return c
+}
+
+func (c eventClock) at(wall time.Time) time.Time {
+	if c.k == 1 {
+		return wall
+	}
+	t := c.origin.Add(time.Duration(c.k * float64(wall.Sub(c.start))))
+	if t.After(wall) {
+		return wall
+	}
+	return t
 }
 
 // tracker keeps the state of a run's transactions, shared by the senders

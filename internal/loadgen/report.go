@@ -25,6 +25,9 @@ type Report struct {
 	SendSeconds  float64 `json:"send_seconds"`
 	DrainSeconds float64 `json:"drain_seconds"`
 	TargetRate   float64 `json:"target_rate"` // 0: as fast as possible
+	// TimeScale is how many times faster than the wall clock event time
+	// ran (1: real time).
+	TimeScale float64 `json:"time_scale"`
 
 	Transactions int      `json:"transactions"`  // distinct transactions sent
 	Retries      int      `json:"retries"`       // resends of a transaction (same id and body)
@@ -165,7 +168,10 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 	}
 	p("generated     %s; %d a minute or more late", strings.Join(gen, ", "), r.Generated.LateMinute)
-	p("population    %d cards, %.2f transactions per card per minute", r.Generated.Cards, r.Generated.PerCardPerMinute)
+	p("population    %d cards, %.2f transactions per card per minute of event time", r.Generated.Cards, r.Generated.PerCardPerMinute)
+	if r.TimeScale > 1 {
+		p("  event time ran %.0f× faster than the wall clock, ending at the end of sending", r.TimeScale)
+	}
 	if r.Generated.PerCardPerMinute > 0.5 && r.Quality != nil {
 		p("  note: ordinary cards buy far faster than real ones here, so velocity features misfire;")
 		p("        for detection figures, raise --cards or lower --rate")

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 )
 
 // city is where cards live and merchants trade.
@@ -85,7 +86,8 @@ type card struct {
 	fav      [numCategories][2]uint16 // favourite merchants per category, in the home city
 }
 
-func (c *card) account() string { return "acct-" + c.id[len("card-"):] }
+// account is the card's account: its id with "acct-" for "card-".
+func (c *card) account() string { return "acct-" + strings.TrimPrefix(c.id, "card-") }
 
 func (c *card) deviceID() string { return "dev-" + strconv.FormatUint(c.device, 36) }
 
@@ -99,7 +101,7 @@ type population struct {
 	fraudster []string                  // merchants run or used by fraud rings, per city
 }
 
-func newPopulation(rng *rand.Rand, nCards, nMerchants int) *population {
+func newPopulation(rng *rand.Rand, cardPrefix string, nCards, nMerchants int) *population {
 	p := &population{
 		cards:     make([]card, nCards),
 		byCity:    make([][]int32, len(cities)),
@@ -119,7 +121,7 @@ func newPopulation(rng *rand.Rand, nCards, nMerchants int) *population {
 	}
 	for i := range p.cards {
 		c := &p.cards[i]
-		c.id = "card-" + pad6(strconv.Itoa(i))
+		c.id = cardPrefix + pad6(strconv.Itoa(i))
 		c.device = rng.Uint64() >> 16
 		c.home = rng.IntN(len(cities))
 		home := cities[c.home]

@@ -49,6 +49,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
@@ -114,6 +115,13 @@ type Config struct {
 	// below 1 a short run sees whole episodes; default 1.
 	EpisodeScale float64
 	IDPrefix     string // prefix of transaction ids, to keep runs apart; default "sim"
+	// CardPrefix starts every card id, followed by the card's number;
+	// default "card-". A card's home, habits and device follow from the
+	// seed, so traffic of two seeds sent to one pipeline needs two card
+	// prefixes: otherwise each card id belongs to two cardholders in two
+	// cities, and the scorer rightly sees every such card jump between
+	// countries (impossible travel, new country) within minutes.
+	CardPrefix string
 }
 
 // Delay is the distribution of how long after it happened a transaction
@@ -152,6 +160,9 @@ func (c *Config) defaults() {
 	if c.IDPrefix == "" {
 		c.IDPrefix = "sim"
 	}
+	if c.CardPrefix == "" {
+		c.CardPrefix = "card-"
+	}
 }
 
 // Validate reports the first setting New would have to ignore or clamp.
@@ -186,9 +197,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("delay late max %v must be more than 1m", d.LateMax)
 	case d.Median < 0:
 		return fmt.Errorf("delay median %v is negative", d.Median)
+	case len(c.CardPrefix) > 50 || strings.TrimLeft(c.CardPrefix, idChars) != "":
+		return fmt.Errorf("card prefix %q must be at most 50 of %s", c.CardPrefix, "A–Z a–z 0–9 _ - . :")
 	}
 	return nil
 }
+
+// idChars are the characters of a card or transaction id.
+const idChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:"
 
 // Stats counts what a generator produced so far.
 type Stats struct {
@@ -217,7 +233,7 @@ type Generator struct {
 func New(cfg Config) *Generator {
 	cfg.defaults()
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
-	g := &Generator{cfg: cfg, rng: rng, pop: newPopulation(rng, cfg.Cards, cfg.Merchants),
+	g := &Generator{cfg: cfg, rng: rng, pop: newPopulation(rng, cfg.CardPrefix, cfg.Cards, cfg.Merchants),
 		stats: Stats{Episodes: map[Pattern]int{}, ByPattern: map[Pattern]int{}}}
 	cum := 0.0
 	for _, p := range Scenarios {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,6 +123,8 @@ func TestConfigValidate(t *testing.T) {
 		"tail without max":  {Delay: Delay{TailFraction: 0.1}},
 		"late max 30s":      {Delay: Delay{LateFraction: 0.1, LateMax: 30 * time.Second}},
 		"fractions above 1": {Delay: Delay{TailFraction: 0.7, TailMax: 5 * time.Second, LateFraction: 0.7, LateMax: 5 * time.Minute}},
+		"card prefix space": {CardPrefix: "card "},
+		"card prefix long":  {CardPrefix: strings.Repeat("c", 51)},
 	} {
 		if c.Validate() == nil {
 			t.Errorf("%s: Validate accepted %+v", name, c)
@@ -129,6 +132,26 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (Config{Scenarios: map[Pattern]float64{CardTesting: 0.01}, RetryRate: 0.01}).Validate(); err != nil {
 		t.Errorf("valid config: %v", err)
+	}
+}
+
+func TestCardPrefix(t *testing.T) {
+	def := New(Config{Seed: 1, Cards: 3})
+	if got := def.CardIDs(); !slices.Equal(got, []string{"card-000000", "card-000001", "card-000002"}) {
+		t.Fatalf("default card ids %v", got)
+	}
+	g := New(Config{Seed: 2, Cards: 3, CardPrefix: "card-s2-"})
+	if got := g.CardIDs(); !slices.Equal(got, []string{"card-s2-000000", "card-s2-000001", "card-s2-000002"}) {
+		t.Fatalf("prefixed card ids %v", got)
+	}
+	for range 50 {
+		tx := g.Next(time.Now()).Tx
+		if !strings.HasPrefix(tx.CardID, "card-s2-") || tx.AccountID != "acct-"+strings.TrimPrefix(tx.CardID, "card-") {
+			t.Fatalf("card %q account %q", tx.CardID, tx.AccountID)
+		}
+		if err := tx.Validate(tx.EventTime, time.Minute); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

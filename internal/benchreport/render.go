@@ -1,0 +1,613 @@
+package benchreport
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fraudstream/fraudstream/internal/loadgen"
+	"github.com/fraudstream/fraudstream/internal/traffic"
+)
+
+// Status is the verdict on one figure.
+type Status string
+
+// Verdicts.
+const (
+	Met         Status = "met"
+	NotMet      Status = "not met"
+	NotMeasured Status = "not measured"
+)
+
+func (s Status) bold() string { return "**" + string(s) + "**" }
+
+// Ratio is a throughput compared with its baseline in one benchmark run,
+// once per -count repetition.
+type Ratio struct {
+	Benchmark      string
+	Measured, Base []float64 // throughput of the system and of its baseline, per run
+	Ratios         []float64 // per run
+	Unit           string
+	Target         float64
+	Status         Status
+}
+
+func verdictRatio(r Ratio) Ratio {
+	switch {
+	case len(r.Ratios) == 0:
+		r.Status = NotMeasured
+	case Median(r.Ratios) >= r.Target:
+		r.Status = Met
+	default:
+		r.Status = NotMet
+	}
+	return r
+}
+
+// ScorerRatio is the scorer against a plain transactional copy loop
+// (BenchmarkScorerVsCopyLoop).
+func ScorerRatio(s *Set) Ratio {
+	const b = "BenchmarkScorerVsCopyLoop"
+	return verdictRatio(Ratio{Benchmark: b, Measured: s.Values(b, "scorer-records/s"), Base: s.Values(b, "copy-records/s"),
+		Ratios: s.Values(b, "ratio"), Unit: "records/s", Target: TargetScorerRatio})
+}
+
+// IngestRatio is POST /v1/transactions through the whole service against
+// a bare decode-and-202 handler (BenchmarkIngestSingle/full and /bare,
+// which run one after the other in each repetition).
+func IngestRatio(s *Set) Ratio {
+	full, bare := s.Values("BenchmarkIngestSingle/full", "req/s"), s.Values("BenchmarkIngestSingle/bare", "req/s")
+	r := Ratio{Benchmark: "BenchmarkIngestSingle", Measured: full, Base: bare, Unit: "req/s", Target: TargetIngestRatio}
+	for i := range min(len(full), len(bare)) {
+		if bare[i] > 0 {
+			r.Ratios = append(r.Ratios, full[i]/bare[i])
+		}
+	}
+	return verdictRatio(r)
+}
+
+// SinkRatio is the database sink against a raw COPY of the same rows into
+// PostgreSQL (BenchmarkSinkVsRawCopy).
+func SinkRatio(s *Set) Ratio {
+	const b = "BenchmarkSinkVsRawCopy"
+	return verdictRatio(Ratio{Benchmark: b, Measured: s.Values(b, "sink-rows/s"), Base: s.Values(b, "copy-rows/s"),
+		Ratios: s.Values(b, "ratio"), Unit: "rows/s", Target: TargetSinkRatio})
+}
+
+// Latency is the verdict on end-to-end latency at the target rate.
+type Latency struct {
+	TargetRate, Achieved float64
+	Client, Records      loadgen.Latency
+	Status               Status
+	Why                  string
+}
+
+// E2EVerdict judges the latency phase: met only when the run sustained
+// the target rate and the client-measured p50 and p99 are within target.
+func E2EVerdict(p *Phase, targetRate float64) Latency {
+	l := Latency{TargetRate: targetRate, Status: NotMeasured}
+	if p == nil || p.Report == nil || p.Report.E2E == nil || p.Report.E2E.Client.Count == 0 {
+		l.Why = "no scored records were seen"
+		return l
+	}
+	r := p.Report
+	l.Achieved, l.Client, l.Records = r.Throughput, r.E2E.Client, r.E2E.Records
+	var why []string
+	if l.Achieved < rateTolerance*targetRate {
+		why = append(why, fmt.Sprintf("the rate reached was %.0f/s, not %.0f/s", l.Achieved, targetRate))
+	}
+	if l.Client.P50 > TargetE2EP50 {
+		why = append(why, fmt.Sprintf("p50 %.1f ms > %.0f ms", l.Client.P50, TargetE2EP50))
+	}
+	if l.Client.P99 > TargetE2EP99 {
+		why = append(why, fmt.Sprintf("p99 %.1f ms > %.0f ms", l.Client.P99, TargetE2EP99))
+	}
+	if m := r.E2E.Missing; m > 0 {
+		why = append(why, fmt.Sprintf("%d accepted transactions were never seen scored", m))
+	}
+	l.Status, l.Why = Met, strings.Join(why, "; ")
+	if len(why) > 0 {
+		l.Status = NotMet
+	}
+	return l
+}
+
+// Flatness is the soak verdict for one service.
+type Flatness struct {
+	Service                         string
+	Samples                         int
+	HeapEarly, HeapLate             float64 // median heap goal (or heap in use), second and last quarter, bytes
+	HeapGoal                        bool    // whether Heap* is the heap goal (go_memstats_next_gc_bytes)
+	InuseEarly, InuseLate           float64 // median heap in use, second and last quarter
+	GoroutinesEarly, GoroutinesLate float64 // median goroutines, second and last quarter
+	GoroutinesMin, GoroutinesMax    float64 // over the whole soak
+	RSSLast                         float64
+	Flat                            bool
+	Why                             string
+}
+
+// Flat judges each service's samples: the first quarter of the soak is
+// warm-up; the medians of the heap goal and of the goroutines in the last
+// quarter are compared with those of the second. Fewer than 8 samples of
+// a service cannot show a trend and are judged not flat.
+func Flat(samples []Sample) []Flatness {
+	by := map[string][]Sample{}
+	for _, s := range samples {
+		by[s.Service] = append(by[s.Service], s)
+	}
+	var out []Flatness
+	for _, name := range slices.Sorted(maps.Keys(by)) {
+		ss := by[name]
+		slices.SortFunc(ss, func(a, b Sample) int { return int(a.Elapsed - b.Elapsed) })
+		f := Flatness{Service: name, Samples: len(ss), RSSLast: ss[len(ss)-1].RSS, HeapGoal: true,
+			GoroutinesMin: ss[0].Goroutines, GoroutinesMax: ss[0].Goroutines}
+		for _, s := range ss {
+			f.HeapGoal = f.HeapGoal && s.NextGC > 0
+			f.GoroutinesMin, f.GoroutinesMax = min(f.GoroutinesMin, s.Goroutines), max(f.GoroutinesMax, s.Goroutines)
+		}
+		if len(ss) < 8 {
+			f.Why = fmt.Sprintf("only %d samples", len(ss))
+			out = append(out, f)
+			continue
+		}
+		q := len(ss) / 4
+		early, late := ss[q:2*q], ss[len(ss)-q:]
+		med := func(ss []Sample, v func(Sample) float64) float64 {
+			vs := make([]float64, len(ss))
+			for i, s := range ss {
+				vs[i] = v(s)
+			}
+			return Median(vs)
+		}
+		heap := func(s Sample) float64 { return s.HeapInuse }
+		if f.HeapGoal {
+			heap = func(s Sample) float64 { return s.NextGC }
+		}
+		inuse := func(s Sample) float64 { return s.HeapInuse }
+		gor := func(s Sample) float64 { return s.Goroutines }
+		f.HeapEarly, f.HeapLate = med(early, heap), med(late, heap)
+		f.InuseEarly, f.InuseLate = med(early, inuse), med(late, inuse)
+		f.GoroutinesEarly, f.GoroutinesLate = med(early, gor), med(late, gor)
+		var why []string
+		if f.HeapLate > heapGrowthLimit*f.HeapEarly {
+			what := "heap in use"
+			if f.HeapGoal {
+				what = "heap goal"
+			}
+			why = append(why, fmt.Sprintf("%s grew %.0f%%", what, 100*(f.HeapLate/f.HeapEarly-1)))
+		}
+		if f.GoroutinesLate > goroutineGrowthLimit*f.GoroutinesEarly+goroutineSlack {
+			why = append(why, fmt.Sprintf("goroutines grew from %.0f to %.0f", f.GoroutinesEarly, f.GoroutinesLate))
+		}
+		f.Flat, f.Why = len(why) == 0, strings.Join(why, "; ")
+		out = append(out, f)
+	}
+	return out
+}
+
+// Render writes the report as Markdown.
+func Render(w io.Writer, r Report) error {
+	var b bytes.Buffer
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	m := r.Machine
+	p("# fraudstream benchmarks")
+	p("")
+	p("Written by `make bench` (internal/benchreport); do not edit by hand. %s", r.HowProduced)
+	p("")
+	cpu := orUnknown(m.CPU)
+	if r.Micro != nil && r.Micro.CPU != "" && r.Micro.CPU != m.CPU {
+		cpu += fmt.Sprintf(" (`/proc/cpuinfo`; go test reports `cpu: %s`)", r.Micro.CPU)
+	}
+	p("- **Machine:** %s, %d cores, %.0f GiB memory, Linux %s, %s %s/%s.", cpu, m.Cores, m.MemoryGiB, orUnknown(m.Kernel), m.GoVersion, m.OS, m.Arch)
+	p("- **Run:** %s → %s (%s).", r.Started.UTC().Format(time.RFC3339), r.Finished.UTC().Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Second))
+	p("- **Load:** the machine is shared; every figure below gives the load average (1, 5, 15 min, from `/proc/loadavg`) around it. On 2 cores a load above 2 means the benchmark competed for CPU, which makes throughputs pessimistic and latencies long.")
+	if r.Stack != "" {
+		p("- **System under test:** %s", r.Stack)
+	}
+	p("")
+
+	p("## Summary")
+	p("")
+	p("| figure | target | measured (median of runs) | verdict | load average |")
+	p("| --- | --- | --- | --- | --- |")
+	loadOf := func(bench string) string {
+		for _, c := range r.Commands {
+			if strings.Contains(c.Line, strings.TrimPrefix(bench, "Benchmark")) {
+				return fmt.Sprintf("%s → %s", c.Load.Before, c.Load.After)
+			}
+		}
+		return "unknown"
+	}
+	ratios := []struct {
+		title string
+		r     Ratio
+	}{
+		{"scorer vs plain transactional copy loop (same broker)", ScorerRatio(r.Micro)},
+		{"ingest vs bare decode-and-202 handler", IngestRatio(r.Micro)},
+		{"database sink vs raw COPY (PostgreSQL)", SinkRatio(r.Micro)},
+	}
+	for _, x := range ratios {
+		p("| %s | ratio ≥ %.1f | %s | %s | %s |", x.title, x.r.Target, ratioCell(x.r), x.r.Status.bold(), loadOf(x.r.Benchmark))
+	}
+	lat := E2EVerdict(r.E2E, r.E2ERate)
+	p("| end-to-end latency POST → scored record on the SSE stream, at %.0f tx/s | p50 ≤ %.0f ms, p99 ≤ %.0f ms | %s | %s | %s |",
+		r.E2ERate, TargetE2EP50, TargetE2EP99, latencyCell(lat), lat.Status.bold(), phaseLoad(r.E2E))
+	if q := qualityOf(r.Quality); q != nil {
+		p("| detection quality (scored output vs loadgen labels) | offline reference: precision 0.89, recall 0.97 | precision %s, recall %s | reported (no target) | %s |",
+			f3(q.Precision), f3(q.Recall), phaseLoad(r.Quality))
+	} else {
+		p("| detection quality | — | — | %s | — |", NotMeasured.bold())
+	}
+	soakStatus, soakCell := NotMeasured, "—"
+	if r.Soak != nil {
+		fl := Flat(r.Soak.Samples)
+		soakStatus = Met
+		var cells []string
+		for _, f := range fl {
+			word := "flat"
+			if !f.Flat {
+				word, soakStatus = "not flat", NotMet
+			}
+			cells = append(cells, f.Service+" "+word)
+		}
+		if len(fl) == 0 {
+			soakStatus = NotMeasured
+		}
+		soakCell = fmt.Sprintf("%s soak: %s", r.Soak.Duration, strings.Join(cells, ", "))
+	}
+	p("| soak at sustained load: heap and goroutines of each service | flat | %s | %s | %s |", soakCell, soakStatus.bold(), soakLoad(r.Soak))
+	p("")
+
+	p("## Commands")
+	p("")
+	p("`make bench` ran, from the repository root:")
+	p("")
+	p("```")
+	for _, c := range r.Commands {
+		p("%s", c.Line)
+	}
+	for _, ph := range []*Phase{r.Quality, r.E2E, soakPhase(r.Soak)} {
+		if ph != nil && ph.Command != "" {
+			p("%s", ph.Command)
+		}
+	}
+	p("```")
+	p("")
+	p("The micro-benchmark output is kept in `%s` (benchstat reads it: `go run golang.org/x/perf/cmd/benchstat@latest %s`; with -count 3 it gives no confidence intervals, which need 6 runs: BENCH_COUNT=6). The loadgen phases ran in the benchmark's own process with `internal/loadgen`, exactly as the `fraudstream loadgen` command lines above would.", r.MicroFile, r.MicroFile)
+	p("")
+	p("| command | seconds | load before | load after | result |")
+	p("| --- | ---: | --- | --- | --- |")
+	for _, c := range r.Commands {
+		res := "ok"
+		if c.Err != "" {
+			res = "failed: " + c.Err
+		}
+		p("| `%s` | %.0f | %s | %s | %s |", shortCmd(c.Line), c.Seconds, c.Load.Before, c.Load.After, res)
+	}
+	p("")
+
+	p("## Throughput against a baseline, in one run")
+	p("")
+	p("Each benchmark runs the service and its baseline in the same process, on the same broker or database, one after the other, repeated (`-count`); the ratio is per repetition and the verdict uses the median.")
+	p("")
+	for _, x := range ratios {
+		p("### %s", x.title)
+		p("")
+		p("`%s`: target ratio ≥ %.1f — %s.", x.r.Benchmark, x.r.Target, x.r.Status.bold())
+		p("")
+		if len(x.r.Ratios) > 0 {
+			p("| run | measured (%s) | baseline (%s) | ratio |", x.r.Unit, x.r.Unit)
+			p("| ---: | ---: | ---: | ---: |")
+			for i, ratio := range x.r.Ratios {
+				p("| %d | %s | %s | %.3f |", i+1, at(x.r.Measured, i), at(x.r.Base, i), ratio)
+			}
+			p("")
+		}
+		p("%s", ratioLimits(x.r))
+		p("")
+	}
+
+	p("## End-to-end latency at %.0f transactions/s", r.E2ERate)
+	p("")
+	writePhase(p, r.E2E)
+	if r.E2E != nil && r.E2E.Report != nil {
+		p("Verdict: %s%s. Client-measured (send of the POST → the scored record arriving on alerts' SSE stream): %s. From the records' own timestamps (ingest_time → scored_at): %s. Rate achieved: %.0f/s of %.0f/s.",
+			lat.Status.bold(), because(lat.Why), lat.Client, lat.Records, lat.Achieved, lat.TargetRate)
+		p("")
+		if s := r.Soak; s != nil && s.Report != nil && s.Report.E2E != nil && s.Report.E2E.Client.Count > 0 {
+			e := s.Report.E2E
+			p("For comparison, at the soak's lower sustained rate (%.0f tx/s achieved of %.0f/s, over %s): client p50 %.1f ms, p99 %.1f ms; records p50 %.1f ms, p99 %.1f ms.",
+				s.Report.Throughput, s.Report.TargetRate, s.Duration, e.Client.P50, e.Client.P99, e.Records.P50, e.Records.P99)
+			p("")
+		}
+		p("What limits it: broker (kfake), Redis, PostgreSQL, the three services and the load generator share the machine's %d cores, so the rate the client reaches and the queueing delay are bounded by CPU, not by the pipeline's design; single POSTs cost ingest three Redis round trips and an acks=all produce each (see docs/benchmarks-ingest.md), and the scorer commits a Kafka transaction every 50 ms (`SCORER_COMMIT_INTERVAL`), which sets a floor of tens of milliseconds on the time to a committed, read_committed-visible scored record.", m.Cores)
+		p("")
+	}
+
+	p("## Detection quality")
+	p("")
+	writePhase(p, r.Quality)
+	if q := qualityOf(r.Quality); q != nil {
+		rep := r.Quality.Report
+		p("%d scored, %d fraud, %d flagged (review or decline): precision %s, recall %s, F1 %s, false-positive rate %s. Population: %d cards, %.3f transactions per card per minute of event time.",
+			q.Scored, q.Fraud, q.Flagged, f3(q.Precision), f3(q.Recall), f3(q.F1), f3(q.FalsePositiveRate), rep.Generated.Cards, rep.Generated.PerCardPerMinute)
+		p("")
+		p("| scenario | transactions | flagged | recall | episodes | detected | episode recall |")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+		for _, pat := range traffic.Scenarios {
+			if s := q.Scenarios[pat]; s != nil {
+				p("| %s | %d | %d | %s | %d | %d | %s |", pat, s.Transactions, s.Flagged, f3(s.Recall), s.Episodes, s.EpisodesDetected, f3(s.EpisodeRecall))
+			}
+		}
+		p("")
+		p("Precision per reason code (of the flagged transactions carrying it, the share that was fraud):")
+		p("")
+		p("| reason | flagged | fraud | precision |")
+		p("| --- | ---: | ---: | ---: |")
+		for _, code := range slices.Sorted(maps.Keys(q.Reasons)) {
+			rq := q.Reasons[code]
+			p("| %s | %d | %d | %s |", code, rq.Flagged, rq.Fraud, f3(rq.Precision))
+		}
+		p("")
+		p("Precision is per transaction over the whole scored output; recall per scenario is per fraudulent transaction and per episode. The simulator's cardholders must spend at a realistic rate, and with some history: the velocity rules (`count_1m`, `count_10m`) misfire on ordinary cards that buy every few minutes, and the new-country and amount features misfire on cards seen for the first time. In minutes of wall time that takes a fast event-time clock (`--time-scale`): here event time ran %.0f× faster than the wall clock, ending when its sending ended, so this phase is hours of event time, at the per-card rate above. The latency phase sends in real time to many cards (%s transactions per card per minute of event time), so its own quality figures, in its loadgen report, mean little; the soak runs on a fast clock like this phase.",
+			rep.TimeScale, e2ePerCard(r.E2E))
+		p("")
+	}
+
+	p("## Soak")
+	p("")
+	if s := r.Soak; s != nil {
+		writePhase(p, &s.Phase)
+		if rep := s.Report; rep != nil && rep.TimeScale > 1 {
+			p("Event time ran %.0f× faster than the wall clock (%s of event time over %d cards, %.2f transactions per card per hour), so the scorer's per-card state, which keeps 24 hours of look-back, is at its steady size from the first quarter on: it evicts as much as it adds. In real time a 10-minute soak would only show that state filling.",
+				rep.TimeScale, (time.Duration(rep.TimeScale * float64(s.Duration))).Round(time.Hour), rep.Generated.Cards, rep.Generated.PerCardPerMinute*60)
+			p("")
+		}
+		p("Every %s each service's `/metrics` was read (`go_memstats_next_gc_bytes`, `go_memstats_heap_inuse_bytes`, `go_goroutines`, `process_resident_memory_bytes`). The heap goal (next GC) is twice the live heap after the last collection, so it follows live memory; heap in use also holds garbage and swings with the GC cycle. A service is flat when, after the first quarter (warm-up), the median of its heap goal in the last quarter is at most %.0f%% above the second quarter's, and the median of its goroutines at most %.0f%% + %d above (ingest's goroutines follow the client's connections and requests in flight).",
+			s.Interval, 100*(heapGrowthLimit-1), 100*(goroutineGrowthLimit-1), goroutineSlack)
+		p("")
+		p("| service | samples | heap goal, 2nd quarter → last (MiB, medians) | heap in use (MiB, medians) | goroutines (medians; range over the soak) | RSS at end (MiB) | verdict |")
+		p("| --- | ---: | --- | --- | --- | ---: | --- |")
+		for _, f := range Flat(s.Samples) {
+			v := "flat"
+			if !f.Flat {
+				v = "**not flat**: " + f.Why
+			}
+			goal := "n/a"
+			if f.HeapGoal {
+				goal = fmt.Sprintf("%.1f → %.1f", f.HeapEarly/(1<<20), f.HeapLate/(1<<20))
+			}
+			p("| %s | %d | %s | %.1f → %.1f | %.0f → %.0f; %.0f–%.0f | %.1f | %s |", f.Service, f.Samples, goal, f.InuseEarly/(1<<20), f.InuseLate/(1<<20),
+				f.GoroutinesEarly, f.GoroutinesLate, f.GoroutinesMin, f.GoroutinesMax, f.RSSLast/(1<<20), v)
+		}
+		p("")
+		p("What limits it: the verdict compares two quarters of one soak, so it tells growth from noise only as far as the samples allow; it does not tell a leak from state that is still filling. The scorer's per-card state (look-back series, de-duplication ids) covers 24 hours of event time plus the allowed lateness, which this soak's clock passes in its first quarter, so growth after that is not the state filling up to its horizon; explaining it needs a heap profile. Ingest's goroutines follow the connections and requests in flight from the load generator's workers, so they swing with latency. The services share the machine's cores with the load generator, Redis and PostgreSQL, so the rate sustained and the GC's pacing move with the load.")
+		p("")
+		if len(s.Samples) > 0 {
+			p("<details><summary>all samples</summary>")
+			p("")
+			p("| elapsed | service | heap goal (MiB) | heap in use (MiB) | goroutines | RSS (MiB) |")
+			p("| ---: | --- | ---: | ---: | ---: | ---: |")
+			for _, x := range s.Samples {
+				p("| %s | %s | %.1f | %.1f | %.0f | %.1f |", x.Elapsed.Round(time.Second), x.Service, x.NextGC/(1<<20), x.HeapInuse/(1<<20), x.Goroutines, x.RSS/(1<<20))
+			}
+			p("")
+			p("</details>")
+			p("")
+		}
+	} else {
+		p("Not run.")
+		p("")
+	}
+
+	if len(r.Notes) > 0 {
+		p("## Notes")
+		p("")
+		for _, n := range r.Notes {
+			p("- %s", n)
+		}
+		p("")
+	}
+
+	if r.Micro != nil {
+		p("## All micro-benchmarks (median of runs)")
+		p("")
+		p("| benchmark | runs | values |")
+		p("| --- | ---: | --- |")
+		for _, name := range r.Micro.Names() {
+			units := map[string]bool{}
+			runs := 0
+			for _, res := range r.Micro.Results {
+				if res.Name == name {
+					runs++
+					for u := range res.Values {
+						units[u] = true
+					}
+				}
+			}
+			var cells []string
+			for _, u := range slices.Sorted(maps.Keys(units)) {
+				cells = append(cells, fmt.Sprintf("%s %s", num(Median(r.Micro.Values(name, u))), u))
+			}
+			p("| %s | %d | %s |", name, runs, strings.Join(cells, ", "))
+		}
+		p("")
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+func writePhase(p func(string, ...any), ph *Phase) {
+	if ph == nil {
+		p("Not run.")
+		p("")
+		return
+	}
+	p("```")
+	p("%s", ph.Command)
+	p("```")
+	p("")
+	p("Load: %s.", ph.Load)
+	if ph.Err != "" {
+		p("The phase ended with an error: %s.", ph.Err)
+	}
+	if rep := ph.Report; rep != nil {
+		var tr strings.Builder
+		rep.WriteText(&tr)
+		p("")
+		p("<details><summary>loadgen report</summary>")
+		p("")
+		p("```")
+		p("%s", strings.TrimRight(tr.String(), "\n"))
+		p("```")
+		p("")
+		p("</details>")
+	}
+	p("")
+}
+
+func ratioLimits(r Ratio) string {
+	switch {
+	case r.Status == NotMeasured:
+		return "Not measured: the benchmark did not run or printed no figures (see the command table)."
+	case strings.Contains(r.Benchmark, "ScorerVsCopyLoop"):
+		return "What limits it: the copy loop only moves bytes (≈ 1–2 µs per record), while the scorer decodes, de-duplicates, computes the look-back features, scores with rules and model, encodes the scored record and writes the changelog of every touched card (≈ 5–10 µs per record, docs/benchmarks-scorer.md); the broker and both clients share the same cores."
+	case strings.Contains(r.Benchmark, "IngestSingle"):
+		return "What limits it: the bare handler does no I/O; the full path adds bearer-key auth, a GCRA rate-limit call and two idempotency calls to Redis and an acks=all produce to the broker, four round trips to servers on the same cores (docs/benchmarks-ingest.md)."
+	case strings.Contains(r.Benchmark, "SinkVsRawCopy"):
+		return "What limits it: the sink's transaction does more than the COPY: COPY into a temporary table, `INSERT … ON CONFLICT DO NOTHING` into the indexed table, and the offsets row, all in one transaction (services/alerts/BENCHMARKS.md)."
+	}
+	return ""
+}
+
+func ratioCell(r Ratio) string {
+	if len(r.Ratios) == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.3f (%s / %s %s; %d runs: %s)", Median(r.Ratios), num(Median(r.Measured)), num(Median(r.Base)), r.Unit, len(r.Ratios), joinF(r.Ratios))
+}
+
+func latencyCell(l Latency) string {
+	if l.Client.Count == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("client p50 %.1f ms, p99 %.1f ms; records p50 %.1f ms, p99 %.1f ms; at %.0f tx/s achieved",
+		l.Client.P50, l.Client.P99, l.Records.P50, l.Records.P99, l.Achieved)
+}
+
+func qualityOf(p *Phase) *loadgen.Quality {
+	if p == nil || p.Report == nil {
+		return nil
+	}
+	return p.Report.Quality
+}
+
+func e2ePerCard(p *Phase) string {
+	if p == nil || p.Report == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", p.Report.Generated.PerCardPerMinute)
+}
+
+func phaseLoad(p *Phase) string {
+	if p == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%s → %s", p.Load.Before, p.Load.After)
+}
+
+func soakPhase(s *Soak) *Phase {
+	if s == nil {
+		return nil
+	}
+	return &s.Phase
+}
+
+func soakLoad(s *Soak) string {
+	if s == nil {
+		return "—"
+	}
+	lo, hi := 0.0, 0.0
+	for i, l := range s.Loads {
+		if i == 0 || l.One < lo {
+			lo = l.One
+		}
+		hi = max(hi, l.One)
+	}
+	if len(s.Loads) == 0 {
+		return phaseLoad(&s.Phase)
+	}
+	return fmt.Sprintf("1-min load %.1f–%.1f during the soak", lo, hi)
+}
+
+func because(why string) string {
+	if why == "" {
+		return ""
+	}
+	return " (" + why + ")"
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func f3(v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3f", *v)
+}
+
+func at(vs []float64, i int) string {
+	if i >= len(vs) {
+		return "—"
+	}
+	return num(vs[i])
+}
+
+func joinF(vs []float64) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = fmt.Sprintf("%.3f", v)
+	}
+	return strings.Join(s, ", ")
+}
+
+// num formats a figure for people: thousands separated, few decimals.
+func num(v float64) string {
+	switch {
+	case v >= 1000 || v <= -1000:
+		s := fmt.Sprintf("%.0f", v)
+		neg := strings.HasPrefix(s, "-")
+		s = strings.TrimPrefix(s, "-")
+		var b strings.Builder
+		for i, c := range s {
+			if i > 0 && (len(s)-i)%3 == 0 {
+				b.WriteByte(',')
+			}
+			b.WriteRune(c)
+		}
+		if neg {
+			return "-" + b.String()
+		}
+		return b.String()
+	case v >= 10 || v <= -10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+// shortCmd keeps a command line readable in a table cell.
+func shortCmd(s string) string {
+	if len(s) > 110 {
+		return s[:107] + "…"
+	}
+	return s
+}
