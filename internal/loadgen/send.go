@@ -106,6 +106,38 @@ func (s *httpSender) do(path, contentType string, body []byte, ls []traffic.Labe
 	return resp, start, nil
 }
 
+// maxInProgressAttempts bounds how often one send asks again after 409
+// idempotency-in-progress.
+const maxInProgressAttempts = 5
+
+// isInProgress reports whether resp is ingest's problem+json answer
+// "idempotency-in-progress". It reads at most the first 4 KiB of the body.
+func isInProgress(resp *http.Response) bool {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	return bytes.Contains(b, []byte("idempotency-in-progress"))
+}
+
+// retryAfter is resp's Retry-After in seconds, within [100ms, 2s].
+func retryAfter(resp *http.Response) time.Duration {
+	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil {
+		return 100 * time.Millisecond
+	}
+	return min(max(time.Duration(secs)*time.Second, 100*time.Millisecond), 2*time.Second)
+}
+
+// sleep waits d, or returns false as soon as the run is cancelled.
+func (s *httpSender) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
@@ -116,16 +148,30 @@ func (s *httpSender) post(l traffic.Labeled) {
 		s.t.request(0, "encode")
 		return
 	}
-	resp, start, err := s.do("/v1/transactions", "application/json", body, []traffic.Labeled{l})
-	if err != nil {
-		if s.ctx.Err() == nil {
-			s.t.request(0, retryKind(l.Retry, transportKind(err)))
-			s.t.result(l.Tx.TransactionID, l.Retry, false, "")
+	var (
+		resp  *http.Response
+		start time.Time
+	)
+	for attempt := 1; ; attempt++ {
+		resp, start, err = s.do("/v1/transactions", "application/json", body, []traffic.Labeled{l})
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.t.request(0, retryKind(l.Retry, transportKind(err)))
+				s.t.result(l.Tx.TransactionID, l.Retry, false, "")
+			}
+			return
 		}
-		return
+		inProgress := resp.StatusCode == http.StatusConflict && isInProgress(resp)
+		_, _ = io.Copy(io.Discard, resp.Body) // read to the end, so the connection is reused
+		resp.Body.Close()
+		// 409 idempotency-in-progress means another request with this key
+		// (the client's own retry, or the send it retries) is still
+		// waiting for Kafka: ask again after Retry-After, as a real client
+		// would, to learn that request's answer.
+		if !inProgress || attempt == maxInProgressAttempts || !s.sleep(retryAfter(resp)) {
+			break
+		}
 	}
-	_, _ = io.Copy(io.Discard, resp.Body) // read to the end, so the connection is reused
-	resp.Body.Close()
 	if resp.StatusCode == http.StatusAccepted {
 		s.t.request(time.Since(start), "")
 		s.t.result(l.Tx.TransactionID, l.Retry, true, "")
