@@ -218,9 +218,15 @@ func TestComposeParses(t *testing.T) {
 			t.Errorf("compose.yaml has no %s service", svc)
 		}
 	}
-	if dc, err := exec.LookPath("docker-compose"); err == nil {
-		if out, err := exec.Command(dc, "-f", "compose.yaml", "config", "-q").CombinedOutput(); err != nil {
-			t.Errorf("docker-compose config: %v\n%s", err, out)
+	dc, err := exec.LookPath("docker-compose")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("docker-compose is not installed: CI validates compose.yaml with `docker-compose config`")
 		}
+		t.Log("docker-compose not installed; compose.yaml only parsed as YAML")
+		return
+	}
+	if out, err := exec.Command(dc, "-f", "compose.yaml", "config", "-q").CombinedOutput(); err != nil {
+		t.Errorf("docker-compose config: %v\n%s", err, out)
 	}
 }
