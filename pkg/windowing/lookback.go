@@ -637,17 +637,31 @@ func (s *Series) Evict(wm int64) (empty bool) {
 
 // compact drops s[:head] lazily: it moves the live part down only when the
 // dead prefix is at least half the slice, so eviction is amortized O(1) and
-// the backing array is reused (no allocation in steady state).
+// the backing array is reused (no allocation in steady state). A backing
+// array more than four times what is live after a burst is given back:
+// without that, and with a larger dead prefix allowed, a card's slices
+// ratcheted up to the biggest they had ever been and the scorer's heap kept
+// growing for days of event time while its state did not.
 func compact[T any](s []T, head int) ([]T, int) {
 	if head == len(s) {
+		if cap(s) > shrinkMin {
+			return nil, 0
+		}
 		return s[:0], 0
 	}
-	if head >= 32 && head*2 >= len(s) {
-		n := copy(s, s[head:])
+	if head >= 8 && head*2 >= len(s) {
+		live := s[head:]
+		if cap(s) > shrinkMin && 4*len(live) < cap(s) {
+			return append(make([]T, 0, 2*len(live)), live...), 0
+		}
+		n := copy(s, live)
 		return s[:n], 0
 	}
 	return s, head
 }
+
+// shrinkMin is the capacity below which compact never reallocates.
+const shrinkMin = 64
 
 func (s *Series) clear() {
 	s.recs, s.head = s.recs[:0], 0
