@@ -3,6 +3,7 @@ package rules
 import (
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr/ast"
@@ -317,15 +318,7 @@ func lowerIn(n *ast.BinaryNode) (value, bool) {
 			set = append(set, s.Value)
 		}
 		get := l.s
-		return value{k: kindBool, b: func(e *Env) bool {
-			x := get(e)
-			for _, s := range set {
-				if s == x {
-					return true
-				}
-			}
-			return false
-		}}, true
+		return value{k: kindBool, b: func(e *Env) bool { return slices.Contains(set, get(e)) }}, true
 	case kindInt:
 		set := make([]int, 0, len(arr.Nodes))
 		for _, el := range arr.Nodes {
@@ -336,15 +329,7 @@ func lowerIn(n *ast.BinaryNode) (value, bool) {
 			set = append(set, c.Value)
 		}
 		get := l.i
-		return value{k: kindBool, b: func(e *Env) bool {
-			x := get(e)
-			for _, c := range set {
-				if c == x {
-					return true
-				}
-			}
-			return false
-		}}, true
+		return value{k: kindBool, b: func(e *Env) bool { return slices.Contains(set, get(e)) }}, true
 	}
 	return value{}, false
 }
