@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"slices"
 	"sync"
 	"time"
 
@@ -84,9 +82,9 @@ func (s *Service) runSession(ctx context.Context) error {
 		if err := sess.Begin(); err != nil {
 			return fmt.Errorf("begin transaction: %w", err)
 		}
-		b := newBatch()
-		if err := s.processFetches(ctx, sess, fetches, b); err != nil {
-			s.abort(ctx, sess)
+		b := newBatch(ctx, sess)
+		if err := s.processFetches(ctx, fetches, b); err != nil {
+			s.abort(ctx, b)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -94,26 +92,26 @@ func (s *Service) runSession(ctx context.Context) error {
 		}
 
 		deadline := time.Now().Add(s.cfg.CommitInterval)
-		for b.counts.records < s.cfg.MaxBatchRecords {
+		for b.records < s.cfg.MaxBatchRecords {
 			wait := time.Until(deadline)
 			if wait <= 0 {
 				break
 			}
 			pctx, cancel := context.WithTimeout(ctx, wait)
-			fetches := sess.PollRecords(pctx, s.cfg.MaxBatchRecords-b.counts.records)
+			fetches := sess.PollRecords(pctx, s.cfg.MaxBatchRecords-b.records)
 			cancel()
 			if ctx.Err() != nil {
-				s.abort(ctx, sess)
+				s.abort(ctx, b)
 				return nil
 			}
 			if err := s.checkFetches(fetches); err != nil {
-				s.abort(ctx, sess)
+				s.abort(ctx, b)
 				return err
 			}
 			// A partition assigned mid-batch is restored here, inside
 			// the transaction; that is rare.
-			if err := s.processFetches(ctx, sess, fetches, b); err != nil {
-				s.abort(ctx, sess)
+			if err := s.processFetches(ctx, fetches, b); err != nil {
+				s.abort(ctx, b)
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -123,25 +121,104 @@ func (s *Service) runSession(ctx context.Context) error {
 		if ctx.Err() != nil {
 			// Shutting down: do not commit a batch whose produces may
 			// have been cut short by the cancelled context.
-			s.abort(ctx, sess)
+			s.abort(ctx, b)
 			return nil
 		}
-		if err := s.end(ctx, sess, b); err != nil {
+		if err := s.end(ctx, b); err != nil {
 			return err
 		}
 	}
 }
 
-// batch is the state of the open transaction.
+// workerQueue bounds the polls queued for one partition's worker; a full
+// queue makes the batch loop wait, so a slow partition holds back polling.
+const workerQueue = 16
+
+// batch is the state of the open transaction. Each partition's records are
+// processed by a goroutine of its own, its worker, which produces the
+// outputs into the transaction as it goes. So the loop keeps polling while
+// the workers process, and the partitions use the cores in parallel. Order
+// within a partition, which is all that determinism and the output order
+// need, is kept: one worker per partition, fed in offset order. Workers
+// share nothing but the read-only task parameters, the profile cache
+// (locked) and the session. finish is the barrier before the transaction
+// ends: after it no worker produces.
 type batch struct {
-	counts batchCounts
-	tasks  []*task // tasks that processed records in this batch, to flush
+	ctx     context.Context
+	sess    *kgo.GroupTransactSession
+	records int         // input records handed to workers
+	counts  batchCounts // the workers' counts, merged by finish
+	workers map[*task]*worker
 
 	mu         sync.Mutex
 	produceErr error // first failed produce; the batch must then abort
 }
 
-func newBatch() *batch { return &batch{counts: newBatchCounts()} }
+func newBatch(ctx context.Context, sess *kgo.GroupTransactSession) *batch {
+	return &batch{ctx: ctx, sess: sess, counts: newBatchCounts(), workers: make(map[*task]*worker)}
+}
+
+// worker processes one partition's records of a batch.
+type worker struct {
+	t      *task
+	in     chan []*kgo.Record
+	counts batchCounts
+	flush  bool // produce the task's state at the end; set before in is closed
+	done   chan struct{}
+}
+
+// dispatch hands a poll's records of one partition to that partition's
+// worker, starting it on the batch's first records of the partition.
+func (b *batch) dispatch(t *task, recs []*kgo.Record) {
+	w := b.workers[t]
+	if w == nil {
+		w = &worker{t: t, in: make(chan []*kgo.Record, workerQueue), counts: newBatchCounts(), done: make(chan struct{})}
+		b.workers[t] = w
+		go b.run(w)
+	}
+	b.records += len(recs)
+	w.in <- recs
+}
+
+func (b *batch) run(w *worker) {
+	defer close(w.done)
+	for recs := range w.in {
+		for _, r := range recs {
+			for _, out := range w.t.process(r, &w.counts) {
+				b.sess.Produce(b.ctx, out, b.promise)
+			}
+		}
+	}
+	if !w.flush {
+		return
+	}
+	// The fraud-stats records and changelog entries of the task, so they
+	// commit with the outputs and the input offsets. Each worker encodes
+	// its own task's state, in parallel with the others.
+	for _, r := range w.t.stats.take() {
+		w.counts.stats++
+		b.sess.Produce(b.ctx, r, b.promise)
+	}
+	for _, r := range w.t.flush() {
+		w.counts.changelog++
+		b.sess.Produce(b.ctx, r, b.promise)
+	}
+}
+
+// finish waits for every worker to process what it was handed and, if
+// flush is set, to produce its task's state; then it merges their counts.
+// The transaction may end only after finish.
+func (b *batch) finish(flush bool) {
+	for _, w := range b.workers {
+		w.flush = flush
+		close(w.in)
+	}
+	for t, w := range b.workers {
+		<-w.done
+		b.counts.merge(&w.counts)
+		delete(b.workers, t)
+	}
+}
 
 func (b *batch) promise(_ *kgo.Record, err error) {
 	if err == nil {
@@ -175,85 +252,22 @@ func (s *Service) prepare(ctx context.Context, fetches kgo.Fetches) error {
 	return err
 }
 
-// processFetches runs each partition's records through its task, in
-// offset order, and produces the outputs into the open transaction.
-// Partitions are independent (each task owns its state), so they are
-// processed in parallel, one goroutine per partition up to GOMAXPROCS:
-// order within a partition, which is all that determinism and the output
-// order need, is kept. Produce is asynchronous; End flushes and waits for
-// every record.
-func (s *Service) processFetches(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, b *batch) error {
+// processFetches hands each partition's records to its worker (see batch).
+// A task is restored before its worker starts, so a restore never races
+// the task's processing.
+func (s *Service) processFetches(ctx context.Context, fetches kgo.Fetches, b *batch) error {
 	if err := s.prepare(ctx, fetches); err != nil {
 		return err
 	}
-	// One bounded profile lookup for the poll's cards (profile.go); after
-	// it the cache is only read, so tasks may look up concurrently.
+	// One bounded profile lookup for the poll's cards (profile.go), before
+	// its records are handed on.
 	s.params.profiles.prefetch(ctx, fetches)
-	type work struct {
-		t    *task
-		recs []*kgo.Record
-	}
-	var todo []work
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) == 0 {
-			return
+		if len(p.Records) > 0 {
+			b.dispatch(s.taskFor(p.Partition), p.Records)
 		}
-		t := s.taskFor(p.Partition)
-		if !slices.Contains(b.tasks, t) {
-			b.tasks = append(b.tasks, t)
-		}
-		todo = append(todo, work{t, p.Records})
 	})
-	run := func(w work, c *batchCounts) {
-		for _, r := range w.recs {
-			for _, out := range w.t.process(r, c) {
-				sess.Produce(ctx, out, b.promise)
-			}
-		}
-	}
-	workers := min(runtime.GOMAXPROCS(0), len(todo))
-	if workers <= 1 {
-		for _, w := range todo {
-			run(w, &b.counts)
-		}
-		return nil
-	}
-	next := make(chan work)
-	counts := make([]batchCounts, workers)
-	var wg sync.WaitGroup
-	for i := range workers {
-		counts[i] = newBatchCounts()
-		wg.Go(func() {
-			for w := range next {
-				run(w, &counts[i])
-			}
-		})
-	}
-	for _, w := range todo {
-		next <- w
-	}
-	close(next)
-	wg.Wait()
-	for i := range counts {
-		b.counts.merge(&counts[i])
-	}
 	return nil
-}
-
-// flushState produces the fraud-stats records and the changelog entries of
-// every task the batch touched into the open transaction, so they commit
-// with the outputs and the input offsets.
-func (s *Service) flushState(ctx context.Context, sess *kgo.GroupTransactSession, b *batch) {
-	for _, t := range b.tasks {
-		for _, r := range t.stats.take() {
-			b.counts.stats++
-			sess.Produce(ctx, r, b.promise)
-		}
-		for _, r := range t.flush() {
-			b.counts.changelog++
-			sess.Produce(ctx, r, b.promise)
-		}
-	}
 }
 
 // checkFetches logs fetch errors. Most are retried inside the client;
@@ -277,8 +291,9 @@ func (s *Service) checkFetches(fetches kgo.Fetches) error {
 // in flight at shutdown finishes, bounded by the transaction timeout.
 // After an abort the session has rewound to the committed offsets, and
 // the tasks are reset to match. An error means the session is unusable.
-func (s *Service) end(ctx context.Context, sess *kgo.GroupTransactSession, b *batch) error {
-	s.flushState(ctx, sess, b)
+func (s *Service) end(ctx context.Context, b *batch) error {
+	b.finish(true)
+	sess := b.sess
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.TransactionTimeout)
 	defer cancel()
 	// Flush first so every produce has its outcome: committing with a
@@ -313,11 +328,12 @@ func (s *Service) end(ctx context.Context, sess *kgo.GroupTransactSession, b *ba
 
 // abort ends the open transaction with an abort at shutdown, so readers
 // are not held back until the broker times it out.
-func (s *Service) abort(ctx context.Context, sess *kgo.GroupTransactSession) {
+func (s *Service) abort(ctx context.Context, b *batch) {
+	b.finish(false)
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
 	s.m.aborted()
-	if _, err := sess.End(actx, kgo.TryAbort); err != nil {
+	if _, err := b.sess.End(actx, kgo.TryAbort); err != nil {
 		s.log.Warn("abort open transaction", "err", err)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -75,19 +76,29 @@ type profileEntry struct {
 // go into cur; when cur is full it becomes old and the previous old is
 // dropped. An entry used from old is moved into cur, so entries in use
 // survive and idle ones age out, as in an LRU cache.
+//
+// The batch loop fills it (promote, put) while the partitions' workers
+// read it (get), so it is locked. A poll's entries are in cur when its
+// records are handed to the workers, and at most one generation turns over
+// within a batch (half ≥ MaxBatchRecords, checked by Config.Validate), so
+// an entry a queued record needs is never dropped before the record is
+// processed.
 type profileCache struct {
+	mu       sync.RWMutex
 	half     int
 	cur, old map[string]profileEntry
 }
 
-func newProfileCache(size int) profileCache {
+func newProfileCache(size int) *profileCache {
 	half := max(size/2, 1)
-	return profileCache{half: half, cur: make(map[string]profileEntry, half)}
+	return &profileCache{half: half, cur: make(map[string]profileEntry, half)}
 }
 
 // get looks card up without moving it, so lookups while a batch is
 // processed never drop an entry the batch's prefetch filled.
 func (c *profileCache) get(card string) (profileEntry, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	if e, ok := c.cur[card]; ok {
 		return e, true
 	}
@@ -97,29 +108,41 @@ func (c *profileCache) get(card string) (profileEntry, bool) {
 
 // promote is get for the prefetch: an entry found in old moves into cur.
 func (c *profileCache) promote(card string) (profileEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if e, ok := c.cur[card]; ok {
 		return e, true
 	}
 	e, ok := c.old[card]
 	if ok {
 		delete(c.old, card)
-		c.put(card, e)
+		c.putLocked(card, e)
 	}
 	return e, ok
 }
 
 func (c *profileCache) put(card string, e profileEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(card, e)
+}
+
+func (c *profileCache) putLocked(card string, e profileEntry) {
 	if _, ok := c.cur[card]; !ok && len(c.cur) >= c.half {
 		c.old, c.cur = c.cur, make(map[string]profileEntry, c.half)
 	}
 	c.cur[card] = e
 }
 
-func (c *profileCache) len() int { return len(c.cur) + len(c.old) }
+func (c *profileCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.cur) + len(c.old)
+}
 
-// profiles is the scorer's profile lookup. It is used only by the batch
-// loop's goroutine: prefetch before a poll's records are processed, lookup
-// while they are. A nil *profiles (no Redis configured) finds no profiles.
+// profiles is the scorer's profile lookup: the batch loop prefetches a
+// poll's cards before handing its records to the workers, which look them
+// up; only the cache is shared between them. A nil *profiles (no Redis configured) finds no profiles.
 type profiles struct {
 	rdb     *redis.Client
 	ttl     time.Duration
@@ -128,7 +151,7 @@ type profiles struct {
 	log     *slog.Logger
 	m       *metrics
 
-	cache   profileCache
+	cache   *profileCache
 	retryAt time.Time // no lookups before this, after a failure
 	down    bool      // the last lookup failed (for logging transitions)
 
