@@ -388,7 +388,7 @@ func transactionSize(t *Transaction) int {
 
 func scoredSize(s *Scored) int {
 	n := scoredSizeBase - transactionSizeBase + transactionSize(&s.Transaction) +
-		len(s.Schema) + len(s.Decision) + len(s.ModelVersion)
+		len(SchemaScored) + len(s.Decision) + len(s.ModelVersion)
 	for i := range s.Reasons {
 		r := &s.Reasons[i]
 		n += reasonSizeBase + len(r.Code) + len(r.Source) + len(r.Detail)

@@ -86,15 +86,25 @@ type Scored struct {
 // Encode returns the JSON form of s with its schema set. It fails only for a
 // non-finite score or feature, which is a scorer bug.
 func (s Scored) Encode() ([]byte, error) {
+	return s.AppendEncode(make([]byte, 0, s.SizeHint()))
+}
+
+// AppendEncode appends the JSON form of s, as Encode returns it, to b. On
+// an error b is returned unchanged.
+func (s Scored) AppendEncode(b []byte) ([]byte, error) {
 	s.Schema = SchemaScored
 	if s.Reasons == nil {
 		s.Reasons = []Reason{}
 	}
-	if b, ok := appendScored(make([]byte, 0, scoredSize(&s)), &s); ok {
-		return b, nil
+	if out, ok := appendScored(b, &s); ok {
+		return out, nil
 	}
-	return appendMarshal(nil, s)
+	return appendMarshal(b, s)
 }
+
+// SizeHint is the usual length of s's JSON form, to size a buffer for
+// AppendEncode; longer forms are possible (escaped strings, long numbers).
+func (s *Scored) SizeHint() int { return scoredSize(s) }
 
 // DecodeScored decodes and validates a scored record.
 func DecodeScored(b []byte) (Scored, error) {

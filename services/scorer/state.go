@@ -66,6 +66,8 @@ type cardState struct {
 	logMean  float64
 
 	ids []seenID // ascending by at
+
+	encSize int // length of the last changelog value, to size the next
 }
 
 func newCardState(lb *windowing.Lookback) *cardState {

@@ -178,6 +178,7 @@ type task struct {
 
 	// Scratch space, so processing does not allocate per record.
 	hbuf []time.Duration
+	out  [1]*kgo.Record // process's result
 	aggs []windowing.Agg
 	agg1 [1]windowing.Agg
 }
@@ -198,8 +199,9 @@ func newTask(partition int32, params *taskParams) *task {
 
 // process handles one input record and returns the records to produce in
 // the open transaction: a scored record, a dead letter, or nothing for a
-// duplicate. Everything but the HeaderScoredAt header is a function of the
-// records processed so far, so a replay produces byte-identical values.
+// duplicate; the slice is valid until the next call. Everything but the
+// HeaderScoredAt header is a function of the records processed so far, so
+// a replay produces byte-identical values.
 func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 	c.records++
 	tx, err := event.DecodeTransaction(r.Value)
@@ -301,7 +303,11 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 		Offset:         r.Offset,
 		ScoredAt:       t.params.now().UTC(),
 	}
-	value, err := scored.Encode()
+	// One allocation holds the output record and its header, one the
+	// value, the key (unless the input's key is the card id already, as
+	// ingest writes it) and the header's value.
+	buf := make([]byte, 0, scored.SizeHint()+len(tx.CardID)+len(time.RFC3339Nano))
+	buf, err = scored.AppendEncode(buf)
 	if err != nil {
 		// Only a non-finite number fails to encode: a scorer bug. Dead
 		// letter the input rather than stall the partition on it.
@@ -323,16 +329,32 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 	if wmAfter > wm {
 		t.stats.advance(wmAfter)
 	}
-	return []*kgo.Record{{
+
+	value := buf[:len(buf):len(buf)]
+	key := r.Key
+	if string(key) != tx.CardID {
+		buf = append(buf, tx.CardID...)
+		key = buf[len(value):len(buf):len(buf)]
+	}
+	n := len(buf)
+	buf = scored.ScoredAt.AppendFormat(buf, time.RFC3339Nano)
+	out := new(outRecord)
+	out.hdr[0] = kgo.RecordHeader{Key: event.HeaderScoredAt, Value: buf[n:]}
+	out.rec = kgo.Record{
 		Topic:     event.TopicScored,
 		Partition: r.Partition, // co-partitioned: scored partition p holds input partition p
-		Key:       []byte(tx.CardID),
+		Key:       key,
 		Value:     value,
-		Headers: []kgo.RecordHeader{{
-			Key:   event.HeaderScoredAt,
-			Value: []byte(scored.ScoredAt.Format(time.RFC3339Nano)),
-		}},
-	}}
+		Headers:   out.hdr[:],
+	}
+	t.out[0] = &out.rec
+	return t.out[:]
+}
+
+// outRecord is a scored record with its one header.
+type outRecord struct {
+	rec kgo.Record
+	hdr [1]kgo.RecordHeader
 }
 
 // touch returns the card's state, evicted to floor, creating it if needed.
@@ -364,6 +386,10 @@ func (t *task) forgetIDs(cs *cardState, floor int64) {
 	})
 }
 
+// changelogSlack is what a card's changelog value is assumed to grow by
+// since its last one: a few look-back records and ids.
+const changelogSlack = 128
+
 // flush evicts the cards whose state has wholly expired and returns the
 // changelog records of the batch: the state of every card changed since
 // the last flush (a tombstone for a deleted card), the partition
@@ -389,12 +415,32 @@ func (t *task) flush() []*kgo.Record {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys) // a deterministic changelog is easier to inspect
-	out := make([]*kgo.Record, 0, len(keys)+1)
+	// The batch's entries share one record array, one key buffer and one
+	// value buffer, each sized from the cards' previous entries: a batch
+	// touches thousands of cards, and allocating (and growing) a value per
+	// card was most of the changelog's cost.
+	size, ksize := 0, 0
 	for _, k := range keys {
-		r := &kgo.Record{Topic: event.TopicState, Partition: t.partition, Key: []byte(k)}
+		ksize += len(k)
 		if cs, ok := t.cards[k]; ok {
-			// Encoding cannot fail: the series encoder never errors.
-			r.Value, _ = cs.appendBinary(nil)
+			size += cs.encSize + changelogSlack
+		}
+	}
+	kbuf, vbuf := make([]byte, 0, ksize), make([]byte, 0, size)
+	recs := make([]kgo.Record, len(keys))
+	out := make([]*kgo.Record, 0, len(keys)+1)
+	for i, k := range keys {
+		r := &recs[i]
+		kbuf = append(kbuf, k...)
+		*r = kgo.Record{Topic: event.TopicState, Partition: t.partition, Key: kbuf[len(kbuf)-len(k):]}
+		if cs, ok := t.cards[k]; ok {
+			// Encoding cannot fail: the series encoder never errors. A
+			// value outgrowing the buffer moves the rest to a new one;
+			// the values before keep the old one.
+			start := len(vbuf)
+			vbuf, _ = cs.appendBinary(vbuf)
+			r.Value = vbuf[start:len(vbuf):len(vbuf)]
+			cs.encSize = len(r.Value)
 		}
 		out = append(out, r)
 	}
