@@ -81,18 +81,14 @@ type service interface {
 	Run(ctx context.Context) error
 }
 
-// runService is the whole of a service's subcommand: register its flags and
-// the logging flags, parse args (with environment fallbacks), build the
+// runService is the whole of a service's subcommand: register its flags,
+// parse them with the logging flags (with environment fallbacks), build the
 // logger, then build the service from its Config with start and run it.
 func runService[C any](ctx context.Context, name string, args []string, env func(string) string, stderr io.Writer,
 	register func(*flags) func() C, start func(C, *slog.Logger) (service, error)) error {
 	f := newFlags(name, stderr)
 	config := register(f)
-	logger := f.logging(stderr)
-	if err := f.parse(args, env); err != nil {
-		return err
-	}
-	log, err := logger()
+	log, err := f.parseLogged(args, env, stderr)
 	if err != nil {
 		return err
 	}
