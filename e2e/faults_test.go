@@ -26,10 +26,7 @@ func TestScorerSIGKILL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	e := startWith(t, ctx, config{scorers: 2, fastFailover: true})
-	const n = 50_000
-	f := e.feed(ctx, fmt.Sprintf("sk-%d", time.Now().UnixNano()), n, 50*time.Second)
-	e.killDuringFeed(ctx, f, n, "scorer", e.scorers)
-	ids := f.wait(t)
+	ids := e.feedWhileKilling(ctx, "sk", "scorer", e.scorers)
 	exactlyOnce(t, "scored-transactions (read_committed)", ids, e.scoredIDs(ctx, ids, 3*time.Minute))
 	exactlyOnce(t, "PostgreSQL scored_transactions", ids, e.storedIDs(ctx, ids, 2*time.Minute))
 }
@@ -41,22 +38,22 @@ func TestAlertsSIGKILL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	e := startWith(t, ctx, config{alerts: 2, fastFailover: true})
-	const n = 50_000
-	f := e.feed(ctx, fmt.Sprintf("ak-%d", time.Now().UnixNano()), n, 50*time.Second)
-	e.killDuringFeed(ctx, f, n, "alerts", e.alertsCs)
-	ids := f.wait(t)
+	ids := e.feedWhileKilling(ctx, "ak", "alerts", e.alertsCs)
 	exactlyOnce(t, "PostgreSQL scored_transactions", ids, e.storedIDs(ctx, ids, 3*time.Minute))
 	exactlyOnce(t, "scored-transactions (read_committed)", ids, e.scoredIDs(ctx, ids, time.Minute))
 }
 
-// killDuringFeed SIGKILLs the replicas in turn, one every few seconds
-// after the previous one is ready again, while f is still producing: at
-// least minKills times (f holds back the end of the stream until then),
-// at most maxKills.
-func (e *env) killDuringFeed(ctx context.Context, f *feeder, n int, name string, replicas []testcontainers.Container) {
+// feedWhileKilling produces 50,000 transactions (ids prefixed with
+// idPrefix) over about 50 s and meanwhile SIGKILLs the replicas of name in
+// turn, one every few seconds after the previous one is ready again: at
+// least minKills times (the end of the stream is held back until then), at
+// most maxKills. It returns the ids produced.
+func (e *env) feedWhileKilling(ctx context.Context, idPrefix, name string, replicas []testcontainers.Container) []string {
+	const n = 50_000
 	const minKills, maxKills = 5, 8
+	f := e.feed(ctx, fmt.Sprintf("%s-%d", idPrefix, time.Now().UnixNano()), n, 50*time.Second)
+	defer f.releaseRest() // also when a kill fails the test
 	kills := 0
-	defer f.releaseRest()
 	for kills < maxKills {
 		if kills >= minKills {
 			f.releaseRest()
@@ -75,6 +72,7 @@ func (e *env) killDuringFeed(ctx context.Context, f *feeder, n int, name string,
 	if kills < minKills {
 		e.t.Errorf("only %d kills landed while the stream was produced, want at least %d", kills, minKills)
 	}
+	return f.wait(e.t)
 }
 
 // TestScaleScorer: one scorer, then three, then one again, while traffic

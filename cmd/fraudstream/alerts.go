@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 
 	"github.com/fraudstream/fraudstream/services/alerts"
 	"github.com/fraudstream/fraudstream/services/scorer/rules"
@@ -36,19 +37,7 @@ func alertsFlags(f *flags) func() alerts.Config {
 }
 
 func runAlerts(ctx context.Context, args []string, env func(string) string, _, stderr io.Writer) error {
-	f := newFlags("alerts", stderr)
-	config := alertsFlags(f)
-	logger := f.logging(stderr)
-	if err := f.parse(args, env); err != nil {
-		return err
-	}
-	log, err := logger()
-	if err != nil {
-		return err
-	}
-	svc, err := alerts.New(config(), alerts.Deps{Log: log, RuleChecker: rules.Check, DefaultRules: rules.DefaultRuleSet()})
-	if err != nil {
-		return err
-	}
-	return svc.Run(ctx)
+	return runService(ctx, "alerts", args, env, stderr, alertsFlags, func(c alerts.Config, log *slog.Logger) (service, error) {
+		return alerts.New(c, alerts.Deps{Log: log, RuleChecker: rules.Check, DefaultRules: rules.DefaultRuleSet()})
+	})
 }

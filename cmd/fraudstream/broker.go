@@ -14,11 +14,7 @@ func runBroker(ctx context.Context, args []string, env func(string) string, _, s
 	dataDir := f.String("data-dir", "BROKER_DATA_DIR", "", "persist the log in this directory and reload it at start (default: in memory)")
 	partitions := f.Int("partitions", "BROKER_PARTITIONS", 12, "partitions of raw-transactions and its co-partitioned topics")
 	syncWrites := f.Bool("sync-writes", "BROKER_SYNC_WRITES", false, "fsync every written batch")
-	logger := f.logging(stderr)
-	if err := f.parse(args, env); err != nil {
-		return err
-	}
-	log, err := logger()
+	log, err := f.parseLogged(args, env, stderr)
 	if err != nil {
 		return err
 	}

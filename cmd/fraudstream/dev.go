@@ -23,11 +23,7 @@ func runDev(ctx context.Context, args []string, env func(string) string, stdout,
 	alertsAddr := f.String("alerts-addr", "ALERTS_ADDR", "127.0.0.1:8080", "dashboard listen address")
 	apiKey := f.String("api-key", "FRAUDSTREAM_DEV_API_KEY", devstack.DevAPIKey, "ingest API key")
 	rate := f.Float("rate", "FRAUDSTREAM_DEV_RATE", 20, "simulated transactions per second (0: none)")
-	logger := f.logging(stderr)
-	if err := f.parse(args, env); err != nil {
-		return err
-	}
-	log, err := logger()
+	log, err := f.parseLogged(args, env, stderr)
 	if err != nil {
 		return err
 	}

@@ -113,24 +113,26 @@ func (f *flags) parse(args []string, env func(string) string) error {
 	return nil
 }
 
-// logging adds --log-level and --log-format and builds the logger after parse.
-func (f *flags) logging(stderr io.Writer) func() (*slog.Logger, error) {
+// parseLogged adds --log-level and --log-format, parses args (see parse) and
+// builds the logger they describe. Register every other flag first.
+func (f *flags) parseLogged(args []string, env func(string) string, stderr io.Writer) (*slog.Logger, error) {
 	level := f.String("log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	format := f.String("log-format", "LOG_FORMAT", "text", "log format: text or json")
-	return func() (*slog.Logger, error) {
-		var lv slog.Level
-		if err := lv.UnmarshalText([]byte(*level)); err != nil {
-			return nil, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", *level)
-		}
-		opts := &slog.HandlerOptions{Level: lv}
-		switch *format {
-		case "text":
-			return slog.New(slog.NewTextHandler(stderr, opts)), nil
-		case "json":
-			return slog.New(slog.NewJSONHandler(stderr, opts)), nil
-		}
-		return nil, fmt.Errorf("LOG_FORMAT: %q is not text or json", *format)
+	if err := f.parse(args, env); err != nil {
+		return nil, err
 	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", *level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch *format {
+	case "text":
+		return slog.New(slog.NewTextHandler(stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("LOG_FORMAT: %q is not text or json", *format)
 }
 
 // kafka adds the shared Kafka flags and returns the config after parse.

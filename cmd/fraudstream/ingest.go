@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 
 	"github.com/fraudstream/fraudstream/services/ingest"
 )
@@ -36,19 +37,7 @@ func ingestFlags(f *flags) func() ingest.Config {
 }
 
 func runIngest(ctx context.Context, args []string, env func(string) string, _, stderr io.Writer) error {
-	f := newFlags("ingest", stderr)
-	config := ingestFlags(f)
-	logger := f.logging(stderr)
-	if err := f.parse(args, env); err != nil {
-		return err
-	}
-	log, err := logger()
-	if err != nil {
-		return err
-	}
-	svc, err := ingest.New(config(), ingest.Deps{Log: log})
-	if err != nil {
-		return err
-	}
-	return svc.Run(ctx)
+	return runService(ctx, "ingest", args, env, stderr, ingestFlags, func(c ingest.Config, log *slog.Logger) (service, error) {
+		return ingest.New(c, ingest.Deps{Log: log})
+	})
 }

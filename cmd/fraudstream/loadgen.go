@@ -72,7 +72,6 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 	drain := f.Duration("drain", "LOADGEN_DRAIN", 30*time.Second, "how long to wait for scored records after sending")
 	progress := f.Duration("progress", "LOADGEN_PROGRESS", 5*time.Second, "interval of progress lines on stderr; 0: none")
 	reportJSON := f.String("report-json", "LOADGEN_REPORT_JSON", "", "also write the report as JSON to this file")
-	logger := f.logging(stderr)
 	f.fs.Usage = func() {
 		names := make([]string, len(traffic.Scenarios))
 		for i, p := range traffic.Scenarios {
@@ -81,10 +80,7 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 		fmt.Fprintf(f.fs.Output(), loadgenHelp, strings.Join(names, ", "))
 		f.fs.PrintDefaults()
 	}
-	if err := f.parse(args, env); err != nil {
-		return err
-	}
-	log, err := logger()
+	log, err := f.parseLogged(args, env, stderr)
 	if err != nil {
 		return err
 	}

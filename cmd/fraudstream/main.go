@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -72,4 +73,28 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", name, commands[name].summary)
 	}
 	fmt.Fprintln(w, "\nEvery flag falls back to the environment variable named in its help: fraudstream <command> -h")
+}
+
+// service is what ingest, scorer and alerts build: it runs until ctx is
+// cancelled.
+type service interface {
+	Run(ctx context.Context) error
+}
+
+// runService is the whole of a service's subcommand: register its flags,
+// parse them with the logging flags (with environment fallbacks), build the
+// logger, then build the service from its Config with start and run it.
+func runService[C any](ctx context.Context, name string, args []string, env func(string) string, stderr io.Writer,
+	register func(*flags) func() C, start func(C, *slog.Logger) (service, error)) error {
+	f := newFlags(name, stderr)
+	config := register(f)
+	log, err := f.parseLogged(args, env, stderr)
+	if err != nil {
+		return err
+	}
+	svc, err := start(config(), log)
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
 }

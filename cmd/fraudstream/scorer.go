@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/fraudstream/fraudstream/services/scorer"
@@ -42,19 +43,7 @@ func scorerFlags(f *flags) func() scorer.Config {
 }
 
 func runScorer(ctx context.Context, args []string, env func(string) string, _, stderr io.Writer) error {
-	f := newFlags("scorer", stderr)
-	config := scorerFlags(f)
-	logger := f.logging(stderr)
-	if err := f.parse(args, env); err != nil {
-		return err
-	}
-	log, err := logger()
-	if err != nil {
-		return err
-	}
-	svc, err := scorer.New(config(), scorer.Deps{Log: log})
-	if err != nil {
-		return err
-	}
-	return svc.Run(ctx)
+	return runService(ctx, "scorer", args, env, stderr, scorerFlags, func(c scorer.Config, log *slog.Logger) (service, error) {
+		return scorer.New(c, scorer.Deps{Log: log})
+	})
 }

@@ -273,6 +273,49 @@ func decodeRecord(b []byte, scoredAt time.Time) (event.Scored, error) {
 	return s, nil
 }
 
+// rowScanner is what pgx.Rows and *sql.Rows have in common for reading a result,
+// so both stores share the loops below; each closes its own rows, since
+// their Close methods differ.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanOffsets reads (partition, next_offset) rows.
+func scanOffsets(rs rowScanner) (map[int32]int64, error) {
+	out := map[int32]int64{}
+	for rs.Next() {
+		var p int32
+		var o int64
+		if err := rs.Scan(&p, &o); err != nil {
+			return nil, fmt.Errorf("read offsets: %w", err)
+		}
+		out[p] = o
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("read offsets: %w", err)
+	}
+	return out, nil
+}
+
+// scanStored reads every row with scanRow, which knows how its database
+// returns the stored columns.
+func scanStored(rs rowScanner, scanRow func(rowScanner) (Stored, error)) ([]Stored, error) {
+	var out []Stored
+	for rs.Next() {
+		st, err := scanRow(rs)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("read transactions: %w", err)
+	}
+	return out, nil
+}
+
 // nullTime is nil for the zero time, so unknown times are SQL NULL.
 func nullTime(t time.Time) *time.Time {
 	if t.IsZero() {

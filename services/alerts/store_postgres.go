@@ -141,19 +141,7 @@ func (s *pgStore) Offsets(ctx context.Context, topic string) (map[int32]int64, e
 		return nil, fmt.Errorf("read offsets: %w", err)
 	}
 	defer rows.Close()
-	out := map[int32]int64{}
-	for rows.Next() {
-		var p int32
-		var o int64
-		if err := rows.Scan(&p, &o); err != nil {
-			return nil, fmt.Errorf("read offsets: %w", err)
-		}
-		out[p] = o
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read offsets: %w", err)
-	}
-	return out, nil
+	return scanOffsets(rows)
 }
 
 func (s *pgStore) Transaction(ctx context.Context, id string) (event.Scored, error) {
@@ -191,35 +179,33 @@ const pgStoredCols = `s.record, s.scored_at, s.kafka_partition, s.kafka_offset, 
 
 func scanPGStored(rows pgx.Rows) ([]Stored, error) {
 	defer rows.Close()
-	var out []Stored
-	for rows.Next() {
-		var (
-			rec                 []byte
-			scoredAt, c, u      *time.Time
-			disp, note, analyst *string
-			st                  Stored
-		)
-		if err := rows.Scan(&rec, &scoredAt, &st.Partition, &st.Offset, &st.eventTime, &disp, &note, &analyst, &c, &u); err != nil {
-			return nil, fmt.Errorf("scan transaction: %w", err)
-		}
-		var at time.Time
-		if scoredAt != nil {
-			at = *scoredAt
-		}
-		var err error
-		if st.Scored, err = decodeRecord(rec, at); err != nil {
-			return nil, err
-		}
-		if disp != nil {
-			st.Label = &Label{TransactionID: st.Scored.Transaction.TransactionID, Disposition: *disp,
-				Note: *note, Analyst: *analyst, CreatedAt: *c, UpdatedAt: *u}
-		}
-		out = append(out, st)
+	return scanStored(rows, scanPGRow)
+}
+
+// scanPGRow reads one row of pgStoredCols.
+func scanPGRow(row rowScanner) (Stored, error) {
+	var (
+		rec                 []byte
+		scoredAt, c, u      *time.Time
+		disp, note, analyst *string
+		st                  Stored
+	)
+	if err := row.Scan(&rec, &scoredAt, &st.Partition, &st.Offset, &st.eventTime, &disp, &note, &analyst, &c, &u); err != nil {
+		return Stored{}, fmt.Errorf("scan transaction: %w", err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read transactions: %w", err)
+	var at time.Time
+	if scoredAt != nil {
+		at = *scoredAt
 	}
-	return out, nil
+	var err error
+	if st.Scored, err = decodeRecord(rec, at); err != nil {
+		return Stored{}, err
+	}
+	if disp != nil {
+		st.Label = &Label{TransactionID: st.Scored.Transaction.TransactionID, Disposition: *disp,
+			Note: *note, Analyst: *analyst, CreatedAt: *c, UpdatedAt: *u}
+	}
+	return st, nil
 }
 
 func (s *pgStore) Transactions(ctx context.Context, q Query) ([]Stored, error) {

@@ -138,19 +138,7 @@ func (s *sqliteStore) Offsets(ctx context.Context, topic string) (map[int32]int6
 		return nil, fmt.Errorf("read offsets: %w", err)
 	}
 	defer rows.Close()
-	out := map[int32]int64{}
-	for rows.Next() {
-		var p int32
-		var o int64
-		if err := rows.Scan(&p, &o); err != nil {
-			return nil, fmt.Errorf("read offsets: %w", err)
-		}
-		out[p] = o
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read offsets: %w", err)
-	}
-	return out, nil
+	return scanOffsets(rows)
 }
 
 func (s *sqliteStore) Transaction(ctx context.Context, id string) (event.Scored, error) {
@@ -200,45 +188,43 @@ const sqliteStoredCols = `s.record, s.scored_at, s.kafka_partition, s.kafka_offs
 
 func scanSQLiteStored(rows *sql.Rows) ([]Stored, error) {
 	defer rows.Close()
-	var out []Stored
-	for rows.Next() {
-		var (
-			rec, eventTime                      string
-			scoredAt, disp, note, analyst, c, u sql.NullString
-			st                                  Stored
-		)
-		if err := rows.Scan(&rec, &scoredAt, &st.Partition, &st.Offset, &eventTime, &disp, &note, &analyst, &c, &u); err != nil {
-			return nil, fmt.Errorf("scan transaction: %w", err)
-		}
-		var at time.Time
-		var err error
-		if scoredAt.Valid {
-			if at, err = parseSQLiteTime(scoredAt.String); err != nil {
-				return nil, err
-			}
-		}
-		if st.Scored, err = decodeRecord([]byte(rec), at); err != nil {
-			return nil, err
-		}
-		if st.eventTime, err = parseSQLiteTime(eventTime); err != nil {
-			return nil, err
-		}
-		if disp.Valid {
-			l := &Label{TransactionID: st.Scored.Transaction.TransactionID, Disposition: disp.String, Note: note.String, Analyst: analyst.String}
-			if l.CreatedAt, err = parseSQLiteTime(c.String); err != nil {
-				return nil, err
-			}
-			if l.UpdatedAt, err = parseSQLiteTime(u.String); err != nil {
-				return nil, err
-			}
-			st.Label = l
-		}
-		out = append(out, st)
+	return scanStored(rows, scanSQLiteRow)
+}
+
+// scanSQLiteRow reads one row of sqliteStoredCols; times are stored as text.
+func scanSQLiteRow(row rowScanner) (Stored, error) {
+	var (
+		rec, eventTime                      string
+		scoredAt, disp, note, analyst, c, u sql.NullString
+		st                                  Stored
+	)
+	if err := row.Scan(&rec, &scoredAt, &st.Partition, &st.Offset, &eventTime, &disp, &note, &analyst, &c, &u); err != nil {
+		return Stored{}, fmt.Errorf("scan transaction: %w", err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read transactions: %w", err)
+	var at time.Time
+	var err error
+	if scoredAt.Valid {
+		if at, err = parseSQLiteTime(scoredAt.String); err != nil {
+			return Stored{}, err
+		}
 	}
-	return out, nil
+	if st.Scored, err = decodeRecord([]byte(rec), at); err != nil {
+		return Stored{}, err
+	}
+	if st.eventTime, err = parseSQLiteTime(eventTime); err != nil {
+		return Stored{}, err
+	}
+	if disp.Valid {
+		l := &Label{TransactionID: st.Scored.Transaction.TransactionID, Disposition: disp.String, Note: note.String, Analyst: analyst.String}
+		if l.CreatedAt, err = parseSQLiteTime(c.String); err != nil {
+			return Stored{}, err
+		}
+		if l.UpdatedAt, err = parseSQLiteTime(u.String); err != nil {
+			return Stored{}, err
+		}
+		st.Label = l
+	}
+	return st, nil
 }
 
 func (s *sqliteStore) Transactions(ctx context.Context, q Query) ([]Stored, error) {
