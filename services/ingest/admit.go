@@ -110,6 +110,12 @@ const admitPeriod = time.Second
 // idemOwned, idemReplay, idemConflict, or idemInProgress (still to be
 // waited for by the caller). It returns an error only when Redis fails.
 func (s *Service) admit(ctx context.Context, k *apiKey, cost int, items []*idemItem, tok string) (admission, error) {
+	keys, args := admitArgs(s, k, cost, items, tok)
+	v, err := admitScript.Run(ctx, s.rdb, keys, args...).Slice()
+	return resolveAdmission(v, err, items, tok)
+}
+
+func admitArgs(s *Service, k *apiKey, cost int, items []*idemItem, tok string) ([]string, []any) {
 	keys := make([]string, 1, 1+len(items))
 	keys[0] = rateKey(k.id)
 	args := make([]any, 6, 6+len(items))
@@ -119,7 +125,12 @@ func (s *Service) admit(ctx context.Context, k *apiKey, cost int, items []*idemI
 		keys = append(keys, it.key)
 		args = append(args, it.fp)
 	}
-	v, err := admitScript.Run(ctx, s.rdb, keys, args...).Slice()
+	return keys, args
+}
+
+// resolveAdmission reads admitScript's reply v (or its error err) into the
+// admission and the items' outcomes.
+func resolveAdmission(v []any, err error, items []*idemItem, tok string) (admission, error) {
 	if err != nil {
 		return admission{}, fmt.Errorf("rate limit and claim: %w", err)
 	}
@@ -139,6 +150,12 @@ func (s *Service) admit(ctx context.Context, k *apiKey, cost int, items []*idemI
 			it.outcome = idemOwned
 			it.pending = pendingRecord(it.fp, tok)
 		case string:
+			if c == pendingRecord(it.fp, tok) {
+				// Our own claim: the script ran twice (a retry after a
+				// connection broke mid-reply).
+				it.outcome, it.pending = idemOwned, c
+				continue
+			}
 			if err := it.resolve(c); err != nil {
 				return admission{}, err
 			}
@@ -147,6 +164,103 @@ func (s *Service) admit(ctx context.Context, k *apiKey, cost int, items []*idemI
 		}
 	}
 	return a, nil
+}
+
+// Coalescing admissions.
+//
+// Every POST needs its admitScript answer before it can produce, so under
+// concurrent load many requests wait on Redis at once, each on its own
+// connection, costing a write and a read system call in ingest and in
+// redis-server per request. runAdmitter takes the admissions that are
+// waiting and sends them as one pipeline: while one pipeline is out, the
+// next requests queue up and go together in the next. A lone request goes
+// at once, so nothing waits for a timer. Each request still gets its own
+// script call and answer; only the round trip is shared.
+
+// admitCall is one request's admission, answered through done.
+type admitCall struct {
+	k     *apiKey
+	cost  int
+	items []*idemItem
+	tok   string
+
+	a    admission
+	err  error
+	done chan struct{}
+}
+
+// maxAdmitPipeline bounds the script calls in one pipeline.
+const maxAdmitPipeline = 256
+
+// admitShared is admit through runAdmitter, or directly when it is not
+// running. ctx bounds only the wait to be taken; once taken, the call is
+// bounded by RedisTimeout like any other.
+func (s *Service) admitShared(ctx context.Context, k *apiKey, cost int, items []*idemItem, tok string) (admission, error) {
+	c := &admitCall{k: k, cost: cost, items: items, tok: tok, done: make(chan struct{})}
+	select {
+	case s.admits <- c: // unbuffered: taken only by a running admitter
+		<-c.done
+		return c.a, c.err
+	case <-s.admitterStopped:
+		return s.admit(ctx, k, cost, items, tok)
+	case <-ctx.Done():
+		return admission{}, fmt.Errorf("rate limit and claim: %w", context.Cause(ctx))
+	}
+}
+
+// runAdmitter serves admitShared until stop is closed.
+func (s *Service) runAdmitter(stop <-chan struct{}) {
+	defer close(s.admitterStopped)
+	batch := make([]*admitCall, 0, maxAdmitPipeline)
+	for {
+		select {
+		case c := <-s.admits:
+			batch = append(batch[:0], c)
+		case <-stop:
+			return
+		}
+	more: // the requests already waiting go along
+		for len(batch) < maxAdmitPipeline {
+			select {
+			case c := <-s.admits:
+				batch = append(batch, c)
+			default:
+				break more
+			}
+		}
+		s.admitPipeline(batch)
+		clear(batch)
+	}
+}
+
+// admitPipeline runs the calls' scripts in one round trip and answers each.
+func (s *Service) admitPipeline(calls []*admitCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RedisTimeout)
+	defer cancel()
+	if len(calls) == 1 {
+		c := calls[0]
+		c.a, c.err = s.admit(ctx, c.k, c.cost, c.items, c.tok)
+		close(c.done)
+		return
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(calls))
+	for i, c := range calls {
+		keys, args := admitArgs(s, c.k, c.cost, c.items, c.tok)
+		cmds[i] = admitScript.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	for i, c := range calls {
+		v, err := cmds[i].Slice()
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// Not loaded yet (or flushed): nothing ran, so run it alone,
+			// which loads it.
+			keys, args := admitArgs(s, c.k, c.cost, c.items, c.tok)
+			v, err = admitScript.Run(ctx, s.rdb, keys, args...).Slice()
+		}
+		c.a, c.err = resolveAdmission(v, err, c.items, c.tok)
+		close(c.done)
+	}
 }
 
 // parseAdmission reads the four GCRA values at the head of the reply, as

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ func adminService(t *testing.T) (*Service, *redis.Client) {
 	t.Cleanup(func() { rdb.Close() })
 	cfg := DefaultConfig()
 	return &Service{cfg: cfg, rdb: rdb, log: testLogger(t), metrics: newMetrics(prometheus.NewRegistry()),
-		rec: recorder{wake: make(chan struct{}, 1)}}, rdb
+		rec: recorder{wake: make(chan struct{}, 1)}, admits: make(chan *admitCall), admitterStopped: make(chan struct{})}, rdb
 }
 
 // TestAdmitMatchesRedisRate runs the same costs through redis_rate's AllowN
@@ -151,6 +152,48 @@ func TestAdmitClaims(t *testing.T) {
 	})
 }
 
+// TestAdmitShared: concurrent admissions coalesced into pipelines each get
+// their own answer, and after the admitter stops they are made directly.
+func TestAdmitShared(t *testing.T) {
+	s, rdb := adminService(t)
+	ctx := context.Background()
+	stop := make(chan struct{})
+	go s.runAdmitter(stop)
+	k := &apiKey{id: "shared", rate: 1, burst: 25}
+	const n = 60
+	items := make([]*idemItem, n)
+	results := make([]admission, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		items[i] = newIdemItem(k.id, fmt.Sprintf("sh-%d", i), []byte{byte(i)})
+		wg.Go(func() { results[i], errs[i] = s.admitShared(ctx, k, 1, []*idemItem{items[i]}, fmt.Sprintf("tok-%d", i)) })
+	}
+	wg.Wait()
+	allowed := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("call %d: %v", i, errs[i])
+		}
+		claimed := rdb.Get(ctx, items[i].key).Val() == pendingRecord(items[i].fp, fmt.Sprintf("tok-%d", i))
+		if results[i].allowed {
+			allowed++
+		}
+		if claimed != results[i].allowed || (claimed && items[i].outcome != idemOwned) {
+			t.Errorf("call %d: allowed %v, claimed %v, outcome %d", i, results[i].allowed, claimed, items[i].outcome)
+		}
+	}
+	if allowed != k.burst {
+		t.Errorf("%d of %d allowed, want the burst of %d", allowed, n, k.burst)
+	}
+	close(stop)
+	<-s.admitterStopped
+	it := newIdemItem(k.id, "after-stop", []byte("x"))
+	if _, err := s.admitShared(ctx, &apiKey{id: "other", rate: 1, burst: 1}, 1, []*idemItem{it}, "t"); err != nil || it.outcome != idemOwned {
+		t.Errorf("after stop: outcome %d, err %v", it.outcome, err)
+	}
+}
+
 // TestRecorder: queued answers are written with the idempotency TTL, and
 // those still queued when the recorder stops are written before it
 // returns; after that, remember writes at once.
@@ -201,5 +244,22 @@ func TestRateLimitedClaimsNothing(t *testing.T) {
 	wantStatus(t, r, http.StatusAccepted)
 	if r.header.Get(ReplayedHeader) != "" {
 		t.Error("accepted after a 429 but marked as a replay")
+	}
+}
+
+// TestAdmitOwnClaim: a script that ran twice (a retried call) finds its own
+// claim; the request owns it rather than waiting for itself.
+func TestAdmitOwnClaim(t *testing.T) {
+	it := newIdemItem("k", "own", []byte("x"))
+	other := newIdemItem("k", "other", []byte("y"))
+	v := []any{int64(1), int64(0), "-1", "0.5", pendingRecord(it.fp, "tok"), pendingRecord(other.fp, "someone-else")}
+	if _, err := resolveAdmission(v, nil, []*idemItem{it, other}, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if it.outcome != idemOwned || it.pending != pendingRecord(it.fp, "tok") {
+		t.Errorf("own claim: outcome %d pending %q", it.outcome, it.pending)
+	}
+	if other.outcome != idemInProgress {
+		t.Errorf("another's claim: outcome %d, want in progress", other.outcome)
 	}
 }

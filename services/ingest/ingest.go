@@ -71,9 +71,12 @@ type Service struct {
 	cl        *kgo.Client
 	rdb       *redis.Client
 	rec       recorder
-	ln        net.Listener
-	handler   http.Handler
-	metrics   *metrics
+	// admits feeds runAdmitter, which closes admitterStopped when it ends.
+	admits          chan *admitCall
+	admitterStopped chan struct{}
+	ln              net.Listener
+	handler         http.Handler
+	metrics         *metrics
 }
 
 // New validates cfg, creates the Kafka producer and binds the listener, so
@@ -121,16 +124,18 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	// The Redis client connects lazily; /readyz reports whether it answers.
 	rdb := redis.NewClient(ropts)
 	s := &Service{
-		rdb:       rdb,
-		rec:       recorder{wake: make(chan struct{}, 1)},
-		cfg:       cfg,
-		log:       log,
-		now:       now,
-		keys:      keys,
-		anonymous: apiKey{id: anonymousID, rate: cfg.RateLimit, burst: cfg.RateBurst, scopes: scopeAll},
-		cl:        cl,
-		ln:        ln,
-		metrics:   newMetrics(reg),
+		rdb:             rdb,
+		rec:             recorder{wake: make(chan struct{}, 1)},
+		admits:          make(chan *admitCall),
+		admitterStopped: make(chan struct{}),
+		cfg:             cfg,
+		log:             log,
+		now:             now,
+		keys:            keys,
+		anonymous:       apiKey{id: anonymousID, rate: cfg.RateLimit, burst: cfg.RateBurst, scopes: scopeAll},
+		cl:              cl,
+		ln:              ln,
+		metrics:         newMetrics(reg),
 	}
 	s.handler = s.routes(reg)
 	if len(keys) == 0 {
@@ -152,7 +157,11 @@ func (s *Service) Run(ctx context.Context) error {
 		defer close(recorderDone)
 		s.runRecorder(stopRecorder)
 	}()
+	stopAdmitter := make(chan struct{})
+	go s.runAdmitter(stopAdmitter)
 	err := httpserver.Serve(ctx, s.ln, s.handler, s.log)
+	close(stopAdmitter)
+	<-s.admitterStopped
 	close(stopRecorder)
 	<-recorderDone
 	// Every record still buffered belongs to a request that was already

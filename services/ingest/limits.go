@@ -78,7 +78,7 @@ func (s *Service) admitItems(w http.ResponseWriter, r *http.Request, n int, item
 	tok := newToken()
 	deadline := time.Now().Add(s.cfg.ProduceTimeout)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RedisTimeout)
-	a, err := s.admit(ctx, k, n, items, tok)
+	a, err := s.admitShared(ctx, k, n, items, tok)
 	cancel()
 	if err != nil {
 		if e := s.redisFailed(op, err); e != nil {
