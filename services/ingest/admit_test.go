@@ -167,7 +167,9 @@ func TestAdmitShared(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		items[i] = newIdemItem(k.id, fmt.Sprintf("sh-%d", i), []byte{byte(i)})
-		wg.Go(func() { results[i], errs[i] = s.admitShared(ctx, k, 1, []*idemItem{items[i]}, fmt.Sprintf("tok-%d", i)) })
+		wg.Go(func() {
+			results[i], errs[i] = s.admitShared(ctx, k, 1, []*idemItem{items[i]}, fmt.Sprintf("tok-%d", i))
+		})
 	}
 	wg.Wait()
 	allowed := 0

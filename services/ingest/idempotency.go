@@ -141,57 +141,72 @@ func (it *idemItem) resolve(v string) error {
 // meanwhile with tok. What is still held at the deadline stays
 // idemInProgress. It returns an error only when Redis fails.
 func (s *Service) wait(ctx context.Context, open []*idemItem, tok string, deadline time.Time) error {
-	pendingTTL := s.pendingTTL()
 	for len(open) > 0 && !time.Now().Add(idemPollInterval).After(deadline) {
 		select {
 		case <-time.After(idemPollInterval):
 		case <-ctx.Done():
 			return nil
 		}
-		pipe := s.rdb.Pipeline()
-		sets := make([]*redis.BoolCmd, len(open))
-		for i, it := range open {
-			sets[i] = pipe.SetNX(ctx, it.key, pendingRecord(it.fp, tok), pendingTTL)
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("claim idempotency keys: %w", err)
-		}
-		var taken []*idemItem
-		for i, it := range open {
-			if sets[i].Val() {
-				it.outcome, it.pending = idemOwned, pendingRecord(it.fp, tok)
-			} else {
-				taken = append(taken, it)
-			}
-		}
-		if len(taken) == 0 {
-			return nil
-		}
-		pipe = s.rdb.Pipeline()
-		gets := make([]*redis.StringCmd, len(taken))
-		for i, it := range taken {
-			gets[i] = pipe.Get(ctx, it.key)
-		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("read idempotency records: %w", err)
-		}
-		open = open[:0:0]
-		for i, it := range taken {
-			v, err := gets[i].Result()
-			if errors.Is(err, redis.Nil) {
-				// Released or expired meanwhile: claim again.
-				open = append(open, it)
-				continue
-			}
-			if err := it.resolve(v); err != nil {
-				return err
-			}
-			if it.outcome == idemInProgress {
-				open = append(open, it)
-			}
+		var err error
+		if open, err = s.claim(ctx, open, tok); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// claim tries to claim items with SET NX in one pipeline, reads the
+// records of the keys already taken in a second, and resolves each item's
+// outcome. It returns the items still held by another request
+// (idemInProgress, or released meanwhile). A batch claims this way after
+// its rate limit passed (admitItems); single POSTs claim inside
+// admitScript.
+func (s *Service) claim(ctx context.Context, items []*idemItem, tok string) ([]*idemItem, error) {
+	pendingTTL := s.pendingTTL()
+	pipe := s.rdb.Pipeline()
+	sets := make([]*redis.BoolCmd, len(items))
+	for i, it := range items {
+		sets[i] = pipe.SetNX(ctx, it.key, pendingRecord(it.fp, tok), pendingTTL)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("claim idempotency keys: %w", err)
+	}
+	var taken []*idemItem
+	for i, it := range items {
+		if sets[i].Val() {
+			it.outcome, it.pending = idemOwned, pendingRecord(it.fp, tok)
+		} else {
+			taken = append(taken, it)
+		}
+	}
+	if len(taken) == 0 {
+		return nil, nil
+	}
+	pipe = s.rdb.Pipeline()
+	gets := make([]*redis.StringCmd, len(taken))
+	for i, it := range taken {
+		gets[i] = pipe.Get(ctx, it.key)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read idempotency records: %w", err)
+	}
+	var open []*idemItem
+	for i, it := range taken {
+		v, err := gets[i].Result()
+		if errors.Is(err, redis.Nil) {
+			// Released or expired meanwhile: claim again.
+			it.outcome = idemInProgress
+			open = append(open, it)
+			continue
+		}
+		if err := it.resolve(v); err != nil {
+			return nil, err
+		}
+		if it.outcome == idemInProgress {
+			open = append(open, it)
+		}
+	}
+	return open, nil
 }
 
 // idemAnswer is the answer to record for an owned item: a body with its
@@ -209,8 +224,8 @@ func (s *Service) release(ctx context.Context, items []*idemItem) {
 	pipe := s.rdb.Pipeline()
 	n := 0
 	for _, it := range items {
-		if it.outcome != idemOwned {
-			continue
+		if it.outcome != idemOwned || it.pending == "" {
+			continue // not claimed by this request
 		}
 		n++
 		// Delete only our own claim: compare-and-delete.

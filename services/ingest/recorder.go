@@ -3,8 +3,6 @@ package ingest
 import (
 	"context"
 	"sync"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Recording answers after the response.
@@ -13,7 +11,7 @@ import (
 // request's idempotency key (the "done" record, which replaces the pending
 // claim). That write no longer happens before the response: the handler
 // queues it, answers, and the recorder below writes whatever answers are
-// queued in one script call, so concurrent requests share a round trip
+// queued in one pipeline, so concurrent requests share a round trip
 // instead of making one each. Why this keeps the promises:
 //
 //   - A retry never writes a second record. Until the done record lands,
@@ -55,7 +53,7 @@ type recorder struct {
 	wake   chan struct{} // capacity 1: answers are queued
 }
 
-// Bounds of the recorder: answers per script call, and answers waiting.
+// Bounds of the recorder: answers per pipeline, and answers waiting.
 // A request that finds the queue full writes its own answers, which slows
 // it down rather than letting the queue (and the time before answers land)
 // grow.
@@ -63,16 +61,6 @@ const (
 	recordChunk    = 1024
 	maxRecordQueue = 16 * recordChunk
 )
-
-// recordScript stores the done records: KEYS are idempotency keys, ARGV[1]
-// the TTL in milliseconds, ARGV[1+i] the record of KEYS[i]. A plain SET:
-// the key is still ours, since our claim outlives the produce (pendingTTL).
-var recordScript = redis.NewScript(`
-local ttl = ARGV[1]
-for i = 1, #KEYS do
-  redis.call("SET", KEYS[i], ARGV[i + 1], "PX", ttl)
-end
-return #KEYS`)
 
 // remember queues ws for the recorder, or writes them at once when the
 // recorder has stopped or is too far behind.
@@ -125,19 +113,18 @@ func (s *Service) runRecorder(stop <-chan struct{}) {
 // RedisTimeout and detached from any request: the answers were already
 // sent, and at shutdown they must still be written.
 func (s *Service) writeRecords(ws []idemWrite) {
-	ttl := s.cfg.IdempotencyTTL.Milliseconds()
 	for len(ws) > 0 {
 		chunk := ws[:min(len(ws), recordChunk)]
 		ws = ws[len(chunk):]
-		keys := make([]string, len(chunk))
-		args := make([]any, 1+len(chunk))
-		args[0] = ttl
-		for i, w := range chunk {
-			keys[i] = w.key
-			args[1+i] = w.val
-		}
+		// Pipelined plain SETs rather than one script: Redis spends less
+		// per key on them. A plain SET: the key is still ours, since our
+		// claim outlives the produce (pendingTTL).
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RedisTimeout)
-		err := recordScript.Run(ctx, s.rdb, keys, args...).Err()
+		pipe := s.rdb.Pipeline()
+		for _, w := range chunk {
+			pipe.Set(ctx, w.key, w.val, s.cfg.IdempotencyTTL)
+		}
+		_, err := pipe.Exec(ctx)
 		cancel()
 		if err != nil {
 			s.redisFailed("record_idempotency", err)
