@@ -320,7 +320,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		s.logProduceFailure(r, firstErr, unavailable)
 		w.Header().Set("Retry-After", retryAfterSeconds(retryAfter))
 	}
-	writeJSON(w, http.StatusMultiStatus, resp)
+	writeBatchResponse(w, &resp)
 	s.remember(answerWrites(claims, answers))
 }
 
@@ -392,4 +392,92 @@ func (a Accepted) appendJSON(b []byte) []byte {
 	b = append(b, `,"offset":`...)
 	b = strconv.AppendInt(b, a.Offset, 10)
 	return append(b, '}')
+}
+
+// writeBatchResponse writes resp as writeJSON would, appending the
+// results by hand: reflection over a thousand results was 8 % of the
+// batch path's CPU. Problems, whose details may quote client input, still
+// go through encoding/json. TestBatchResponseJSON holds it to writeJSON.
+func writeBatchResponse(w http.ResponseWriter, resp *BatchResponse) {
+	b := make([]byte, 0, 64+len(resp.Results)*72)
+	b = append(b, `{"accepted":`...)
+	b = strconv.AppendInt(b, int64(resp.Accepted), 10)
+	b = append(b, `,"rejected":`...)
+	b = strconv.AppendInt(b, int64(resp.Rejected), 10)
+	b = append(b, `,"results":`...)
+	if resp.Results == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range resp.Results {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = resp.Results[i].appendJSON(b); err != nil {
+				// Not reachable for the types involved; answer anyway.
+				writeJSON(w, http.StatusMultiStatus, resp)
+				return
+			}
+		}
+		b = append(b, ']')
+	}
+	b = append(b, '}', '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusMultiStatus)
+	_, _ = w.Write(b)
+}
+
+// appendJSON appends r as encoding/json writes it.
+func (r *BatchResult) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"index":`...)
+	b = strconv.AppendInt(b, int64(r.Index), 10)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(r.Status), 10)
+	if r.TransactionID != "" {
+		b = append(b, `,"transaction_id":`...)
+		if plainJSON(r.TransactionID) { // always, for a validated id
+			b = append(b, '"')
+			b = append(b, r.TransactionID...)
+			b = append(b, '"')
+		} else {
+			q, err := json.Marshal(r.TransactionID)
+			if err != nil {
+				return b, err
+			}
+			b = append(b, q...)
+		}
+	}
+	if r.Partition != nil {
+		b = append(b, `,"partition":`...)
+		b = strconv.AppendInt(b, int64(*r.Partition), 10)
+	}
+	if r.Offset != nil {
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendInt(b, *r.Offset, 10)
+	}
+	if r.Replayed {
+		b = append(b, `,"replayed":true`...)
+	}
+	if r.Problem != nil {
+		p, err := json.Marshal(r.Problem)
+		if err != nil {
+			return b, err
+		}
+		b = append(b, `,"problem":`...)
+		b = append(b, p...)
+	}
+	return append(b, '}'), nil
+}
+
+// plainJSON reports whether encoding/json writes s between quotes as it is.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
