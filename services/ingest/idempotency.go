@@ -23,9 +23,13 @@ import (
 //
 // fp is the SHA-256 of the canonical transaction (its encoding without
 // ingest_time, so whitespace and field order do not matter). A request
-// first claims its key with SET NX and a short TTL (pending); only the
-// claimant produces. Afterwards it stores its answer for IdempotencyTTL, or,
-// if the produce failed, deletes its claim so a retry can succeed.
+// first claims its key with SET NX and a short TTL (pending), once its rate
+// limit allowed it: a single POST inside the rate-limit script, a batch in
+// one pipeline right after it (admit.go). Only the claimant produces.
+// Afterwards its answer is stored for IdempotencyTTL, written after the
+// response went out (recorder.go explains why that is safe), or, if the
+// produce failed, its claim is deleted before the 503 so a retry can
+// succeed.
 //
 // A request that finds a pending claim with the same fp waits for the
 // claimant (polling every idemPollInterval, up to ProduceTimeout, which is
