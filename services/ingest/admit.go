@@ -12,8 +12,8 @@ import (
 // Admission: the rate limit and the idempotency claims of a request in one
 // Redis round trip.
 //
-// Before, a single POST made three round trips to Redis before its record
-// went to Kafka and after: the GCRA script of go-redis/redis_rate, SET NX of
+// Before, a single POST made up to three round trips to Redis before its
+// record went to Kafka: the GCRA script of go-redis/redis_rate, SET NX of
 // the idempotency claim, and GET of the record when the claim was taken.
 // admitScript does all of it at once, atomically: it runs redis_rate's
 // allow_n GCRA unchanged (same key, same arithmetic, same answers: burst,
@@ -22,7 +22,12 @@ import (
 // idempotency key with SET NX, returning for each key either 1 (claimed) or
 // the record that is already there. A refused request therefore claims
 // nothing, and a taken key costs no further round trip unless its owner is
-// still producing (then claim polls, as before).
+// still producing (then wait polls, as before).
+//
+// Profile routes run the script with no keys (just the rate limit), and so
+// do batches, which then claim their many keys in one pipeline (claim in
+// idempotency.go): Redis spends less CPU per key on pipelined commands than
+// on a Lua loop, and for a batch that, not the round trip, is the limit.
 //
 //	KEYS[1]     "rate:ingest:" + key_id (redis_rate's "rate:" prefix kept, so
 //	            limits carry over a rolling upgrade)
