@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -27,6 +28,15 @@ func benchBody(prefix string, i int64) []byte {
 		`"merchant_country":"DE","channel":"card_present","lat":52.52,"lon":13.405,"device_id":"dev-1",`+
 		`"ip":"192.0.2.7","event_time":"2026-03-01T11:59:00Z"}`...)
 	return b
+}
+
+// startBenchService runs the service logging at info, the production
+// default: at debug (the tests' level) kgo logs every produce request,
+// which the benchmarks would measure instead of the service.
+func startBenchService(b *testing.B, cfg Config) string {
+	log := slog.New(slog.NewTextHandler(tWriter{b}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	_, base := startServiceLog(b, cfg, log)
+	return base
 }
 
 func benchConfig(b *testing.B) Config {
@@ -94,7 +104,7 @@ func BenchmarkIngestSingle(b *testing.B) {
 		runPosts(b, srv.URL, fmt.Sprintf("bare-%d-", benchRun.Add(1)), http.StatusAccepted)
 	})
 	b.Run("full", func(b *testing.B) {
-		_, base := startService(b, benchConfig(b))
+		base := startBenchService(b, benchConfig(b))
 		b.SetParallelism(16)
 		runPosts(b, base+"/v1/transactions", fmt.Sprintf("full-%d-", benchRun.Add(1)), http.StatusAccepted)
 	})
@@ -105,7 +115,7 @@ func BenchmarkIngestSingle(b *testing.B) {
 func BenchmarkIngestBatch(b *testing.B) {
 	const items = 1000
 	cfg := benchConfig(b)
-	_, base := startService(b, cfg)
+	base := startBenchService(b, cfg)
 	url := base + "/v1/transactions/batch"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	prefix := fmt.Sprintf("batch-%d-", benchRun.Add(1))

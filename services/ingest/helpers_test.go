@@ -75,7 +75,13 @@ func (w tWriter) Write(p []byte) (int, error) {
 // startService runs a Service until the test ends and returns its base URL.
 func startService(t testing.TB, cfg Config) (*Service, string) {
 	t.Helper()
-	s, err := New(cfg, Deps{Log: testLogger(t), Now: func() time.Time { return testNow }})
+	return startServiceLog(t, cfg, testLogger(t))
+}
+
+// startServiceLog is startService with its own logger.
+func startServiceLog(t testing.TB, cfg Config, log *slog.Logger) (*Service, string) {
+	t.Helper()
+	s, err := New(cfg, Deps{Log: log, Now: func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/fraudstream/fraudstream/pkg/event"
 )
 
 func TestSingleValidation(t *testing.T) {
@@ -289,5 +292,29 @@ func TestProblemJSONShape(t *testing.T) {
 	want := `{"type":"https://fraudstream.github.io/problems/validation","title":"Request body is invalid","status":422,"detail":"d"}`
 	if string(b) != want {
 		t.Errorf("got %s\nwant %s", b, want)
+	}
+}
+
+// TestBatchResponseJSON holds the hand-written batch answer to writeJSON.
+func TestBatchResponseJSON(t *testing.T) {
+	p, o := int32(2), int64(1<<40)
+	e := (&Error{Kind: KindInvalid, Detail: `bad <input> & "quotes"`, Fields: []event.FieldError{{Pointer: "/amount_minor", Detail: "must be > 0"}}}).problem()
+	for name, resp := range map[string]BatchResponse{
+		"empty": {},
+		"mixed": {Accepted: 2, Rejected: 2, Results: []BatchResult{
+			{Index: 0, Status: 202, TransactionID: "tx-1:a.b_c", Partition: &p, Offset: &o},
+			{Index: 1, Status: 202, Partition: &p, Offset: &o, Replayed: true},
+			{Index: 2, Status: 422, Problem: &e},
+			{Index: 3, Status: 409, TransactionID: "needs\"escaping<&>\u00e9", Problem: &e},
+		}},
+		"no results": {Results: []BatchResult{}},
+	} {
+		want, got := httptest.NewRecorder(), httptest.NewRecorder()
+		writeJSON(want, http.StatusMultiStatus, resp)
+		writeBatchResponse(got, &resp)
+		if got.Code != want.Code || got.Body.String() != want.Body.String() ||
+			got.Header().Get("Content-Type") != want.Header().Get("Content-Type") {
+			t.Errorf("%s:\n got %d %s\nwant %d %s", name, got.Code, got.Body, want.Code, want.Body)
+		}
 	}
 }

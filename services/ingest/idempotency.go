@@ -23,9 +23,13 @@ import (
 //
 // fp is the SHA-256 of the canonical transaction (its encoding without
 // ingest_time, so whitespace and field order do not matter). A request
-// first claims its key with SET NX and a short TTL (pending); only the
-// claimant produces. Afterwards it stores its answer for IdempotencyTTL, or,
-// if the produce failed, deletes its claim so a retry can succeed.
+// first claims its key with SET NX and a short TTL (pending), once its rate
+// limit allowed it: a single POST inside the rate-limit script, a batch in
+// one pipeline right after it (admit.go). Only the claimant produces.
+// Afterwards its answer is stored for IdempotencyTTL, written after the
+// response went out (recorder.go explains why that is safe), or, if the
+// produce failed, its claim is deleted before the 503 so a retry can
+// succeed.
 //
 // A request that finds a pending claim with the same fp waits for the
 // claimant (polling every idemPollInterval, up to ProduceTimeout, which is
@@ -101,78 +105,112 @@ func checkIdempotencyKey(k string) *Error {
 	return nil
 }
 
-// claim resolves every item's outcome. It returns an error only when Redis
-// fails; the caller decides between failing closed and open.
-func (s *Service) claim(ctx context.Context, items []*idemItem) error {
+// newToken returns a request's random claim token, which makes its pending
+// value its own, so it deletes only its own claim.
+func newToken() string {
 	token := make([]byte, 12)
 	_, _ = rand.Read(token)
-	tok := hex.EncodeToString(token)
-	pendingTTL := s.cfg.ProduceTimeout + 2*time.Second // outlives any produce, frees a crashed claimant's key
-	deadline := time.Now().Add(s.cfg.ProduceTimeout)
+	return hex.EncodeToString(token)
+}
 
-	open := items
-	for {
-		pipe := s.rdb.Pipeline()
-		sets := make([]*redis.BoolCmd, len(open))
-		for i, it := range open {
-			it.pending = `{"state":"pending","fp":"` + it.fp + `","token":"` + tok + `"}` // hex only: no escaping
-			sets[i] = pipe.SetNX(ctx, it.key, it.pending, pendingTTL)
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("claim idempotency keys: %w", err)
-		}
-		var taken []*idemItem
-		for i, it := range open {
-			if sets[i].Val() {
-				it.outcome = idemOwned
-			} else {
-				it.pending = ""
-				taken = append(taken, it)
-			}
-		}
-		if len(taken) == 0 {
-			return nil
-		}
-		pipe = s.rdb.Pipeline()
-		gets := make([]*redis.StringCmd, len(taken))
-		for i, it := range taken {
-			gets[i] = pipe.Get(ctx, it.key)
-		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("read idempotency records: %w", err)
-		}
-		open = open[:0:0]
-		for i, it := range taken {
-			v, err := gets[i].Result()
-			if errors.Is(err, redis.Nil) {
-				// Released or expired meanwhile: claim again.
-				it.outcome = idemInProgress
-				open = append(open, it)
-				continue
-			}
-			var rec idemRecord
-			if err := json.Unmarshal([]byte(v), &rec); err != nil {
-				return fmt.Errorf("idempotency record %s: %w", it.key, err)
-			}
-			switch {
-			case rec.FP != it.fp:
-				it.outcome = idemConflict
-			case rec.State == idemDone:
-				it.outcome, it.replay = idemReplay, rec
-			default:
-				it.outcome = idemInProgress
-				open = append(open, it)
-			}
-		}
-		if len(open) == 0 || time.Now().Add(idemPollInterval).After(deadline) {
-			return nil // what is still open stays idemInProgress
-		}
+// pendingTTL outlives any produce and frees a crashed claimant's key.
+func (s *Service) pendingTTL() time.Duration { return s.cfg.ProduceTimeout + 2*time.Second }
+
+// pendingRecord is the value of a claim; fp and tok are hex, so nothing
+// needs escaping (admitScript builds the same string).
+func pendingRecord(fp, tok string) string {
+	return `{"state":"pending","fp":"` + fp + `","token":"` + tok + `"}`
+}
+
+// resolve sets the outcome of an item whose key holds the record v:
+// conflict, replay, or still in progress.
+func (it *idemItem) resolve(v string) error {
+	var rec idemRecord
+	if err := json.Unmarshal([]byte(v), &rec); err != nil {
+		return fmt.Errorf("idempotency record %s: %w", it.key, err)
+	}
+	switch {
+	case rec.FP != it.fp:
+		it.outcome = idemConflict
+	case rec.State == idemDone:
+		it.outcome, it.replay = idemReplay, rec
+	default:
+		it.outcome = idemInProgress
+	}
+	return nil
+}
+
+// wait polls items whose keys another request holds (idemInProgress), every
+// idemPollInterval until deadline, claiming each key that is released
+// meanwhile with tok. What is still held at the deadline stays
+// idemInProgress. It returns an error only when Redis fails.
+func (s *Service) wait(ctx context.Context, open []*idemItem, tok string, deadline time.Time) error {
+	for len(open) > 0 && !time.Now().Add(idemPollInterval).After(deadline) {
 		select {
 		case <-time.After(idemPollInterval):
 		case <-ctx.Done():
 			return nil
 		}
+		var err error
+		if open, err = s.claim(ctx, open, tok); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// claim tries to claim items with SET NX in one pipeline, reads the
+// records of the keys already taken in a second, and resolves each item's
+// outcome. It returns the items still held by another request
+// (idemInProgress, or released meanwhile). A batch claims this way after
+// its rate limit passed (admitItems); single POSTs claim inside
+// admitScript.
+func (s *Service) claim(ctx context.Context, items []*idemItem, tok string) ([]*idemItem, error) {
+	pendingTTL := s.pendingTTL()
+	pipe := s.rdb.Pipeline()
+	sets := make([]*redis.BoolCmd, len(items))
+	for i, it := range items {
+		sets[i] = pipe.SetNX(ctx, it.key, pendingRecord(it.fp, tok), pendingTTL)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("claim idempotency keys: %w", err)
+	}
+	var taken []*idemItem
+	for i, it := range items {
+		if sets[i].Val() {
+			it.outcome, it.pending = idemOwned, pendingRecord(it.fp, tok)
+		} else {
+			taken = append(taken, it)
+		}
+	}
+	if len(taken) == 0 {
+		return nil, nil
+	}
+	pipe = s.rdb.Pipeline()
+	gets := make([]*redis.StringCmd, len(taken))
+	for i, it := range taken {
+		gets[i] = pipe.Get(ctx, it.key)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read idempotency records: %w", err)
+	}
+	var open []*idemItem
+	for i, it := range taken {
+		v, err := gets[i].Result()
+		if errors.Is(err, redis.Nil) {
+			// Released or expired meanwhile: claim again.
+			it.outcome = idemInProgress
+			open = append(open, it)
+			continue
+		}
+		if err := it.resolve(v); err != nil {
+			return nil, err
+		}
+		if it.outcome == idemInProgress {
+			open = append(open, it)
+		}
+	}
+	return open, nil
 }
 
 // idemAnswer is the answer to record for an owned item: a body with its
@@ -182,22 +220,35 @@ type idemAnswer struct {
 	body   []byte
 }
 
-// finish records the answers of the owned items and releases the claims of
-// those whose produce failed. Its errors are logged, not returned: the
-// client's answer is already decided. A record that could not be stored
-// leaves the pending claim to expire, after which a retry is produced
-// again and the scorer drops the repeat.
-func (s *Service) finish(ctx context.Context, items []*idemItem, answers []idemAnswer) {
+// release deletes the claims of the owned items whose produce failed, so a
+// retry is produced rather than refused or replayed. It is synchronous:
+// the client's 503 must not overtake it. Its errors are logged, not
+// returned; a claim that could not be deleted expires after pendingTTL.
+func (s *Service) release(ctx context.Context, items []*idemItem) {
 	pipe := s.rdb.Pipeline()
 	n := 0
-	for i, it := range items {
-		if it.outcome != idemOwned {
-			continue
+	for _, it := range items {
+		if it.outcome != idemOwned || it.pending == "" {
+			continue // not claimed by this request
 		}
 		n++
-		if answers[i].body == nil {
-			// Delete only our own claim: compare-and-delete.
-			releaseScript.Eval(ctx, pipe, []string{it.key}, it.pending)
+		// Delete only our own claim: compare-and-delete.
+		releaseScript.Eval(ctx, pipe, []string{it.key}, it.pending)
+	}
+	if n == 0 {
+		return
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.redisFailed("record_idempotency", err)
+	}
+}
+
+// answerWrites returns the records to store for the owned items that got
+// an answer.
+func answerWrites(items []*idemItem, answers []idemAnswer) []idemWrite {
+	var ws []idemWrite
+	for i, it := range items {
+		if it.outcome != idemOwned || answers[i].body == nil {
 			continue
 		}
 		// As json.Marshal of idemRecord would write it (the body is JSON
@@ -210,16 +261,9 @@ func (s *Service) finish(ctx context.Context, items []*idemItem, answers []idemA
 		v = append(v, `,"body":`...)
 		v = append(v, answers[i].body...)
 		v = append(v, '}')
-		// A plain SET: our claim outlives the produce (pendingTTL), so
-		// the key is still ours.
-		pipe.Set(ctx, it.key, v, s.cfg.IdempotencyTTL)
+		ws = append(ws, idemWrite{key: it.key, val: v})
 	}
-	if n == 0 {
-		return
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		s.redisFailed("record_idempotency", err)
-	}
+	return ws
 }
 
 var releaseScript = redis.NewScript(`

@@ -40,7 +40,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -71,10 +70,13 @@ type Service struct {
 	anonymous apiKey
 	cl        *kgo.Client
 	rdb       *redis.Client
-	limiter   *redis_rate.Limiter
-	ln        net.Listener
-	handler   http.Handler
-	metrics   *metrics
+	rec       recorder
+	// admits feeds runAdmitter, which closes admitterStopped when it ends.
+	admits          chan *admitCall
+	admitterStopped chan struct{}
+	ln              net.Listener
+	handler         http.Handler
+	metrics         *metrics
 }
 
 // New validates cfg, creates the Kafka producer and binds the listener, so
@@ -122,16 +124,18 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	// The Redis client connects lazily; /readyz reports whether it answers.
 	rdb := redis.NewClient(ropts)
 	s := &Service{
-		rdb:       rdb,
-		limiter:   redis_rate.NewLimiter(rdb),
-		cfg:       cfg,
-		log:       log,
-		now:       now,
-		keys:      keys,
-		anonymous: apiKey{id: anonymousID, rate: cfg.RateLimit, burst: cfg.RateBurst, scopes: scopeAll},
-		cl:        cl,
-		ln:        ln,
-		metrics:   newMetrics(reg),
+		rdb:             rdb,
+		rec:             recorder{wake: make(chan struct{}, 1)},
+		admits:          make(chan *admitCall),
+		admitterStopped: make(chan struct{}),
+		cfg:             cfg,
+		log:             log,
+		now:             now,
+		keys:            keys,
+		anonymous:       apiKey{id: anonymousID, rate: cfg.RateLimit, burst: cfg.RateBurst, scopes: scopeAll},
+		cl:              cl,
+		ln:              ln,
+		metrics:         newMetrics(reg),
 	}
 	s.handler = s.routes(reg)
 	if len(keys) == 0 {
@@ -144,11 +148,22 @@ func New(cfg Config, deps Deps) (*Service, error) {
 func (s *Service) Addr() string { return s.ln.Addr().String() }
 
 // Run serves HTTP until ctx is cancelled, then shuts down: in-flight
-// requests finish (each bounded by ProduceTimeout), the producer flushes
-// what is still buffered, and the Kafka client closes. Run may be called
-// once.
+// requests finish (each bounded by ProduceTimeout), the answers not yet
+// recorded in Redis are written, the producer flushes what is still
+// buffered, and the Kafka client closes. Run may be called once.
 func (s *Service) Run(ctx context.Context) error {
+	stopRecorder, recorderDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(recorderDone)
+		s.runRecorder(stopRecorder)
+	}()
+	stopAdmitter := make(chan struct{})
+	go s.runAdmitter(stopAdmitter)
 	err := httpserver.Serve(ctx, s.ln, s.handler, s.log)
+	close(stopAdmitter)
+	<-s.admitterStopped
+	close(stopRecorder)
+	<-recorderDone
 	// Every record still buffered belongs to a request that was already
 	// answered 503 or whose client left; flushing gives it its last chance
 	// without promising anything, so a failure is only logged.
@@ -182,8 +197,10 @@ func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 	})
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
-		r.With(s.requireScope(scopeTransactionsWrite), s.limitRequest).Post("/v1/transactions", s.handleSingle)
-		// A batch is charged per item once its items are counted.
+		// Transactions are charged inside their handlers, in the same
+		// Redis call as their idempotency claims: one unit for a single
+		// POST, one per item for a batch.
+		r.With(s.requireScope(scopeTransactionsWrite)).Post("/v1/transactions", s.handleSingle)
 		r.With(s.requireScope(scopeTransactionsWrite)).Post("/v1/transactions/batch", s.handleBatch)
 		r.With(s.requireScope(scopeProfilesWrite), s.limitRequest).Put("/v1/cards/{card_id}/profile", s.handlePutProfile)
 		r.With(s.requireScope(scopeProfilesRead), s.limitRequest).Get("/v1/cards/{card_id}/profile", s.handleGetProfile)

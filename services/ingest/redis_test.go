@@ -360,8 +360,11 @@ func TestRedisDown(t *testing.T) {
 			}
 			_, metrics := get(t, base+"/metrics")
 			outcome := map[bool]string{false: "failed_closed", true: "failed_open"}[failOpen]
-			if !strings.Contains(metrics, `fraudstream_ingest_redis_errors_total{op="rate_limit",outcome="`+outcome+`"}`) {
-				t.Errorf("metrics lack the %s rate_limit failure", outcome)
+			// admit: a POST's rate limit and claim; rate_limit: the profile route.
+			for _, op := range []string{"admit", "rate_limit"} {
+				if !strings.Contains(metrics, `fraudstream_ingest_redis_errors_total{op="`+op+`",outcome="`+outcome+`"}`) {
+					t.Errorf("metrics lack the %s %s failure", outcome, op)
+				}
 			}
 			if code, _ := get(t, base+"/readyz"); (code == 200) != failOpen {
 				t.Errorf("/readyz %d with Redis down, fail open %v", code, failOpen)
