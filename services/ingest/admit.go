@@ -32,8 +32,9 @@ import (
 //	KEYS[1]     "rate:ingest:" + key_id (redis_rate's "rate:" prefix kept, so
 //	            limits carry over a rolling upgrade)
 //	KEYS[2..]   idempotency keys
-//	ARGV        burst, rate, period (seconds), cost, pending TTL (ms), token,
-//	            then one fingerprint per idempotency key
+//	ARGV        burst, rate, period (seconds), cost, pending TTL (ms), then
+//	            one pending record per idempotency key (pendingRecord: its
+//	            format is spelled once, in Go)
 //	reply       {allowed, remaining, retry_after, reset_after, claim...}
 //	            as redis_rate's allow_n, followed when allowed by one claim
 //	            result per idempotency key: 1 or the existing record
@@ -86,10 +87,8 @@ end
 -- Allowed: claim the idempotency keys (format in idempotency.go).
 local out = {cost, remaining, "-1", tostring(reset_after)}
 local ttl = ARGV[5]
-local token = ARGV[6]
 for i = 2, #KEYS do
-  local pending = '{"state":"pending","fp":"' .. ARGV[5 + i] .. '","token":"' .. token .. '"}'
-  if redis.call("SET", KEYS[i], pending, "NX", "PX", ttl) then
+  if redis.call("SET", KEYS[i], ARGV[4 + i], "NX", "PX", ttl) then
     out[#out + 1] = 1
   else
     out[#out + 1] = redis.call("GET", KEYS[i])
@@ -123,12 +122,12 @@ func (s *Service) admit(ctx context.Context, k *apiKey, cost int, items []*idemI
 func admitArgs(s *Service, k *apiKey, cost int, items []*idemItem, tok string) ([]string, []any) {
 	keys := make([]string, 1, 1+len(items))
 	keys[0] = rateKey(k.id)
-	args := make([]any, 6, 6+len(items))
+	args := make([]any, 5, 5+len(items))
 	args[0], args[1], args[2], args[3] = k.burst, k.rate, admitPeriod.Seconds(), cost
-	args[4], args[5] = s.pendingTTL().Milliseconds(), tok
+	args[4] = s.pendingTTL().Milliseconds()
 	for _, it := range items {
 		keys = append(keys, it.key)
-		args = append(args, it.fp)
+		args = append(args, pendingRecord(it.fp, tok))
 	}
 	return keys, args
 }
