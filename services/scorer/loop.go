@@ -134,15 +134,25 @@ func (s *Service) runSession(ctx context.Context) error {
 // queue makes the batch loop wait, so a slow partition holds back polling.
 const workerQueue = 16
 
+// chunkSize is how many outcomes a worker's scoring goroutine hands to its
+// encoding goroutine at a time: small enough that encoding starts soon
+// after scoring, large enough that the hand-over costs nothing per record.
+const chunkSize = 128
+
 // batch is the state of the open transaction. Each partition's records are
-// processed by a goroutine of its own, its worker, which produces the
-// outputs into the transaction as it goes. So the loop keeps polling while
-// the workers process, and the partitions use the cores in parallel. Order
-// within a partition, which is all that determinism and the output order
-// need, is kept: one worker per partition, fed in offset order. Workers
-// share nothing but the read-only task parameters, the profile cache
-// (locked) and the session. finish is the barrier before the transaction
-// ends: after it no worker produces.
+// processed by a worker of their own, which produces the outputs into the
+// transaction as it goes. So the loop keeps polling while the workers
+// process, and the partitions use the cores in parallel. Order within a
+// partition, which is all that determinism and the output order need, is
+// kept: one worker per partition, fed in offset order. Workers share
+// nothing but the read-only task parameters, the profile cache (locked)
+// and the session. finish is the barrier before the transaction ends:
+// after it no worker produces.
+//
+// A worker is two goroutines in a pipeline, so even a single busy
+// partition uses two cores: one scores the records in order (task.score:
+// decoding, state, features, rules and model), the other encodes the
+// outcomes and produces them, in the same order (outcome.record).
 type batch struct {
 	ctx     context.Context
 	sess    *kgo.GroupTransactSession
@@ -162,8 +172,11 @@ func newBatch(ctx context.Context, sess *kgo.GroupTransactSession) *batch {
 type worker struct {
 	t      *task
 	in     chan []*kgo.Record
-	counts batchCounts
-	flush  bool // produce the task's state at the end; set before in is closed
+	scored chan []outcome // scored chunks, to the encoding goroutine
+	free   chan []outcome // chunks the encoding goroutine is done with
+	counts batchCounts    // the scoring goroutine's
+	emits  batchCounts    // the encoding goroutine's
+	flush  bool           // produce the task's state at the end; set before in is closed
 	done   chan struct{}
 }
 
@@ -172,7 +185,15 @@ type worker struct {
 func (b *batch) dispatch(t *task, recs []*kgo.Record) {
 	w := b.workers[t]
 	if w == nil {
-		w = &worker{t: t, in: make(chan []*kgo.Record, workerQueue), counts: newBatchCounts(), done: make(chan struct{})}
+		w = &worker{
+			t:      t,
+			in:     make(chan []*kgo.Record, workerQueue),
+			scored: make(chan []outcome, workerQueue),
+			free:   make(chan []outcome, workerQueue+1),
+			counts: newBatchCounts(),
+			emits:  newBatchCounts(),
+			done:   make(chan struct{}),
+		}
 		b.workers[t] = w
 		go b.run(w)
 	}
@@ -180,28 +201,61 @@ func (b *batch) dispatch(t *task, recs []*kgo.Record) {
 	w.in <- recs
 }
 
+// run is a worker's scoring goroutine; it starts the encoding one.
 func (b *batch) run(w *worker) {
 	defer close(w.done)
+	emitted := make(chan struct{})
+	go b.emit(w, emitted)
 	for recs := range w.in {
-		for _, r := range recs {
-			for _, out := range w.t.process(r, &w.counts) {
-				b.sess.Produce(b.ctx, out, b.promise)
+		for len(recs) > 0 {
+			n := min(len(recs), chunkSize)
+			var chunk []outcome
+			select {
+			case chunk = <-w.free:
+			default:
+				chunk = make([]outcome, chunkSize)
 			}
+			chunk = chunk[:n]
+			for i, r := range recs[:n] {
+				w.t.score(r, &w.counts, &chunk[i])
+			}
+			w.scored <- chunk
+			recs = recs[n:]
 		}
 	}
-	if !w.flush {
-		return
+	close(w.scored)
+	if w.flush {
+		// The fraud-stats records and changelog entries of the task, so
+		// they commit with the outputs and the input offsets. Each worker
+		// encodes its own task's state, in parallel with the others and
+		// with its own encoding goroutine's tail.
+		for _, r := range w.t.stats.take() {
+			w.counts.stats++
+			b.sess.Produce(b.ctx, r, b.promise)
+		}
+		for _, r := range w.t.flush() {
+			w.counts.changelog++
+			b.sess.Produce(b.ctx, r, b.promise)
+		}
 	}
-	// The fraud-stats records and changelog entries of the task, so they
-	// commit with the outputs and the input offsets. Each worker encodes
-	// its own task's state, in parallel with the others.
-	for _, r := range w.t.stats.take() {
-		w.counts.stats++
-		b.sess.Produce(b.ctx, r, b.promise)
-	}
-	for _, r := range w.t.flush() {
-		w.counts.changelog++
-		b.sess.Produce(b.ctx, r, b.promise)
+	<-emitted
+	w.counts.merge(&w.emits)
+}
+
+// emit is a worker's encoding goroutine: it produces the scored chunks'
+// records in the order they were scored.
+func (b *batch) emit(w *worker, emitted chan<- struct{}) {
+	defer close(emitted)
+	for chunk := range w.scored {
+		for i := range chunk {
+			if r := chunk[i].record(&w.emits); r != nil {
+				b.sess.Produce(b.ctx, r, b.promise)
+			}
+		}
+		select {
+		case w.free <- chunk[:cap(chunk)]:
+		default:
+		}
 	}
 }
 

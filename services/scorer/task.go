@@ -178,6 +178,7 @@ type task struct {
 
 	// Scratch space, so processing does not allocate per record.
 	hbuf []time.Duration
+	one  outcome        // process's outcome
 	out  [1]*kgo.Record // process's result
 	aggs []windowing.Agg
 	agg1 [1]windowing.Agg
@@ -202,7 +203,34 @@ func newTask(partition int32, params *taskParams) *task {
 // duplicate; the slice is valid until the next call. Everything but the
 // HeaderScoredAt header is a function of the records processed so far, so
 // a replay produces byte-identical values.
+//
+// process is score followed by record; the service's batches run the two
+// halves on different goroutines (loop.go).
 func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
+	t.score(r, c, &t.one)
+	out := t.one.record(c)
+	if out == nil {
+		return nil
+	}
+	t.out[0] = out
+	return t.out[:]
+}
+
+// outcome is what score made of one input record: a transaction scored
+// and not yet encoded, a dead letter, or nothing (a duplicate).
+type outcome struct {
+	in      *kgo.Record
+	scored  event.Scored
+	has     bool           // scored is set
+	dead    *kgo.Record    // the dead letter, if any
+	reasons []event.Reason // owns scored.Reasons: the scorer reuses its own
+}
+
+// score is the stateful half of process: decode and validate, update the
+// card's state, compute the features and score. It writes the result to o,
+// reusing o's memory.
+func (t *task) score(r *kgo.Record, c *batchCounts, o *outcome) {
+	o.in, o.has, o.dead = r, false, nil
 	c.records++
 	tx, err := event.DecodeTransaction(r.Value)
 	if err == nil {
@@ -212,7 +240,8 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 	}
 	if err != nil {
 		c.dlq++
-		return []*kgo.Record{deadLetter(r, err)}
+		o.dead = deadLetter(r, err)
+		return
 	}
 	et := tx.EventTime.UnixMilli()
 	wm := t.gen.Current()
@@ -220,7 +249,7 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 
 	if at, ok := t.seen[tx.TransactionID]; ok && at > floor {
 		c.duplicates++
-		return nil
+		return
 	}
 	lateness := watermark.Classify(et, wm, t.params.lateness)
 	cs := t.touch(tx.CardID, wm, floor)
@@ -230,7 +259,8 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 	if hs, ok := queryHorizons(et, floor, t.hbuf); ok {
 		if err := cs.series.Query(et, hs, t.aggs); err != nil {
 			c.dlq++ // unreachable: the horizons are positive and ascending
-			return []*kgo.Record{deadLetter(r, fmt.Errorf("look-back query: %w", err))}
+			o.dead = deadLetter(r, fmt.Errorf("look-back query: %w", err))
+			return
 		}
 		velocityFeatures(&feats, t.aggs)
 	}
@@ -257,7 +287,8 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 		before := t.aggs[h24h].Distinct
 		if err := cs.series.Add(lookbackRecord(&tx, cents, et)); err != nil {
 			c.dlq++ // unreachable: the record is above the floor
-			return []*kgo.Record{deadLetter(r, fmt.Errorf("look-back add: %w", err))}
+			o.dead = deadLetter(r, fmt.Errorf("look-back add: %w", err))
+			return
 		}
 		// A merchant or country is new if adding the record grew the
 		// 24h distinct count.
@@ -287,14 +318,16 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 
 	set := t.params.rules.current()
 	sc, reasons := t.scorer.score(&tx, &feats, set, t.params.model)
+	o.reasons = append(o.reasons[:0], reasons...)
 	decision := decide(sc, t.params.review, t.params.decline)
 	tx.Schema = event.SchemaTransaction
-	scored := event.Scored{
+	o.has = true
+	o.scored = event.Scored{
 		Transaction:    tx,
 		Features:       feats,
 		Score:          sc,
 		Decision:       decision,
-		Reasons:        reasons,
+		Reasons:        o.reasons,
 		RuleSetVersion: set.Version(),
 		ModelVersion:   t.params.model.Version(),
 		Late:           lateness == watermark.TooLate,
@@ -303,41 +336,55 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 		Offset:         r.Offset,
 		ScoredAt:       t.params.now().UTC(),
 	}
-	// One allocation holds the output record and its header, one the
-	// value, the key (unless the input's key is the card id already, as
-	// ingest writes it) and the header's value.
-	buf := make([]byte, 0, scored.SizeHint()+len(tx.CardID)+len(time.RFC3339Nano))
-	buf, err = scored.AppendEncode(buf)
-	if err != nil {
-		// Only a non-finite number fails to encode: a scorer bug. Dead
-		// letter the input rather than stall the partition on it.
-		c.dlq++
-		return []*kgo.Record{deadLetter(r, fmt.Errorf("encode scored record: %w", err))}
-	}
 	switch lateness {
 	case watermark.Late:
 		c.late++
 	case watermark.TooLate:
 		c.tooLate++
 	}
-	c.decisions[decision]++
 	latency := int64(-1)
 	if !tx.IngestTime.IsZero() {
-		latency = max(scored.ScoredAt.Sub(tx.IngestTime).Milliseconds(), 0)
+		latency = max(o.scored.ScoredAt.Sub(tx.IngestTime).Milliseconds(), 0)
 	}
 	t.stats.add(et, wm, lateness, decision, tx.AmountMinor, latency)
 	if wmAfter > wm {
 		t.stats.advance(wmAfter)
 	}
+}
+
+// record is the stateless half of process: the record to produce for the
+// outcome, nil for a duplicate. It only reads o, so it may run on another
+// goroutine than score, as long as the two do not share o.
+func (o *outcome) record(c *batchCounts) *kgo.Record {
+	if o.dead != nil {
+		return o.dead
+	}
+	if !o.has {
+		return nil
+	}
+	s, r := &o.scored, o.in
+	// One allocation holds the output record and its header, one the
+	// value, the key (unless the input's key is the card id already, as
+	// ingest writes it) and the header's value.
+	buf := make([]byte, 0, s.SizeHint()+len(s.Transaction.CardID)+len(time.RFC3339Nano))
+	buf, err := s.AppendEncode(buf)
+	if err != nil {
+		// Only a non-finite number fails to encode: a scorer bug. Dead
+		// letter the input rather than stall the partition on it. (The
+		// fraud-stats windows have counted it as scored already.)
+		c.dlq++
+		return deadLetter(r, fmt.Errorf("encode scored record: %w", err))
+	}
+	c.decisions[s.Decision]++
 
 	value := buf[:len(buf):len(buf)]
 	key := r.Key
-	if string(key) != tx.CardID {
-		buf = append(buf, tx.CardID...)
+	if string(key) != s.Transaction.CardID {
+		buf = append(buf, s.Transaction.CardID...)
 		key = buf[len(value):len(buf):len(buf)]
 	}
 	n := len(buf)
-	buf = scored.ScoredAt.AppendFormat(buf, time.RFC3339Nano)
+	buf = s.ScoredAt.AppendFormat(buf, time.RFC3339Nano)
 	out := new(outRecord)
 	out.hdr[0] = kgo.RecordHeader{Key: event.HeaderScoredAt, Value: buf[n:]}
 	out.rec = kgo.Record{
@@ -347,8 +394,7 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 		Value:     value,
 		Headers:   out.hdr[:],
 	}
-	t.out[0] = &out.rec
-	return t.out[:]
+	return &out.rec
 }
 
 // outRecord is a scored record with its one header.
