@@ -134,9 +134,9 @@ func (s *Service) runSession(ctx context.Context) error {
 // queue makes the batch loop wait, so a slow partition holds back polling.
 const workerQueue = 16
 
-// chunkSize is how many outcomes a worker's scoring goroutine hands to its
-// encoding goroutine at a time: small enough that encoding starts soon
-// after scoring, large enough that the hand-over costs nothing per record.
+// chunkSize is how many records a worker's goroutines hand on at a time:
+// small enough that the next step starts soon, large enough that the
+// hand-over costs nothing per record.
 const chunkSize = 128
 
 // batch is the state of the open transaction. Each partition's records are
@@ -149,10 +149,12 @@ const chunkSize = 128
 // and the session. finish is the barrier before the transaction ends:
 // after it no worker produces.
 //
-// A worker is two goroutines in a pipeline, so even a single busy
-// partition uses two cores: one scores the records in order (task.score:
-// decoding, state, features, rules and model), the other encodes the
-// outcomes and produces them, in the same order (outcome.record).
+// A worker is a pipeline of three goroutines over chunks of records, so
+// even a single busy partition uses every core: the first decodes
+// (outcome.decode), the second scores in offset order (task.score: state,
+// features, rules and model, the only step that touches the task), the
+// third encodes and produces in the same order (outcome.record). Chunks go
+// back to the first when the third is done with them.
 type batch struct {
 	ctx     context.Context
 	sess    *kgo.GroupTransactSession
@@ -170,14 +172,15 @@ func newBatch(ctx context.Context, sess *kgo.GroupTransactSession) *batch {
 
 // worker processes one partition's records of a batch.
 type worker struct {
-	t      *task
-	in     chan []*kgo.Record
-	scored chan []outcome // scored chunks, to the encoding goroutine
-	free   chan []outcome // chunks the encoding goroutine is done with
-	counts batchCounts    // the scoring goroutine's
-	emits  batchCounts    // the encoding goroutine's
-	flush  bool           // produce the task's state at the end; set before in is closed
-	done   chan struct{}
+	t       *task
+	in      chan []*kgo.Record
+	decoded chan []outcome // to the scoring goroutine
+	scored  chan []outcome // to the encoding goroutine
+	free    chan []outcome // chunks the encoding goroutine is done with
+	counts  batchCounts    // the scoring goroutine's
+	emits   batchCounts    // the encoding goroutine's
+	flush   bool           // produce the task's state at the end; set before in is closed
+	done    chan struct{}
 }
 
 // dispatch hands a poll's records of one partition to that partition's
@@ -186,26 +189,26 @@ func (b *batch) dispatch(t *task, recs []*kgo.Record) {
 	w := b.workers[t]
 	if w == nil {
 		w = &worker{
-			t:      t,
-			in:     make(chan []*kgo.Record, workerQueue),
-			scored: make(chan []outcome, workerQueue),
-			free:   make(chan []outcome, workerQueue+1),
-			counts: newBatchCounts(),
-			emits:  newBatchCounts(),
-			done:   make(chan struct{}),
+			t:       t,
+			in:      make(chan []*kgo.Record, workerQueue),
+			decoded: make(chan []outcome, workerQueue),
+			scored:  make(chan []outcome, workerQueue),
+			free:    make(chan []outcome, 2*workerQueue+2),
+			counts:  newBatchCounts(),
+			emits:   newBatchCounts(),
+			done:    make(chan struct{}),
 		}
 		b.workers[t] = w
+		go w.decode()
 		go b.run(w)
 	}
 	b.records += len(recs)
 	w.in <- recs
 }
 
-// run is a worker's scoring goroutine; it starts the encoding one.
-func (b *batch) run(w *worker) {
-	defer close(w.done)
-	emitted := make(chan struct{})
-	go b.emit(w, emitted)
+// decode is a worker's decoding goroutine.
+func (w *worker) decode() {
+	defer close(w.decoded)
 	for recs := range w.in {
 		for len(recs) > 0 {
 			n := min(len(recs), chunkSize)
@@ -217,11 +220,25 @@ func (b *batch) run(w *worker) {
 			}
 			chunk = chunk[:n]
 			for i, r := range recs[:n] {
-				w.t.score(r, &w.counts, &chunk[i])
+				chunk[i].decode(r)
 			}
-			w.scored <- chunk
+			w.decoded <- chunk
 			recs = recs[n:]
 		}
+	}
+}
+
+// run is a worker's scoring goroutine; it starts the encoding one and
+// returns when both are done.
+func (b *batch) run(w *worker) {
+	defer close(w.done)
+	emitted := make(chan struct{})
+	go b.emit(w, emitted)
+	for chunk := range w.decoded {
+		for i := range chunk {
+			w.t.score(&chunk[i], &w.counts)
+		}
+		w.scored <- chunk
 	}
 	close(w.scored)
 	if w.flush {

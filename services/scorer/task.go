@@ -204,10 +204,11 @@ func newTask(partition int32, params *taskParams) *task {
 // HeaderScoredAt header is a function of the records processed so far, so
 // a replay produces byte-identical values.
 //
-// process is score followed by record; the service's batches run the two
-// halves on different goroutines (loop.go).
+// process is decode, score and record; the service's batches run the
+// three on different goroutines (loop.go).
 func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
-	t.score(r, c, &t.one)
+	t.one.decode(r)
+	t.score(&t.one, c)
 	out := t.one.record(c)
 	if out == nil {
 		return nil
@@ -216,31 +217,39 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 	return t.out[:]
 }
 
-// outcome is what score made of one input record: a transaction scored
-// and not yet encoded, a dead letter, or nothing (a duplicate).
+// outcome is one input record on its way through process: decoded, then
+// scored and not yet encoded, dead-lettered, or dropped as a duplicate.
 type outcome struct {
 	in      *kgo.Record
-	scored  event.Scored
-	has     bool           // scored is set
+	err     error          // from decoding or validation
+	scored  event.Scored   // scored.Transaction is set by decode
+	has     bool           // scored is complete
 	dead    *kgo.Record    // the dead letter, if any
 	reasons []event.Reason // owns scored.Reasons: the scorer reuses its own
 }
 
-// score is the stateful half of process: decode and validate, update the
-// card's state, compute the features and score. It writes the result to o,
-// reusing o's memory.
-func (t *task) score(r *kgo.Record, c *batchCounts, o *outcome) {
+// decode is the first, stateless step of process: the record's
+// transaction, decoded and validated, or the reason it has none. It
+// reuses o's memory.
+func (o *outcome) decode(r *kgo.Record) {
 	o.in, o.has, o.dead = r, false, nil
-	c.records++
-	tx, err := event.DecodeTransaction(r.Value)
-	if err == nil {
+	o.scored.Transaction, o.err = event.DecodeTransaction(r.Value)
+	if o.err == nil {
 		// A zero now skips the future-skew check: ingest checked it
 		// against the arrival time, and a replay must not re-judge it.
-		err = tx.Validate(time.Time{}, 0)
+		o.err = o.scored.Transaction.Validate(time.Time{}, 0)
 	}
-	if err != nil {
+}
+
+// score is the stateful step of process, on a decoded outcome: update the
+// card's state, compute the features and score, or dead-letter the record
+// if it did not decode.
+func (t *task) score(o *outcome, c *batchCounts) {
+	c.records++
+	r, tx := o.in, &o.scored.Transaction
+	if o.err != nil {
 		c.dlq++
-		o.dead = deadLetter(r, err)
+		o.dead = deadLetter(r, o.err)
 		return
 	}
 	et := tx.EventTime.UnixMilli()
@@ -264,16 +273,16 @@ func (t *task) score(r *kgo.Record, c *batchCounts, o *outcome) {
 		}
 		velocityFeatures(&feats, t.aggs)
 	}
-	prevFeatures(&feats, cs, &tx, et)
+	prevFeatures(&feats, cs, tx, et)
 	placeIdx := -1
 	if tx.Lat != nil && tx.Lon != nil {
 		placeIdx, feats.ArrivalKmh = arrival(cs, *tx.Lat, *tx.Lon, et)
 	}
-	cents := usCents(&tx)
+	cents := usCents(tx)
 	feats.AmountZScore = amountZScore(cs, cents)
 	feats.AmountRatio = amountRatio(cs, cents)
 	if info, st := t.params.profiles.lookup(tx.CardID); st == profileFound {
-		profileFeatures(&feats, &info, &tx, et)
+		profileFeatures(&feats, &info, tx, et)
 	} else {
 		feats.ProfileMissing = true
 		c.profileMissing++
@@ -285,7 +294,7 @@ func (t *task) score(r *kgo.Record, c *batchCounts, o *outcome) {
 	// Update state, unless the record is too late for it.
 	if lateness != watermark.TooLate {
 		before := t.aggs[h24h].Distinct
-		if err := cs.series.Add(lookbackRecord(&tx, cents, et)); err != nil {
+		if err := cs.series.Add(lookbackRecord(tx, cents, et)); err != nil {
 			c.dlq++ // unreachable: the record is above the floor
 			o.dead = deadLetter(r, fmt.Errorf("look-back add: %w", err))
 			return
@@ -317,25 +326,22 @@ func (t *task) score(r *kgo.Record, c *batchCounts, o *outcome) {
 	t.metaDirty = true
 
 	set := t.params.rules.current()
-	sc, reasons := t.scorer.score(&tx, &feats, set, t.params.model)
+	sc, reasons := t.scorer.score(tx, &feats, set, t.params.model)
 	o.reasons = append(o.reasons[:0], reasons...)
 	decision := decide(sc, t.params.review, t.params.decline)
 	tx.Schema = event.SchemaTransaction
 	o.has = true
-	o.scored = event.Scored{
-		Transaction:    tx,
-		Features:       feats,
-		Score:          sc,
-		Decision:       decision,
-		Reasons:        o.reasons,
-		RuleSetVersion: set.Version(),
-		ModelVersion:   t.params.model.Version(),
-		Late:           lateness == watermark.TooLate,
-		Watermark:      time.UnixMilli(wmAfter).UTC(),
-		Partition:      r.Partition,
-		Offset:         r.Offset,
-		ScoredAt:       t.params.now().UTC(),
-	}
+	o.scored.Features = feats
+	o.scored.Score = sc
+	o.scored.Decision = decision
+	o.scored.Reasons = o.reasons
+	o.scored.RuleSetVersion = set.Version()
+	o.scored.ModelVersion = t.params.model.Version()
+	o.scored.Late = lateness == watermark.TooLate
+	o.scored.Watermark = time.UnixMilli(wmAfter).UTC()
+	o.scored.Partition = r.Partition
+	o.scored.Offset = r.Offset
+	o.scored.ScoredAt = t.params.now().UTC()
 	switch lateness {
 	case watermark.Late:
 		c.late++
