@@ -318,9 +318,10 @@ func (t *task) score(o *outcome, c *batchCounts) {
 		cs.observe(cents)
 	}
 	at := max(et, wm)
+	last := cs.last
 	cs.addID(tx.TransactionID, at)
 	t.seen[tx.TransactionID] = at
-	t.expiry.add(at, tx.CardID)
+	t.expiry.moved(last, cs.last, tx.CardID)
 	t.dirty[tx.CardID] = struct{}{}
 	wmAfter := t.gen.Observe(et)
 	t.metaDirty = true
@@ -588,6 +589,17 @@ func (e *expiry) add(t int64, key string) {
 		return // a burst of one card lands in one bucket once
 	}
 	e.buckets[b] = append(keys, key)
+}
+
+// moved tells e that key's latest time went from from to to: the key is
+// filed under to's bucket unless it is there already. Filing each key
+// under the bucket of its latest time is enough for eviction, and a card
+// paying every few seconds is filed once a bucket, not once a record.
+func (e *expiry) moved(from, to int64, key string) {
+	w := expiryBucket.Milliseconds()
+	if to > from && floorDiv(to, w) != floorDiv(from, w) {
+		e.add(to, key)
+	}
 }
 
 // expire calls evict for each key of every bucket lying wholly at or
