@@ -67,7 +67,8 @@ type cardState struct {
 
 	ids []seenID // ascending by at
 
-	encSize int // length of the last changelog value, to size the next
+	encSize int  // length of the last changelog value, to size the next
+	dirty   bool // in the task's dirty list: changed since the last flush
 }
 
 func newCardState(lb *windowing.Lookback) *cardState {
@@ -75,10 +76,10 @@ func newCardState(lb *windowing.Lookback) *cardState {
 }
 
 // reset empties the state as if the card had never been seen, keeping the
-// memory of the series.
+// memory of the series and its place on the task's dirty list.
 func (cs *cardState) reset() {
 	cs.series.Reset()
-	*cs = cardState{series: cs.series, last: math.MinInt64, ids: cs.ids[:0]}
+	*cs = cardState{series: cs.series, last: math.MinInt64, ids: cs.ids[:0], dirty: cs.dirty}
 }
 
 // addID remembers a transaction_id, keeping ids ordered by time; times

@@ -167,7 +167,7 @@ type task struct {
 	seen   map[string]int64 // transaction_id → de-duplication time, Unix ms
 	expiry expiry           // card → bucket of its last time
 
-	dirty     map[string]struct{} // cards to write to the changelog at flush
+	dirty     []string // cards to write to the changelog at flush, each once
 	metaDirty bool
 
 	stats *statsWindows // fraud-stats windows (stats.go)
@@ -191,7 +191,6 @@ func newTask(partition int32, params *taskParams) *task {
 		gen:       watermark.NewGenerator(params.maxDelay),
 		cards:     make(map[string]*cardState),
 		seen:      make(map[string]int64),
-		dirty:     make(map[string]struct{}),
 		stats:     newStatsWindows(partition, params),
 		hbuf:      make([]time.Duration, 0, len(horizons)),
 		aggs:      make([]windowing.Agg, len(horizons)),
@@ -322,7 +321,7 @@ func (t *task) score(o *outcome, c *batchCounts) {
 	cs.addID(tx.TransactionID, at)
 	t.seen[tx.TransactionID] = at
 	t.expiry.moved(last, cs.last, tx.CardID)
-	t.dirty[tx.CardID] = struct{}{}
+	t.markDirty(tx.CardID, cs)
 	wmAfter := t.gen.Observe(et)
 	t.metaDirty = true
 
@@ -410,6 +409,17 @@ type outRecord struct {
 	hdr [1]kgo.RecordHeader
 }
 
+// markDirty puts card on the list of cards for the next changelog, once:
+// a flag on its state rather than a set, as every record marks its card.
+// A deleted card's state is no longer in t.cards, so its flag is never
+// cleared; flush writes its tombstone.
+func (t *task) markDirty(card string, cs *cardState) {
+	if !cs.dirty {
+		cs.dirty = true
+		t.dirty = append(t.dirty, card)
+	}
+}
+
 // touch returns the card's state, evicted to floor, creating it if needed.
 // A card whose everything has expired starts afresh, exactly as if flush
 // had already deleted it.
@@ -458,15 +468,12 @@ func (t *task) flush() []*kgo.Record {
 		}
 		t.forgetIDs(cs, floor)
 		delete(t.cards, card)
-		t.dirty[card] = struct{}{}
+		t.markDirty(card, cs)
 	})
 	if len(t.dirty) == 0 && !t.metaDirty && len(t.stats.dirty) == 0 {
 		return nil
 	}
-	keys := make([]string, 0, len(t.dirty))
-	for k := range t.dirty {
-		keys = append(keys, k)
-	}
+	keys := t.dirty
 	slices.Sort(keys) // a deterministic changelog is easier to inspect
 	// The batch's entries share one record array, one key buffer and one
 	// value buffer, each sized from the cards' previous entries: a batch
@@ -487,6 +494,7 @@ func (t *task) flush() []*kgo.Record {
 		kbuf = append(kbuf, k...)
 		*r = kgo.Record{Topic: event.TopicState, Partition: t.partition, Key: kbuf[len(kbuf)-len(k):]}
 		if cs, ok := t.cards[k]; ok {
+			cs.dirty = false
 			// Encoding cannot fail: the series encoder never errors. A
 			// value outgrowing the buffer moves the rest to a new one;
 			// the values before keep the old one.
@@ -497,7 +505,7 @@ func (t *task) flush() []*kgo.Record {
 		}
 		out = append(out, r)
 	}
-	clear(t.dirty)
+	t.dirty = t.dirty[:0]
 	if t.metaDirty {
 		out = append(out, &kgo.Record{Topic: event.TopicState, Partition: t.partition,
 			Key: []byte(metaKey), Value: appendMeta(nil, t.gen.MaxSeen())})

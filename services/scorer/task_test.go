@@ -487,3 +487,57 @@ func TestBatchCountsMerge(t *testing.T) {
 		t.Errorf("declines = %d, want 5", c.decisions[event.DecisionDecline])
 	}
 }
+
+// TestTaskChangelogNamesEachCardOnce checks that a flush writes one entry
+// per changed card, whether the card was changed once or many times, its
+// state emptied and begun again within the batch, or deleted by eviction.
+func TestTaskChangelogNamesEachCardOnce(t *testing.T) {
+	tk := newTask(0, testParams())
+	c := newBatchCounts()
+	base := time.Unix(0, t0).UTC()
+	later := base.Add(72 * time.Hour) // far beyond the look-back retention
+	off := int64(0)
+	send := func(id, card string, et time.Time) {
+		t.Helper()
+		off++
+		if out := tk.process(txRecord(t, 0, off, testTx(id, card, et)), &c); len(out) != 1 || out[0].Topic != event.TopicScored {
+			t.Fatalf("%s: got %v", id, out)
+		}
+	}
+	entries := func() map[string][]*kgo.Record {
+		got := make(map[string][]*kgo.Record)
+		for _, r := range tk.flush() {
+			if k := string(r.Key); k == "c1" || k == "c2" || k == "c3" {
+				got[k] = append(got[k], r)
+			}
+		}
+		return got
+	}
+
+	send("t1", "c1", base)
+	send("t2", "c1", base.Add(time.Second))
+	send("t3", "c2", base)
+	send("t4", "c2", later)                  // moves the watermark past c1's state
+	send("t5", "c1", later.Add(time.Second)) // c1 is emptied and begins again
+	got := entries()
+	if len(got) != 2 || len(got["c1"]) != 1 || len(got["c2"]) != 1 {
+		t.Fatalf("first flush: entries per card %v, want c1 and c2 once each", got)
+	}
+	if got["c1"][0].Value == nil {
+		t.Error("first flush: c1 has a tombstone, want its new state")
+	}
+	if got := entries(); len(got) != 0 {
+		t.Fatalf("flush with nothing changed: %v", got)
+	}
+
+	send("t6", "c3", later.Add(72*time.Hour)) // c1 and c2 expire wholly
+	got = entries()
+	for _, k := range []string{"c1", "c2"} {
+		if len(got[k]) != 1 || got[k][0].Value != nil {
+			t.Errorf("second flush: %s entries %v, want one tombstone", k, got[k])
+		}
+	}
+	if len(got["c3"]) != 1 || got["c3"][0].Value == nil {
+		t.Errorf("second flush: c3 entries %v, want its state once", got["c3"])
+	}
+}
