@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -109,6 +110,86 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replica
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", topic, err)
 		}
+	}
+	return nil
+}
+
+// ErrTopicsMissing is CheckTopics' error when some of the pipeline's topics
+// do not exist yet: a setup step that has not run, not a bad layout.
+var ErrTopicsMissing = errors.New("topics missing")
+
+// LayoutError is CheckTopics' error for topics that exist but cannot
+// serve the pipeline. Each problem names the topic, what it has and what
+// it needs; retrying does not help, the topics must be changed.
+type LayoutError struct {
+	Problems []string
+}
+
+func (e *LayoutError) Error() string {
+	return "Kafka topics are not laid out as fraudstream needs: " + strings.Join(e.Problems, "; ") +
+		" (docs/operations.md, \"Topics\")"
+}
+
+// CheckTopics checks that the pipeline's topics exist and are laid out as
+// the scorer relies on: raw-transactions' co-partitioned topics have
+// exactly its number of partitions (scored partition p holds input
+// partition p, and scorer-state partition p is its task's changelog), and
+// scorer-state and fraud-rules are compacted (with retention deleting
+// instead, a restore would lose cards' state and the scorer the rule set
+// in force). Missing topics give an error wrapping ErrTopicsMissing, a bad
+// layout a *LayoutError, and any other error is the broker's.
+func CheckTopics(ctx context.Context, cl *kgo.Client) error {
+	adm := kadm.NewClient(cl)
+	details, err := adm.ListTopics(ctx, event.Topics...)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	var missing []string
+	for _, topic := range event.Topics {
+		d, ok := details[topic]
+		switch {
+		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+			missing = append(missing, topic)
+		case d.Err != nil:
+			return fmt.Errorf("describe topic %s: %w", topic, d.Err)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s (fraudstream topics creates them)", ErrTopicsMissing, strings.Join(missing, ", "))
+	}
+
+	var problems []string
+	want := len(details[event.TopicRaw].Partitions)
+	for _, topic := range event.Topics {
+		if topic == event.TopicRaw || topic == event.TopicRules {
+			continue
+		}
+		if n := len(details[topic].Partitions); n != want {
+			problems = append(problems, fmt.Sprintf("%s has %d partitions, %s has %d: they must be equal (co-partitioned)",
+				topic, n, event.TopicRaw, want))
+		}
+	}
+	configs, err := adm.DescribeTopicConfigs(ctx, event.TopicState, event.TopicRules)
+	if err != nil {
+		return fmt.Errorf("describe topic configs: %w", err)
+	}
+	for _, rc := range configs {
+		if rc.Err != nil {
+			return fmt.Errorf("describe configs of %s: %w", rc.Name, rc.Err)
+		}
+		policy := "delete" // Kafka's default
+		for _, c := range rc.Configs {
+			if c.Key == "cleanup.policy" && c.Value != nil {
+				policy = *c.Value
+			}
+		}
+		if !slices.Contains(strings.Split(policy, ","), "compact") {
+			problems = append(problems, fmt.Sprintf("%s has cleanup.policy=%s: it must be compact", rc.Name, policy))
+		}
+	}
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		return &LayoutError{Problems: problems}
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
@@ -94,12 +93,7 @@ func processCPU(b *testing.B) time.Duration {
 // topics, as BenchmarkScorerPipeline does.
 func newBenchCluster(b *testing.B) (brokers []string, stop func()) {
 	b.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(partitions, event.TopicRaw, event.TopicScored, event.TopicDLQ, event.TopicStats, event.TopicState))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c.ListenAddrs(), c.Close
+	return pipelineCluster(b)
 }
 
 // seedBenchInput produces the input of BenchmarkScorerPipeline: n

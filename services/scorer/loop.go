@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fraudstream/fraudstream/internal/kafkaopt"
 )
 
 // sessionRetryDelay spaces out session re-creations after a failure, so a
@@ -43,10 +45,39 @@ func (s *Service) consume(ctx context.Context) error {
 	}
 }
 
+// checkTopics makes sure the topics can hold what the scorer writes before
+// it joins the group (kafkaopt.CheckTopics): with too few scorer-state
+// partitions, say, every transaction would abort, and with an uncompacted
+// changelog, retention would quietly delete cards' state. A bad layout
+// stops the scorer with an error naming each problem; missing topics and
+// an unreachable broker are retried by consume, as they may be a setup
+// step that has not run yet.
+func (s *Service) checkTopics(ctx context.Context) error {
+	cl, err := kgo.NewClient(s.kafkaOpts...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errSessionSetup, err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, topicCheckTimeout)
+	defer cancel()
+	err = kafkaopt.CheckTopics(ctx, cl)
+	if _, bad := errors.AsType[*kafkaopt.LayoutError](err); bad {
+		return fmt.Errorf("%w: %w", errSessionSetup, err)
+	}
+	return err
+}
+
+// topicCheckTimeout bounds checkTopics' requests: an unreachable broker
+// fails the check, and consume tries again.
+const topicCheckTimeout = 15 * time.Second
+
 // runSession is the exactly-once loop of one session: poll, begin, process
 // and produce for up to CommitInterval or MaxBatchRecords, end with a
 // commit of the outputs and the input offsets together.
 func (s *Service) runSession(ctx context.Context) error {
+	if err := s.checkTopics(ctx); err != nil {
+		return err
+	}
 	sess, err := kgo.NewGroupTransactSession(s.sessionOpts()...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errSessionSetup, err)

@@ -26,14 +26,33 @@ const partitions = 4
 
 func newCluster(t *testing.T) []string {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(partitions, event.TopicRaw, event.TopicScored, event.TopicDLQ, event.TopicStats, event.TopicState),
-		kfake.SeedTopics(1, event.TopicRules))
+	brokers, stop := pipelineCluster(t)
+	t.Cleanup(stop)
+	return brokers
+}
+
+// pipelineCluster starts an in-process kfake broker with the pipeline's
+// topics laid out as in production (kafkaopt.EnsureTopics): the scorer
+// checks that layout before it starts a session.
+func pipelineCluster(tb testing.TB) (brokers []string, stop func()) {
+	tb.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		c.Close()
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := kafkaopt.EnsureTopics(ctx, cl, partitions, 1); err != nil {
+		c.Close()
+		tb.Fatal(err)
+	}
+	return c.ListenAddrs(), c.Close
 }
 
 func newClient(t *testing.T, brokers []string, opts ...kgo.Opt) *kgo.Client {
@@ -545,13 +564,7 @@ func BenchmarkScorerPipeline(b *testing.B) {
 	const n = 200_000
 	for range b.N {
 		b.StopTimer()
-		c, err := kfake.NewCluster(kfake.NumBrokers(1),
-			kfake.SeedTopics(partitions, event.TopicRaw, event.TopicScored, event.TopicDLQ, event.TopicStats, event.TopicState),
-			kfake.SeedTopics(1, event.TopicRules))
-		if err != nil {
-			b.Fatal(err)
-		}
-		brokers := c.ListenAddrs()
+		brokers, stopCluster := pipelineCluster(b)
 		prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 		if err != nil {
 			b.Fatal(err)
@@ -603,6 +616,6 @@ func BenchmarkScorerPipeline(b *testing.B) {
 			b.Fatal(err)
 		}
 		prod.Close()
-		c.Close()
+		stopCluster()
 	}
 }
