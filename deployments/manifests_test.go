@@ -29,7 +29,7 @@ func knownEnv(t *testing.T) map[string]map[string]bool {
 	}
 	re := regexp.MustCompile(`\(env ([A-Z0-9_]+)\)`)
 	known := map[string]map[string]bool{}
-	for _, cmd := range []string{"ingest", "scorer", "alerts", "broker", "loadgen", "dev"} {
+	for _, cmd := range []string{"ingest", "scorer", "alerts", "broker", "loadgen", "dev", "topics"} {
 		out, _ := exec.Command(bin, cmd, "-h").CombinedOutput()
 		known[cmd] = map[string]bool{}
 		for _, m := range re.FindAllStringSubmatch(string(out), -1) {
@@ -128,6 +128,27 @@ func TestKubernetesManifestsMatchTheCode(t *testing.T) {
 			maps["secret/"+o.Metadata.Name] = o.StringData
 		}
 	}
+	jobs := 0
+	for _, o := range objs {
+		if o.Kind != "Job" {
+			continue
+		}
+		for _, c := range o.Spec.Template.Spec.Containers {
+			jobs++
+			if len(c.Args) == 0 || known[c.Args[0]] == nil {
+				t.Errorf("Job/%s: args %v do not start with a fraudstream command", o.Metadata.Name, c.Args)
+				continue
+			}
+			for _, e := range c.Env {
+				if !known[c.Args[0]][e.Name] {
+					t.Errorf("Job/%s: sets %s, which `fraudstream %s` does not read", o.Metadata.Name, e.Name, c.Args[0])
+				}
+			}
+		}
+	}
+	if jobs != 1 {
+		t.Errorf("found %d jobs, want the topics job", jobs)
+	}
 	workloads := 0
 	for _, o := range objs {
 		if o.Kind != "Deployment" && o.Kind != "StatefulSet" {
@@ -213,7 +234,7 @@ func TestComposeParses(t *testing.T) {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, svc := range []string{"kafka", "redis", "postgres", "ingest", "scorer", "alerts", "traffic"} {
+	for _, svc := range []string{"kafka", "topics", "redis", "postgres", "ingest", "scorer", "alerts", "traffic"} {
 		if _, ok := doc.Services[svc]; !ok {
 			t.Errorf("compose.yaml has no %s service", svc)
 		}

@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"dev":     {"run everything in one process with simulated traffic (make run)", runDev},
 	"loadgen": {"send simulated transactions to an ingest endpoint", runLoadgen},
 	"train":   {"fit the scorer's model on labeled transactions, with the scorer's feature code", runTrain},
+	"topics":  {"create the pipeline's topics on a Kafka cluster and check their layout", runTopics},
 }
 
 func main() {
