@@ -37,6 +37,9 @@ func (s *Service) consume(ctx context.Context) error {
 			return err
 		}
 		s.log.Error("Kafka session failed; starting a new one", "err", err, "retry_in", sessionRetryDelay)
+		s.mu.Lock()
+		s.lastErr = err
+		s.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil

@@ -72,10 +72,11 @@ type Service struct {
 
 	// mu guards what the group callbacks (on the client's goroutines)
 	// share with the batch loop and the readiness check.
-	mu     sync.Mutex
-	sess   *kgo.GroupTransactSession // nil while no session runs
-	joined bool                      // the session's member is in the group
-	tasks  map[int32]*task           // by raw-transactions partition
+	mu      sync.Mutex
+	sess    *kgo.GroupTransactSession // nil while no session runs
+	joined  bool                      // the session's member is in the group
+	lastErr error                     // why the last session ended, for /readyz
+	tasks   map[int32]*task           // by raw-transactions partition
 }
 
 // New checks cfg and binds the HTTP listener, so Addr is known before Run.
@@ -170,7 +171,7 @@ func (s *Service) Run(ctx context.Context) error {
 // and a broker answers.
 func (s *Service) ready(ctx context.Context) error {
 	s.mu.Lock()
-	sess, joined := s.sess, s.joined
+	sess, joined, lastErr := s.sess, s.joined, s.lastErr
 	s.mu.Unlock()
 	select {
 	case <-s.params.rules.synced:
@@ -178,8 +179,10 @@ func (s *Service) ready(ctx context.Context) error {
 		return errors.New("reading the rule sets in fraud-rules")
 	}
 	switch {
+	case sess == nil && lastErr != nil:
+		return fmt.Errorf("no Kafka session, restarting after: %w", lastErr)
 	case sess == nil:
-		return errors.New("no Kafka session (starting, or restarting after an error)")
+		return errors.New("no Kafka session (starting)")
 	case !joined:
 		return errors.New("consumer group not joined yet")
 	}
@@ -289,6 +292,9 @@ func (s *Service) setSession(sess *kgo.GroupTransactSession) {
 	defer s.mu.Unlock()
 	s.sess = sess
 	s.joined = false
+	if sess != nil {
+		s.lastErr = nil
+	}
 	if sess == nil {
 		clear(s.tasks)
 	}

@@ -2,6 +2,8 @@ package scorer_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +74,13 @@ func TestScorerWaitsForTopics(t *testing.T) {
 	brokers := c.ListenAddrs()
 	cfg := testConfig(brokers, "scorer-wait")
 	r := start(t, cfg)
-	time.Sleep(1500 * time.Millisecond) // at least one failed check
+	eventually(t, "/readyz naming the missing topics", func() error {
+		code, body := get(t, "http://"+r.svc.Addr()+"/readyz")
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "topics missing") {
+			return fmt.Errorf("/readyz: %d %s", code, body)
+		}
+		return nil
+	})
 	select {
 	case err := <-r.done:
 		t.Fatalf("Run returned before the topics existed: %v", err)
