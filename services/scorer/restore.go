@@ -11,6 +11,7 @@ import (
 
 	"github.com/fraudstream/fraudstream/internal/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/pkg/watermark"
 )
 
 // restoreStall bounds how long a restore may go without reading anything
@@ -42,8 +43,12 @@ func (s *Service) restore(ctx context.Context, t *task) error {
 	st.elapsed = time.Since(begin)
 	st.cards = len(t.cards)
 	s.m.restored(st)
+	maxSeen := "none" // no event time seen yet
+	if ms := t.gen.MaxSeen(); ms != watermark.None {
+		maxSeen = time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
+	}
 	s.log.Info("state restored", "partition", t.partition, "records", st.records, "cards", st.cards,
-		"ids", len(t.seen), "watermark_max_seen", t.gen.MaxSeen(), "duration", st.elapsed)
+		"ids", len(t.seen), "max_event_time", maxSeen, "duration", st.elapsed)
 	return nil
 }
 
