@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -304,5 +305,56 @@ func TestDashboardLoginInBrowser(t *testing.T) {
 	WaitJS(t, ctx, "still live", `document.getElementById("login").hidden && document.getElementById("status").dataset.state === "live"`)
 	if code := EvalJS[float64](t, ctx, `(async () => (await fetch("/api/v1/alerts")).status)()`, chromedp.EvalAwaitPromise); code != http.StatusOK {
 		t.Fatalf("API with the session cookie = %v", code)
+	}
+}
+
+// holdAlertsScript makes the page's /api/v1/alerts answers wait, after
+// they have arrived, until the test sets window.__holdAlerts to false; it
+// sets window.__alertsHeld while one waits.
+const holdAlertsScript = `(() => {
+  const real = window.fetch;
+  window.__holdAlerts = true;
+  window.fetch = async (input, init) => {
+    const resp = await real(input, init);
+    const url = typeof input === "string" ? input : input.url;
+    if (url.includes("/api/v1/alerts?")) {
+      window.__alertsHeld = true;
+      while (window.__holdAlerts) await new Promise((r) => setTimeout(r, 20));
+    }
+    return resp;
+  };
+})();`
+
+// TestQueueKeepsAlertsThatStreamInWhileItLoads: the live stream can be
+// ahead of the database sink, so an alert may stream in while the queue's
+// page from the database, which lacks it, is still loading. The queue
+// must still show it once the page is in.
+func TestQueueKeepsAlertsThatStreamInWhileItLoads(t *testing.T) {
+	ctx := NewBrowser(t)
+	brokers := newCluster(t)
+	svc := start(t, testConfig(brokers, sqliteURL(t)), nil)
+	p := newProducer(t, brokers)
+	now := time.Now().UTC()
+	p.txn(true, record("held-old", "card-h0", event.DecisionReview, now.Add(-time.Minute), 0))
+	waitCount(t, svc.Store(), 1)
+
+	if _, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument,
+		cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: holdAlertsScript}); err != nil {
+		t.Fatal(err)
+	}
+	Do(t, ctx, "open queue", chromedp.Navigate("http://"+svc.Addr()+"/#alerts"))
+	WaitJS(t, ctx, "live status", `document.getElementById("status").dataset.state === "live"`)
+	WaitJS(t, ctx, "queue page held", `window.__alertsHeld === true`)
+
+	p.txn(true, record("held-live", "card-h1", event.DecisionDecline, now, 1))
+	WaitJS(t, ctx, "live feed row", `!!document.querySelector('#rows tr[data-id="held-live"]')`)
+	Do(t, ctx, "release the page", JS(`window.__holdAlerts = false`))
+	WaitJS(t, ctx, "queue page in", `!!document.querySelector('#queue tr[data-id="held-old"]')`)
+
+	rows := EvalJS[int](t, ctx, `document.querySelectorAll('#queue tr[data-id="held-live"]').length`)
+	badge := EvalJS[string](t, ctx, `document.getElementById("queue-count").textContent`)
+	if rows != 1 || badge != "2" {
+		Screenshot(t, ctx, "queue")
+		t.Fatalf("queue has %d rows of the streamed alert and badge %q, want 1 and \"2\"", rows, badge)
 	}
 }

@@ -240,6 +240,13 @@
   let queueCursor = "";
   let queueParams = {};
   let unlabelled = 0;
+  // A reset load replaces the queue with a page from the database, which
+  // may not hold yet the alerts that streamed in while it was loading (the
+  // stream can be ahead of the database sink): those are kept here and put
+  // back on top. queueGen drops the answers of loads that a newer reset
+  // load overtook.
+  let liveDuringLoad = null;
+  let queueGen = 0;
   function queueQuery() {
     const p = {};
     const d = $("q-decision").value;
@@ -321,21 +328,38 @@
     if (reset) {
       queueCursor = "";
       queueParams = queueQuery();
-      unlabelled = 0;
+      liveDuringLoad = [];
+      queueGen++;
     }
+    const gen = queueGen;
     const q = new URLSearchParams(queueParams);
     q.set("limit", "50");
     if (queueCursor) q.set("cursor", queueCursor);
     $("queue-error").textContent = "";
     try {
       const page = await api("/api/v1/alerts?" + q.toString());
-      if (reset) $("queue").replaceChildren();
+      if (gen !== queueGen) return; // a newer reset load owns the queue
+      if (reset) {
+        $("queue").replaceChildren();
+        unlabelled = 0;
+      }
       for (const item of page.items) $("queue").append(queueRow(item, false));
+      if (reset) {
+        const listed = new Set(page.items.map((item) => (item.transaction || {}).transaction_id));
+        for (const rec of liveDuringLoad) {
+          const id = (rec.transaction || {}).transaction_id;
+          if (listed.has(id)) continue;
+          listed.add(id);
+          $("queue").prepend(queueRow(rec, true));
+        }
+        liveDuringLoad = null;
+      }
       queueCursor = page.next_cursor || "";
       $("queue-more").hidden = !queueCursor;
       $("queue-empty").hidden = $("queue").children.length > 0;
       $("queue-count").textContent = unlabelled ? String(unlabelled) : "";
     } catch (err) {
+      if (reset && gen === queueGen) liveDuringLoad = null; // the live rows stay as they are
       if (err.status !== 401) {
         const fe = (err.problem.errors || []).map((e) => e.pointer + ": " + e.detail).join("\n");
         $("queue-error").textContent = err.message + (fe ? "\n" + fe : "");
@@ -344,6 +368,7 @@
   }
   function queueLive(rec) {
     if (!started || !matchesQueue(rec)) return;
+    if (liveDuringLoad) liveDuringLoad.push(rec);
     const id = (rec.transaction || {}).transaction_id;
     if (document.querySelector('#queue tr[data-id="' + CSS.escape(id) + '"]')) return;
     $("queue").prepend(queueRow(rec, true));
