@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -261,7 +262,15 @@ func TestOps(t *testing.T) {
 		t.Fatalf("POST: %d %s", r.status, r.body)
 	}
 	postTx(t, base, txWith(map[string]any{"amount_minor": 0}))
-	code, body := get("/metrics")
+	// franz-go may count the written batch (kprom's hook) just after the
+	// record's promise has let the 202 go, so wait a little for it.
+	var code int
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if code, body = get("/metrics"); code != 200 || strings.Contains(body, "fraudstream_ingest_kafka_produce_records_total") || time.Now().After(deadline) {
+			break
+		}
+	}
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)
 	}
