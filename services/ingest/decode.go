@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
@@ -78,11 +78,20 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *Err
 	}
 }
 
+// bodyString views a body read by readBody as a string, without copying:
+// the caller gives up b, which nothing writes again. Transactions decoded
+// from it (event.DecodeTransactionString) take their fields from it in
+// place, so a batch of a thousand shares the body's one allocation.
+func bodyString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
 // decodeTransaction decodes and validates one transaction exactly as it
 // will be produced: strict JSON, every field checked, event time against
-// now. The returned transaction has IngestTime unset.
-func decodeTransaction(b []byte, now time.Time, maxSkew time.Duration) (event.Transaction, *Error) {
-	tx, err := event.DecodeTransaction(b)
+// now. The returned transaction has IngestTime unset; its strings are
+// substrings of s.
+func decodeTransaction(s string, now time.Time, maxSkew time.Duration) (event.Transaction, *Error) {
+	tx, err := event.DecodeTransactionString(s)
 	if err != nil {
 		return event.Transaction{}, classify(err)
 	}
@@ -105,19 +114,21 @@ func decodeTransaction(b []byte, now time.Time, maxSkew time.Duration) (event.Tr
 	return tx, nil
 }
 
-// splitBatch cuts a batch body into one raw JSON text per item. NDJSON
-// splits on newlines, skipping blank lines, so one broken line fails only
-// its own item. A JSON array must be well-formed as a whole: a syntax error
-// anywhere fails the request, since item boundaries are then unknown.
-func splitBatch(mt string, body []byte, maxItems int) ([][]byte, *Error) {
-	var items [][]byte
+// splitBatch cuts a batch body into one raw JSON text per item, each a
+// substring of body. NDJSON splits on newlines, skipping blank lines, so
+// one broken line fails only its own item. A JSON array must be
+// well-formed as a whole: a syntax error anywhere fails the request, since
+// item boundaries are then unknown.
+func splitBatch(mt string, body string, maxItems int) ([]string, *Error) {
+	var items []string
 	tooMany := func() *Error {
 		return &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("a batch holds at most %d transactions", maxItems)}
 	}
 	switch mt {
 	case mediaNDJSON:
-		for line := range bytes.SplitSeq(body, []byte("\n")) {
-			line = bytes.TrimSpace(line)
+		items = make([]string, 0, min(strings.Count(body, "\n")+1, maxItems))
+		for line := range strings.SplitSeq(body, "\n") {
+			line = strings.TrimSpace(line)
 			if len(line) == 0 {
 				continue
 			}
@@ -127,7 +138,7 @@ func splitBatch(mt string, body []byte, maxItems int) ([][]byte, *Error) {
 			items = append(items, line)
 		}
 	default:
-		dec := json.NewDecoder(bytes.NewReader(body))
+		dec := json.NewDecoder(strings.NewReader(body))
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, classify(decodeErr(err))
@@ -144,7 +155,14 @@ func splitBatch(mt string, body []byte, maxItems int) ([][]byte, *Error) {
 			if err := dec.Decode(&raw); err != nil {
 				return nil, classify(decodeErr(err))
 			}
-			items = append(items, raw)
+			// The item ends where the decoder stopped; take it from body
+			// rather than keep the decoder's copy.
+			end := int(dec.InputOffset())
+			if end >= len(raw) && body[end-len(raw):end] == string(raw) {
+				items = append(items, body[end-len(raw):end])
+			} else {
+				items = append(items, string(raw))
+			}
 		}
 		if _, err := dec.Token(); err != nil { // the closing ']'
 			return nil, classify(decodeErr(err))

@@ -122,7 +122,7 @@ func (s *Service) readSingle(w http.ResponseWriter, r *http.Request) (event.Tran
 	if e != nil {
 		return event.Transaction{}, nil, "", e
 	}
-	tx, e := decodeTransaction(body, s.now(), s.cfg.MaxSkew)
+	tx, e := decodeTransaction(bodyString(body), s.now(), s.cfg.MaxSkew)
 	if e != nil {
 		return event.Transaction{}, nil, "", e
 	}
@@ -163,7 +163,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, e)
 		return
 	}
-	items, e := splitBatch(mt, body, s.cfg.MaxBatchItems)
+	items, e := splitBatch(mt, bodyString(body), s.cfg.MaxBatchItems)
 	if e != nil {
 		s.fail(w, r, e)
 		return
