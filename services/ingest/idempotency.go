@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -88,8 +89,33 @@ type idemItem struct {
 }
 
 func newIdemItem(keyID, idemKey string, canonical []byte) *idemItem {
+	it := &idemItem{}
+	var sb strings.Builder
+	sb.Grow(idemItemSize(keyID, idemKey))
+	it.init(&sb, keyID, idemKey, canonical)
+	return it
+}
+
+// idemItemSize is how many bytes init writes for an item.
+func idemItemSize(keyID, idemKey string) int {
+	return len(idemPrefix) + len(keyID) + 1 + len(idemKey) + 2*sha256.Size
+}
+
+// init sets the key and fingerprint of a new item, writing both to sb and
+// taking them from it, so that the items of a batch share one allocation.
+func (it *idemItem) init(sb *strings.Builder, keyID, idemKey string, canonical []byte) {
+	start := sb.Len()
+	sb.WriteString(idemPrefix)
+	sb.WriteString(keyID)
+	sb.WriteByte(':')
+	sb.WriteString(idemKey)
+	mid := sb.Len()
 	sum := sha256.Sum256(canonical)
-	return &idemItem{key: idemPrefix + keyID + ":" + idemKey, fp: hex.EncodeToString(sum[:])}
+	var fp [2 * sha256.Size]byte
+	hex.Encode(fp[:], sum[:])
+	sb.Write(fp[:])
+	all := sb.String() // what is written stays put as sb grows
+	it.key, it.fp = all[start:mid], all[mid:]
 }
 
 // checkIdempotencyKey accepts 1-255 visible ASCII characters.
@@ -117,9 +143,25 @@ func newToken() string {
 func (s *Service) pendingTTL() time.Duration { return s.cfg.ProduceTimeout + 2*time.Second }
 
 // pendingRecord is the value of a claim; fp and tok are hex, so nothing
-// needs escaping (admitScript builds the same string).
+// needs escaping.
 func pendingRecord(fp, tok string) string {
-	return `{"state":"pending","fp":"` + fp + `","token":"` + tok + `"}`
+	var sb strings.Builder
+	sb.Grow(pendingRecordSize(fp, tok))
+	return writePendingRecord(&sb, fp, tok)
+}
+
+func pendingRecordSize(fp, tok string) int { return 38 + len(fp) + len(tok) }
+
+// writePendingRecord writes pendingRecord(fp, tok) to sb and returns it,
+// sharing sb's buffer.
+func writePendingRecord(sb *strings.Builder, fp, tok string) string {
+	start := sb.Len()
+	sb.WriteString(`{"state":"pending","fp":"`)
+	sb.WriteString(fp)
+	sb.WriteString(`","token":"`)
+	sb.WriteString(tok)
+	sb.WriteString(`"}`)
+	return sb.String()[start:]
 }
 
 // resolve sets the outcome of an item whose key holds the record v:
@@ -169,8 +211,14 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, tok string) ([]*
 	pendingTTL := s.pendingTTL()
 	pipe := s.rdb.Pipeline()
 	sets := make([]*redis.BoolCmd, len(items))
+	pending := make([]string, len(items))
+	var sb strings.Builder // one buffer for all the pending records
+	if len(items) > 0 {
+		sb.Grow(len(items) * pendingRecordSize(items[0].fp, tok))
+	}
 	for i, it := range items {
-		sets[i] = pipe.SetNX(ctx, it.key, pendingRecord(it.fp, tok), pendingTTL)
+		pending[i] = writePendingRecord(&sb, it.fp, tok)
+		sets[i] = pipe.SetNX(ctx, it.key, pending[i], pendingTTL)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("claim idempotency keys: %w", err)
@@ -178,7 +226,7 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, tok string) ([]*
 	var taken []*idemItem
 	for i, it := range items {
 		if sets[i].Val() {
-			it.outcome, it.pending = idemOwned, pendingRecord(it.fp, tok)
+			it.outcome, it.pending = idemOwned, pending[i]
 		} else {
 			taken = append(taken, it)
 		}
@@ -244,26 +292,44 @@ func (s *Service) release(ctx context.Context, items []*idemItem) {
 }
 
 // answerWrites returns the records to store for the owned items that got
-// an answer.
+// an answer. Their values share one buffer.
 func answerWrites(items []*idemItem, answers []idemAnswer) []idemWrite {
-	var ws []idemWrite
+	n, size := 0, 0
+	for i, it := range items {
+		if it.outcome == idemOwned && answers[i].body != nil {
+			n++
+			size += doneRecordSize(it.fp, answers[i].body)
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	ws := make([]idemWrite, 0, n)
+	buf := make([]byte, 0, size)
 	for i, it := range items {
 		if it.outcome != idemOwned || answers[i].body == nil {
 			continue
 		}
-		// As json.Marshal of idemRecord would write it (the body is JSON
-		// already), without reflection: batches write thousands.
-		v := make([]byte, 0, 96+len(answers[i].body))
-		v = append(v, `{"state":"done","fp":"`...)
-		v = append(v, it.fp...)
-		v = append(v, `","status":`...)
-		v = strconv.AppendInt(v, int64(answers[i].status), 10)
-		v = append(v, `,"body":`...)
-		v = append(v, answers[i].body...)
-		v = append(v, '}')
-		ws = append(ws, idemWrite{key: it.key, val: v})
+		start := len(buf)
+		buf = appendDoneRecord(buf, it.fp, answers[i].status, answers[i].body)
+		ws = append(ws, idemWrite{key: it.key, val: buf[start:len(buf):len(buf)]})
 	}
 	return ws
+}
+
+func doneRecordSize(fp string, body []byte) int { return 48 + len(fp) + len(body) }
+
+// appendDoneRecord appends the done record as json.Marshal of idemRecord
+// would write it (the body is JSON already), without reflection: batches
+// write thousands.
+func appendDoneRecord(b []byte, fp string, status int, body []byte) []byte {
+	b = append(b, `{"state":"done","fp":"`...)
+	b = append(b, fp...)
+	b = append(b, `","status":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `,"body":`...)
+	b = append(b, body...)
+	return append(b, '}')
 }
 
 var releaseScript = redis.NewScript(`
