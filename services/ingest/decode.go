@@ -95,12 +95,21 @@ func decodeTransaction(s string, now time.Time, maxSkew time.Duration) (event.Tr
 	if err != nil {
 		return event.Transaction{}, classify(err)
 	}
-	err = tx.Validate(now, maxSkew)
+	if err := tx.Validate(now, maxSkew); err != nil || !tx.IngestTime.IsZero() {
+		return event.Transaction{}, invalid(err, tx.IngestTime)
+	}
+	return tx, nil
+}
+
+// invalid is the error of a transaction that failed validation (err) or
+// carries an ingest_time; apart from decodeTransaction so that its
+// variables stay off the heap of every valid transaction.
+func invalid(err error, ingestTime time.Time) *Error {
 	var ve *event.ValidationError
 	if err != nil && !errors.As(err, &ve) {
-		return event.Transaction{}, classify(err)
+		return classify(err)
 	}
-	if !tx.IngestTime.IsZero() {
+	if !ingestTime.IsZero() {
 		// Clients must not claim when we received their request: the
 		// end-to-end latency metrics start from it.
 		if ve == nil {
@@ -108,10 +117,7 @@ func decodeTransaction(s string, now time.Time, maxSkew time.Duration) (event.Tr
 		}
 		ve.Errors = append(ve.Errors, event.FieldError{Pointer: "/ingest_time", Detail: "is set by ingest and must be absent"})
 	}
-	if ve != nil {
-		return event.Transaction{}, classify(ve)
-	}
-	return tx, nil
+	return classify(ve)
 }
 
 // splitBatch cuts a batch body into one raw JSON text per item, each a
