@@ -216,9 +216,11 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, tok string) ([]*
 	if len(items) > 0 {
 		sb.Grow(len(items) * pendingRecordSize(items[0].fp, tok))
 	}
+	cmds := newSetCommands(s.rdb, pendingTTL, true, len(items))
 	for i, it := range items {
 		pending[i] = writePendingRecord(&sb, it.fp, tok)
-		sets[i] = pipe.SetNX(ctx, it.key, pending[i], pendingTTL)
+		sets[i] = redis.NewBoolCmd(ctx, cmds.next(&it.key, &pending[i])...)
+		_ = pipe.Process(ctx, sets[i]) // queues it
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("claim idempotency keys: %w", err)
@@ -305,31 +307,71 @@ func answerWrites(items []*idemItem, answers []idemAnswer) []idemWrite {
 		return nil
 	}
 	ws := make([]idemWrite, 0, n)
-	buf := make([]byte, 0, size)
+	var sb strings.Builder
+	sb.Grow(size)
 	for i, it := range items {
 		if it.outcome != idemOwned || answers[i].body == nil {
 			continue
 		}
-		start := len(buf)
-		buf = appendDoneRecord(buf, it.fp, answers[i].status, answers[i].body)
-		ws = append(ws, idemWrite{key: it.key, val: buf[start:len(buf):len(buf)]})
+		ws = append(ws, idemWrite{key: it.key, val: writeDoneRecord(&sb, it.fp, answers[i].status, answers[i].body)})
 	}
 	return ws
 }
 
 func doneRecordSize(fp string, body []byte) int { return 48 + len(fp) + len(body) }
 
-// appendDoneRecord appends the done record as json.Marshal of idemRecord
-// would write it (the body is JSON already), without reflection: batches
-// write thousands.
-func appendDoneRecord(b []byte, fp string, status int, body []byte) []byte {
-	b = append(b, `{"state":"done","fp":"`...)
-	b = append(b, fp...)
-	b = append(b, `","status":`...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, `,"body":`...)
-	b = append(b, body...)
-	return append(b, '}')
+// writeDoneRecord writes the done record to sb and returns it, sharing sb's
+// buffer. It is what json.Marshal of idemRecord would write (the body is
+// JSON already), without reflection: batches write thousands.
+func writeDoneRecord(sb *strings.Builder, fp string, status int, body []byte) string {
+	start := sb.Len()
+	sb.WriteString(`{"state":"done","fp":"`)
+	sb.WriteString(fp)
+	sb.WriteString(`","status":`)
+	var num [20]byte
+	sb.Write(strconv.AppendInt(num[:0], int64(status), 10))
+	sb.WriteString(`,"body":`)
+	sb.Write(body)
+	sb.WriteByte('}')
+	return sb.String()[start:]
+}
+
+// setCommands builds pipelined SET commands for many keys with fewer
+// allocations than go-redis's Set and SetNX, which box every argument and
+// allocate an argument list per command: here the lists share one slice,
+// and key and value are passed by pointer (go-redis writes a *string as
+// the string), so each command costs only its command object. The options
+// after key and value (the TTL, and NX) are taken from the command
+// go-redis's own Set or SetNX builds for the same TTL, so the TTL's unit
+// (EX for whole seconds, PX otherwise) and value are exactly go-redis's;
+// TestSetCommandsMatchGoRedis holds the commands to theirs.
+type setCommands struct {
+	opts []any // after key and value
+	args []any // the commands' argument lists, back to back
+}
+
+// newSetCommands prepares n commands SET key value <ttl> [NX]: as
+// pipe.SetNX(ctx, key, value, ttl) when nx is true, otherwise as
+// pipe.Set(ctx, key, value, ttl). It does not touch Redis.
+func newSetCommands(rdb *redis.Client, ttl time.Duration, nx bool, n int) setCommands {
+	ctx := context.Background()
+	var model []any
+	if nx {
+		model = rdb.Pipeline().SetNX(ctx, "", "", ttl).Args()
+	} else {
+		model = rdb.Pipeline().Set(ctx, "", "", ttl).Args()
+	}
+	opts := model[3:]
+	return setCommands{opts: opts, args: make([]any, 0, n*(3+len(opts)))}
+}
+
+// next returns the argument list of SET *key *val with the options. key
+// and val must not change until the command has been sent.
+func (c *setCommands) next(key, val *string) []any {
+	start := len(c.args)
+	c.args = append(c.args, "set", key, val)
+	c.args = append(c.args, c.opts...)
+	return c.args[start:len(c.args):len(c.args)]
 }
 
 var releaseScript = redis.NewScript(`
