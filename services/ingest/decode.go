@@ -51,6 +51,9 @@ func mediaType(r *http.Request, allowed ...string) (string, *Error) {
 // that declares its length is read without growing and copying the buffer
 // as io.ReadAll does; the spare byte lets the read that finds EOF fit.
 // A body without Content-Length (chunked) starts at 512 bytes and grows.
+// A client that declares a length and sends less holds that buffer (at
+// most limit) until the server's read timeout; only authenticated
+// requests get here.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *Error) {
 	size := int64(512)
 	if n := r.ContentLength; n >= 0 {
