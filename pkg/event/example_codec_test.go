@@ -2,6 +2,7 @@ package event_test
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
@@ -27,4 +28,22 @@ func ExampleTransaction_AppendJSON() {
 	// Output:
 	// {"transaction_id":"tx-1","card_id":"card-42","amount_minor":1299,"currency":"EUR","merchant_id":"m-9","merchant_category":"5411","merchant_country":"DE","channel":"ecommerce","event_time":"2026-03-01T12:00:00Z"}
 	// 1299 2026-03-01 12:00:00 +0000 UTC <nil>
+}
+
+// DecodeTransactionString decodes without copying: the fields of each
+// transaction are substrings of the input, so many transactions read from
+// one request body share that body's single allocation.
+func ExampleDecodeTransactionString() {
+	body := `{"transaction_id":"tx-1","card_id":"card-42","amount_minor":1299,"currency":"EUR","merchant_id":"m-9","merchant_category":"5411","merchant_country":"DE","channel":"ecommerce","event_time":"2026-03-01T12:00:00Z"}
+{"transaction_id":"tx-2","card_id":"card-7","amount_minor":500,"currency":"USD","merchant_id":"m-1","merchant_category":"5814","merchant_country":"US","channel":"card_present","event_time":"2026-03-01T12:00:01Z"}`
+	for line := range strings.Lines(body) {
+		tx, err := event.DecodeTransactionString(strings.TrimSpace(line))
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(tx.TransactionID, tx.CardID, tx.AmountMinor, tx.Currency)
+	}
+	// Output:
+	// tx-1 card-42 1299 EUR
+	// tx-2 card-7 500 USD
 }

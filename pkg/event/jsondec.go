@@ -2,6 +2,7 @@ package event
 
 import (
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -10,7 +11,8 @@ import (
 // The fast transaction decoder.
 //
 // Every record the scorer reads and every body ingest accepts goes through
-// DecodeTransaction, and almost all of them are in one plain form: an
+// DecodeTransaction (or DecodeTransactionString), and almost all of them are
+// in one plain form: an
 // object of known keys spelled exactly, with string values free of escapes.
 // decodeTransactionFast decodes that form directly. It succeeds only where
 // encoding/json (decodeStrict) would succeed with the same value, and gives
@@ -21,10 +23,15 @@ import (
 // the accepted inputs, the values and the errors (pointers and detail text)
 // are unchanged; only the common case is fast. FuzzDecodeTransactionFast
 // holds it to that.
+//
+// It reads a string. Its string fields are substrings of b when owned is
+// true (DecodeTransactionString: the caller's string is immutable, so
+// sharing it is safe and spares an allocation per field) and copies when it
+// is false (DecodeTransaction: b views the caller's bytes, which may change).
 
 // decodeTransactionFast decodes b into *t, which must be zero, and reports
 // whether it could. When it returns false, *t is garbage.
-func decodeTransactionFast(b []byte, t *Transaction) bool {
+func decodeTransactionFast(b string, t *Transaction, owned bool) bool {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -51,35 +58,35 @@ func decodeTransactionFast(b []byte, t *Transaction) bool {
 			if i >= len(b) {
 				return false
 			}
-			switch string(key) {
+			switch key {
 			case "schema":
-				i, ok = decodeString(b, i, &t.Schema)
+				i, ok = decodeString(b, i, &t.Schema, owned)
 			case "transaction_id":
-				i, ok = decodeString(b, i, &t.TransactionID)
+				i, ok = decodeString(b, i, &t.TransactionID, owned)
 			case "card_id":
-				i, ok = decodeString(b, i, &t.CardID)
+				i, ok = decodeString(b, i, &t.CardID, owned)
 			case "account_id":
-				i, ok = decodeString(b, i, &t.AccountID)
+				i, ok = decodeString(b, i, &t.AccountID, owned)
 			case "amount_minor":
 				i, ok = decodeInt64(b, i, &t.AmountMinor)
 			case "currency":
-				i, ok = decodeString(b, i, &t.Currency)
+				i, ok = decodeString(b, i, &t.Currency, owned)
 			case "merchant_id":
-				i, ok = decodeString(b, i, &t.MerchantID)
+				i, ok = decodeString(b, i, &t.MerchantID, owned)
 			case "merchant_category":
-				i, ok = decodeString(b, i, &t.MerchantCategory)
+				i, ok = decodeString(b, i, &t.MerchantCategory, owned)
 			case "merchant_country":
-				i, ok = decodeString(b, i, &t.MerchantCountry)
+				i, ok = decodeString(b, i, &t.MerchantCountry, owned)
 			case "channel":
-				i, ok = decodeString(b, i, &t.Channel)
+				i, ok = decodeString(b, i, &t.Channel, owned)
 			case "lat":
 				i, latSet, ok = decodeFloat(b, i, &lat)
 			case "lon":
 				i, lonSet, ok = decodeFloat(b, i, &lon)
 			case "device_id":
-				i, ok = decodeString(b, i, &t.DeviceID)
+				i, ok = decodeString(b, i, &t.DeviceID, owned)
 			case "ip":
-				i, ok = decodeString(b, i, &t.IP)
+				i, ok = decodeString(b, i, &t.IP, owned)
 			case "event_time":
 				i, ok = decodeTime(b, i, &t.EventTime)
 			case "ingest_time":
@@ -118,7 +125,7 @@ func decodeTransactionFast(b []byte, t *Transaction) bool {
 	return true
 }
 
-func skipSpace(b []byte, i int) int {
+func skipSpace(b string, i int) int {
 	for i < len(b) {
 		switch b[i] {
 		case ' ', '\t', '\n', '\r':
@@ -134,9 +141,9 @@ func skipSpace(b []byte, i int) int {
 // contents and the index after its closing quote. ok is false unless it is
 // a complete string whose contents are valid UTF-8 without escapes or
 // control characters, which encoding/json takes byte for byte.
-func scanPlainString(b []byte, i int) (s []byte, end int, ok bool) {
+func scanPlainString(b string, i int) (s string, end int, ok bool) {
 	if i >= len(b) || b[i] != '"' {
-		return nil, 0, false
+		return "", 0, false
 	}
 	start := i + 1
 	ascii := true
@@ -144,28 +151,29 @@ func scanPlainString(b []byte, i int) (s []byte, end int, ok bool) {
 		switch c := b[j]; {
 		case c == '"':
 			s = b[start:j]
-			if !ascii && !utf8.Valid(s) {
-				return nil, 0, false
+			if !ascii && !utf8.ValidString(s) {
+				return "", 0, false
 			}
 			return s, j + 1, true
 		case c == '\\' || c < ' ':
-			return nil, 0, false
+			return "", 0, false
 		case c >= utf8.RuneSelf:
 			ascii = false
 		}
 	}
-	return nil, 0, false
+	return "", 0, false
 }
 
 // isNull reports whether b[i:] starts with the literal null. Whether a
 // delimiter follows is checked by the caller.
-func isNull(b []byte, i int) bool {
-	return len(b)-i >= 4 && string(b[i:i+4]) == "null"
+func isNull(b string, i int) bool {
+	return len(b)-i >= 4 && b[i:i+4] == "null"
 }
 
 // decodeString decodes a string value into *dst; null leaves *dst as it is,
-// as encoding/json does.
-func decodeString(b []byte, i int, dst *string) (int, bool) {
+// as encoding/json does. The value is a substring of b when owned is true,
+// otherwise a copy.
+func decodeString(b string, i int, dst *string, owned bool) (int, bool) {
 	if isNull(b, i) {
 		return i + 4, true
 	}
@@ -173,27 +181,29 @@ func decodeString(b []byte, i int, dst *string) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	*dst = intern(s)
+	*dst = interned(s, owned)
 	return end, true
 }
 
-// intern returns s as a string, sharing the constant of the schema name and
-// the common channels, currencies and countries instead of allocating one.
-func intern(s []byte) string {
+// interned returns s, or the constant equal to it for the schema name and
+// the common channels, currencies and countries, so that a decoded value
+// holds on to neither a copy nor the input. Any other value is s itself
+// when owned is true and a copy otherwise.
+func interned(s string, owned bool) string {
 	switch len(s) {
 	case 2:
-		if c, ok := countryNames[string(s)]; ok {
+		if c, ok := countryNames[s]; ok {
 			return c
 		}
 	case 3:
-		if c, ok := currencyNames[string(s)]; ok {
+		if c, ok := currencyNames[s]; ok {
 			return c
 		}
-		if string(s) == ChannelATM {
+		if s == ChannelATM {
 			return ChannelATM
 		}
 	default:
-		switch string(s) {
+		switch s {
 		case SchemaTransaction:
 			return SchemaTransaction
 		case ChannelCardPresent:
@@ -204,7 +214,10 @@ func intern(s []byte) string {
 			return ChannelMOTO
 		}
 	}
-	return string(s)
+	if owned {
+		return s
+	}
+	return strings.Clone(s)
 }
 
 var (
@@ -223,7 +236,7 @@ func names(set map[string]struct{}) map[string]string {
 // scanNumber scans a JSON number at b[i] and returns the index after it and
 // whether it is an integer (no fraction, no exponent). The caller checks
 // that a delimiter follows, which rules out forms like 01 or 1.2.3.
-func scanNumber(b []byte, i int) (end int, integer, ok bool) {
+func scanNumber(b string, i int) (end int, integer, ok bool) {
 	j := i
 	if j < len(b) && b[j] == '-' {
 		j++
@@ -262,7 +275,7 @@ func scanNumber(b []byte, i int) (end int, integer, ok bool) {
 	return j, integer, true
 }
 
-func skipDigits(b []byte, i int) int {
+func skipDigits(b string, i int) int {
 	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
 		i++
 	}
@@ -272,7 +285,7 @@ func skipDigits(b []byte, i int) int {
 // decodeInt64 decodes an integer value into *dst; null leaves *dst as it
 // is. A fraction, an exponent or an int64 overflow is an error for
 // encoding/json, so it gives up.
-func decodeInt64(b []byte, i int, dst *int64) (int, bool) {
+func decodeInt64(b string, i int, dst *int64) (int, bool) {
 	if isNull(b, i) {
 		return i + 4, true
 	}
@@ -280,7 +293,7 @@ func decodeInt64(b []byte, i int, dst *int64) (int, bool) {
 	if !ok || !integer {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(bytesString(b[i:end]), 10, 64)
+	n, err := strconv.ParseInt(b[i:end], 10, 64)
 	if err != nil {
 		return 0, false
 	}
@@ -290,7 +303,7 @@ func decodeInt64(b []byte, i int, dst *int64) (int, bool) {
 
 // decodeFloat decodes a number into *dst, as strconv.ParseFloat does for
 // encoding/json; set is false for null, which makes the pointer nil.
-func decodeFloat(b []byte, i int, dst *float64) (end int, set, ok bool) {
+func decodeFloat(b string, i int, dst *float64) (end int, set, ok bool) {
 	if isNull(b, i) {
 		return i + 4, false, true
 	}
@@ -298,7 +311,7 @@ func decodeFloat(b []byte, i int, dst *float64) (end int, set, ok bool) {
 	if !ok {
 		return 0, false, false
 	}
-	f, err := strconv.ParseFloat(bytesString(b[i:end]), 64)
+	f, err := strconv.ParseFloat(b[i:end], 64)
 	if err != nil {
 		return 0, false, false // out of range: an error for encoding/json
 	}
@@ -308,7 +321,7 @@ func decodeFloat(b []byte, i int, dst *float64) (end int, set, ok bool) {
 
 // decodeTime decodes a time with time.Time.UnmarshalJSON, as encoding/json
 // does, given the raw quoted string; null leaves *dst as it is.
-func decodeTime(b []byte, i int, dst *time.Time) (int, bool) {
+func decodeTime(b string, i int, dst *time.Time) (int, bool) {
 	if isNull(b, i) {
 		return i + 4, true
 	}
@@ -316,14 +329,20 @@ func decodeTime(b []byte, i int, dst *time.Time) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	if err := dst.UnmarshalJSON(b[i:end]); err != nil {
+	if err := dst.UnmarshalJSON(stringBytes(b[i:end])); err != nil {
 		return 0, false
 	}
 	return end, true
 }
 
-// bytesString views b as a string without copying, for the strconv parsers,
-// which copy whatever they keep.
+// bytesString views b as a string without copying. The fast decoder reads
+// through it and copies whatever it keeps (decodeString with owned false).
 func bytesString(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// stringBytes views s as bytes without copying, for time.Time.UnmarshalJSON,
+// which only reads them and keeps nothing.
+func stringBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // checkDecode compares, for input b, the fast decoder and DecodeTransaction
@@ -20,7 +21,7 @@ func checkDecode(t *testing.T, b []byte) (fast bool) {
 	t.Helper()
 	want, wantErr := decodeTransactionRef(b)
 	var ft Transaction
-	if decodeTransactionFast(b, &ft) {
+	if decodeTransactionFast(string(b), &ft, false) {
 		if wantErr != nil {
 			t.Fatalf("%q: fast decoder accepts what encoding/json refuses: %v", b, wantErr)
 		}
@@ -177,5 +178,63 @@ func FuzzDecodeTransactionFast(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkDecode(t, b)
+	})
+}
+
+// checkDecodeString holds DecodeTransactionString to DecodeTransaction on
+// input b (same value, same error), and checks that only the former shares
+// its input: DecodeTransaction's strings survive b being overwritten.
+func checkDecodeString(t *testing.T, b []byte) {
+	t.Helper()
+	s := string(b)
+	got, err := DecodeTransactionString(s)
+	own := append([]byte(nil), b...)
+	want, wantErr := DecodeTransaction(own)
+	if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+		t.Fatalf("%q: DecodeTransactionString error %v, DecodeTransaction %v", b, err, wantErr)
+	}
+	if err != nil {
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: DecodeTransactionString got\n%#v\nDecodeTransaction\n%#v", b, got, want)
+	}
+	saved := want
+	for i := range own {
+		own[i] = 'x'
+	}
+	if !reflect.DeepEqual(want, saved) || !reflect.DeepEqual(got, saved) {
+		t.Fatalf("%q: a decoded transaction changed with the input it came from", b)
+	}
+}
+
+func TestDecodeTransactionString(t *testing.T) {
+	for _, tc := range decodeCases {
+		checkDecodeString(t, []byte(tc.in))
+	}
+	// The fields are substrings of the input, not copies.
+	s := `{"transaction_id":"tx-1","card_id":"card-42","merchant_id":"m-9","currency":"EUR"}`
+	tx, err := DecodeTransactionString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsafe.StringData(tx.CardID) != unsafe.StringData(s[strings.Index(s, "card-42"):]) {
+		t.Errorf("card_id %q does not point into the input", tx.CardID)
+	}
+	if unsafe.StringData(tx.Currency) == unsafe.StringData(s[strings.Index(s, "EUR"):]) {
+		t.Errorf("currency points into the input instead of the shared constant")
+	}
+}
+
+// FuzzDecodeTransactionString: whatever the input, DecodeTransactionString
+// answers as DecodeTransaction does; see checkDecodeString.
+func FuzzDecodeTransactionString(f *testing.F) {
+	for _, tc := range decodeCases {
+		if len(tc.in) < 1000 {
+			f.Add([]byte(tc.in))
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkDecodeString(t, b)
 	})
 }

@@ -39,10 +39,23 @@ type Transaction struct {
 // It does not validate values; call Validate for that.
 func DecodeTransaction(b []byte) (Transaction, error) {
 	var t Transaction
-	if decodeTransactionFast(b, &t) {
+	if decodeTransactionFast(bytesString(b), &t, false) {
 		return t, nil
 	}
 	return decodeTransactionRef(b)
+}
+
+// DecodeTransactionString is DecodeTransaction for JSON held in a string,
+// without copying it: the string fields of the transaction are substrings of
+// s (except common constants such as currencies and channels), so they keep
+// s alive as long as they are used. Decoding many transactions from one
+// large string, such as a request body, costs no allocation per field.
+func DecodeTransactionString(s string) (Transaction, error) {
+	var t Transaction
+	if decodeTransactionFast(s, &t, true) {
+		return t, nil
+	}
+	return decodeTransactionRef([]byte(s))
 }
 
 // decodeTransactionRef is DecodeTransaction by encoding/json alone: the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -208,17 +209,17 @@ func TestRecorder(t *testing.T) {
 	n := recordChunk + 10 // more than one script call
 	ws := make([]idemWrite, n)
 	for i := range ws {
-		ws[i] = idemWrite{key: fmt.Sprintf("idem:rec:%d", i), val: []byte(fmt.Sprintf(`{"state":"done","n":%d}`, i))}
+		ws[i] = idemWrite{key: fmt.Sprintf("idem:rec:%d", i), val: fmt.Sprintf(`{"state":"done","n":%d}`, i)}
 	}
 	s.remember(ws[:n/2])
 	s.remember(ws[n/2:])
 	close(stop)
 	<-done
-	late := idemWrite{key: "idem:rec:late", val: []byte(`{"state":"done"}`)}
+	late := idemWrite{key: "idem:rec:late", val: `{"state":"done"}`}
 	s.remember([]idemWrite{late})
 	for _, w := range append(ws, late) {
 		v, err := rdb.Get(ctx, w.key).Result()
-		if err != nil || v != string(w.val) {
+		if err != nil || v != w.val {
 			t.Fatalf("%s = %q (%v), want %s", w.key, v, err, w.val)
 		}
 	}
@@ -263,5 +264,61 @@ func TestAdmitOwnClaim(t *testing.T) {
 	}
 	if other.outcome != idemInProgress {
 		t.Errorf("another's claim: outcome %d, want in progress", other.outcome)
+	}
+}
+
+// TestSetCommandsMatchGoRedis: the commands setCommands builds are, argument
+// for argument, those of go-redis's Set and SetNX for the same TTL, whole
+// seconds (EX) or not (PX).
+func TestSetCommandsMatchGoRedis(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	defer rdb.Close()
+	ctx := context.Background()
+	deref := func(args []any) []any {
+		out := make([]any, len(args))
+		for i, a := range args {
+			if p, ok := a.(*string); ok {
+				a = *p
+			}
+			out[i] = a
+		}
+		return out
+	}
+	for _, ttl := range []time.Duration{24 * time.Hour, 7 * time.Second, 7500 * time.Millisecond, 300 * time.Millisecond, 0} {
+		for _, nx := range []bool{false, true} {
+			cmds := newSetCommands(rdb, ttl, nx, 2)
+			for i := range 2 {
+				key, val := fmt.Sprintf("idem:k:%d", i), fmt.Sprintf(`{"n":%d}`, i)
+				got := deref(cmds.next(&key, &val))
+				var want []any
+				if nx {
+					want = rdb.Pipeline().SetNX(ctx, key, val, ttl).Args()
+				} else {
+					want = rdb.Pipeline().Set(ctx, key, val, ttl).Args()
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("ttl %v nx %v: %v, go-redis %v", ttl, nx, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestClaimTTL: a batch's claims (pipelined SET NX) expire after
+// pendingTTL, as the single POST's claim in admitScript does.
+func TestClaimTTL(t *testing.T) {
+	s, rdb := adminService(t)
+	ctx := context.Background()
+	items := []*idemItem{newIdemItem("ttl", "a", []byte("a")), newIdemItem("ttl", "b", []byte("b"))}
+	if _, err := s.claim(ctx, items, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range items {
+		if it.outcome != idemOwned || rdb.Get(ctx, it.key).Val() != pendingRecord(it.fp, "tok") {
+			t.Fatalf("%s: outcome %v, value %q", it.key, it.outcome, rdb.Get(ctx, it.key).Val())
+		}
+		if ttl := rdb.PTTL(ctx, it.key).Val(); ttl <= s.pendingTTL()-time.Second || ttl > s.pendingTTL() {
+			t.Errorf("claim TTL %v, want about %v", ttl, s.pendingTTL())
+		}
 	}
 }

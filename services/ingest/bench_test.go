@@ -90,7 +90,7 @@ func BenchmarkIngestSingle(b *testing.B) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, e := readBody(w, r, DefaultMaxBodyBytes)
 			if e == nil {
-				t, e2 := decodeTransaction(body, testNow, DefaultMaxSkew)
+				t, e2 := decodeTransaction(bodyString(body), testNow, DefaultMaxSkew)
 				if e2 == nil {
 					writeJSON(w, http.StatusAccepted, Accepted{TransactionID: t.TransactionID})
 					return

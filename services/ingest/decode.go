@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
@@ -47,33 +47,77 @@ func mediaType(r *http.Request, allowed ...string) (string, *Error) {
 }
 
 // readBody reads the whole body, refusing more than limit bytes with 413.
+// The buffer is sized from Content-Length (bounded by limit), so a body
+// that declares its length is read without growing and copying the buffer
+// as io.ReadAll does; the spare byte lets the read that finds EOF fit.
+// A body without Content-Length (chunked) starts at 512 bytes and grows.
+// At most maxPrealloc is reserved before the bytes arrive: the server has
+// no body read timeout, so a client that declares a length and trickles
+// could otherwise hold a whole limit's worth of memory per connection
+// without sending it.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *Error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("body is larger than %d bytes", limit)}
-		}
-		// The client went away or sent a broken chunked body.
-		return nil, &Error{Kind: KindMalformed, Detail: "could not read the request body", Err: err}
+	size := int64(512)
+	if n := r.ContentLength; n >= 0 {
+		size = min(n, limit, maxPrealloc) + 1
 	}
-	return b, nil
+	body := http.MaxBytesReader(w, r.Body, limit)
+	b := make([]byte, 0, size)
+	for {
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return nil, &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("body is larger than %d bytes", limit)}
+			}
+			// The client went away or sent a broken chunked body.
+			return nil, &Error{Kind: KindMalformed, Detail: "could not read the request body", Err: err}
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // more than declared (or no length): grow
+		}
+	}
+}
+
+// maxPrealloc bounds the buffer readBody reserves from Content-Length; a
+// 1000-item batch is about 400 KB.
+const maxPrealloc = 1 << 20
+
+// bodyString views a body read by readBody as a string, without copying:
+// the caller gives up b, which nothing writes again. Transactions decoded
+// from it (event.DecodeTransactionString) take their fields from it in
+// place, so a batch of a thousand shares the body's one allocation.
+func bodyString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // decodeTransaction decodes and validates one transaction exactly as it
 // will be produced: strict JSON, every field checked, event time against
-// now. The returned transaction has IngestTime unset.
-func decodeTransaction(b []byte, now time.Time, maxSkew time.Duration) (event.Transaction, *Error) {
-	tx, err := event.DecodeTransaction(b)
+// now. The returned transaction has IngestTime unset; its strings are
+// substrings of s.
+func decodeTransaction(s string, now time.Time, maxSkew time.Duration) (event.Transaction, *Error) {
+	tx, err := event.DecodeTransactionString(s)
 	if err != nil {
 		return event.Transaction{}, classify(err)
 	}
-	err = tx.Validate(now, maxSkew)
+	if err := tx.Validate(now, maxSkew); err != nil || !tx.IngestTime.IsZero() {
+		return event.Transaction{}, invalid(err, tx.IngestTime)
+	}
+	return tx, nil
+}
+
+// invalid is the error of a transaction that failed validation (err) or
+// carries an ingest_time; apart from decodeTransaction so that its
+// variables stay off the heap of every valid transaction.
+func invalid(err error, ingestTime time.Time) *Error {
 	var ve *event.ValidationError
 	if err != nil && !errors.As(err, &ve) {
-		return event.Transaction{}, classify(err)
+		return classify(err)
 	}
-	if !tx.IngestTime.IsZero() {
+	if !ingestTime.IsZero() {
 		// Clients must not claim when we received their request: the
 		// end-to-end latency metrics start from it.
 		if ve == nil {
@@ -81,25 +125,24 @@ func decodeTransaction(b []byte, now time.Time, maxSkew time.Duration) (event.Tr
 		}
 		ve.Errors = append(ve.Errors, event.FieldError{Pointer: "/ingest_time", Detail: "is set by ingest and must be absent"})
 	}
-	if ve != nil {
-		return event.Transaction{}, classify(ve)
-	}
-	return tx, nil
+	return classify(ve)
 }
 
-// splitBatch cuts a batch body into one raw JSON text per item. NDJSON
-// splits on newlines, skipping blank lines, so one broken line fails only
-// its own item. A JSON array must be well-formed as a whole: a syntax error
-// anywhere fails the request, since item boundaries are then unknown.
-func splitBatch(mt string, body []byte, maxItems int) ([][]byte, *Error) {
-	var items [][]byte
+// splitBatch cuts a batch body into one raw JSON text per item, each a
+// substring of body. NDJSON splits on newlines, skipping blank lines, so
+// one broken line fails only its own item. A JSON array must be
+// well-formed as a whole: a syntax error anywhere fails the request, since
+// item boundaries are then unknown.
+func splitBatch(mt string, body string, maxItems int) ([]string, *Error) {
+	var items []string
 	tooMany := func() *Error {
 		return &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("a batch holds at most %d transactions", maxItems)}
 	}
 	switch mt {
 	case mediaNDJSON:
-		for line := range bytes.SplitSeq(body, []byte("\n")) {
-			line = bytes.TrimSpace(line)
+		items = make([]string, 0, min(strings.Count(body, "\n")+1, maxItems))
+		for line := range strings.SplitSeq(body, "\n") {
+			line = strings.TrimSpace(line)
 			if len(line) == 0 {
 				continue
 			}
@@ -109,7 +152,7 @@ func splitBatch(mt string, body []byte, maxItems int) ([][]byte, *Error) {
 			items = append(items, line)
 		}
 	default:
-		dec := json.NewDecoder(bytes.NewReader(body))
+		dec := json.NewDecoder(strings.NewReader(body))
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, classify(decodeErr(err))
@@ -126,7 +169,14 @@ func splitBatch(mt string, body []byte, maxItems int) ([][]byte, *Error) {
 			if err := dec.Decode(&raw); err != nil {
 				return nil, classify(decodeErr(err))
 			}
-			items = append(items, raw)
+			// The item ends where the decoder stopped; take it from body
+			// rather than keep the decoder's copy.
+			end := int(dec.InputOffset())
+			if end >= len(raw) && body[end-len(raw):end] == string(raw) {
+				items = append(items, body[end-len(raw):end])
+			} else {
+				items = append(items, string(raw))
+			}
 		}
 		if _, err := dec.Token(); err != nil { // the closing ']'
 			return nil, classify(decodeErr(err))

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -36,7 +37,7 @@ func FuzzDecodeTransaction(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tx, e := decodeTransaction(b, testNow, DefaultMaxSkew)
+		tx, e := decodeTransaction(string(b), testNow, DefaultMaxSkew)
 		if e != nil {
 			switch e.Kind {
 			case KindMalformed:
@@ -102,7 +103,7 @@ func FuzzSplitBatch(f *testing.F) {
 		if ndjson {
 			mt = mediaNDJSON
 		}
-		items, e := splitBatch(mt, body, maxItems)
+		items, e := splitBatch(mt, string(body), maxItems)
 		if e != nil {
 			switch e.Kind {
 			case KindMalformed, KindTooLarge, KindInvalid:
@@ -117,6 +118,9 @@ func FuzzSplitBatch(f *testing.F) {
 		for i, it := range items {
 			if len(it) == 0 {
 				t.Fatalf("item %d is empty", i)
+			}
+			if !ndjson && !json.Valid([]byte(it)) {
+				t.Fatalf("item %d of a JSON array is not one JSON value: %q", i, it)
 			}
 		}
 	})

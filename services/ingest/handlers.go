@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -122,7 +123,7 @@ func (s *Service) readSingle(w http.ResponseWriter, r *http.Request) (event.Tran
 	if e != nil {
 		return event.Transaction{}, nil, "", e
 	}
-	tx, e := decodeTransaction(body, s.now(), s.cfg.MaxSkew)
+	tx, e := decodeTransaction(bodyString(body), s.now(), s.cfg.MaxSkew)
 	if e != nil {
 		return event.Transaction{}, nil, "", e
 	}
@@ -163,14 +164,18 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, e)
 		return
 	}
-	items, e := splitBatch(mt, body, s.cfg.MaxBatchItems)
+	items, e := splitBatch(mt, bodyString(body), s.cfg.MaxBatchItems)
 	if e != nil {
 		s.fail(w, r, e)
 		return
 	}
 	now := s.now()
 	kid := keyID(r.Context())
-	resp := BatchResponse{Results: make([]BatchResult, len(items))}
+	n := len(items)
+	resp := BatchResponse{Results: make([]BatchResult, n)}
+	// Where accepted items were stored: the results point into it, one
+	// allocation for the batch rather than one per item.
+	stored := make([]Accepted, n)
 	reject := func(i int, e *Error) {
 		s.metrics.reject(e.Kind)
 		p := e.problem()
@@ -179,22 +184,30 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		resp.Rejected++
 	}
 	accept := func(i int, a Accepted, replayed bool) {
+		stored[i] = a
 		resp.Results[i].Status = http.StatusAccepted
-		resp.Results[i].Partition = &a.Partition
-		resp.Results[i].Offset = &a.Offset
+		resp.Results[i].Partition = &stored[i].Partition
+		resp.Results[i].Offset = &stored[i].Offset
 		resp.Results[i].Replayed = replayed
 		resp.Accepted++
 	}
 
-	// Decode and validate; valid items claim their transaction_id.
+	// Decode and validate; valid items claim their transaction_id. The
+	// canonical encodings share one buffer, and the items' keys and
+	// fingerprints another (idemItem.init).
 	var (
-		txs        = make([]event.Transaction, len(items))
-		canonicals = make([][]byte, len(items))
-		claims     []*idemItem
-		at         []int              // at[j] is the item index of claims[j]
-		first      = map[string]int{} // transaction_id → index of its first item
-		dupOf      = map[int]int{}    // a repeat within this batch → its first item
+		txs        = make([]event.Transaction, n)
+		canonicals = make([][]byte, n)
+		cbuf       = make([]byte, 0, len(body)+n*len(`"schema":"",`+event.SchemaTransaction))
+		idems      = make([]idemItem, 0, n) // claims point into it; never grows
+		claims     = make([]*idemItem, 0, n)
+		at         = make([]int, 0, n)       // at[j] is the item index of claims[j]
+		claimOf    = make([]int, n)          // claimOf[i] is the claims index of item i
+		first      = make(map[string]int, n) // transaction_id → index of its first item
+		dupOf      map[int]int               // a repeat within this batch → its first item
+		idemBuf    strings.Builder
 	)
+	idemBuf.Grow(n * (idemItemSize(kid, "") + 40)) // most ids are shorter
 	for i, item := range items {
 		resp.Results[i].Index = i
 		if int64(len(item)) > s.cfg.MaxBodyBytes {
@@ -209,37 +222,49 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		resp.Results[i].TransactionID = tx.TransactionID
 		txs[i] = tx
 		if j, ok := first[tx.TransactionID]; ok {
+			if dupOf == nil {
+				dupOf = map[int]int{}
+			}
 			dupOf[i] = j
 			continue
 		}
-		canonical, err := tx.Encode()
+		c0 := len(cbuf)
+		c, err := appendCanonical(cbuf, tx)
 		if err != nil {
 			reject(i, &Error{Kind: KindInternal, Detail: "could not encode the transaction", Err: err})
 			continue
 		}
+		cbuf = c
 		first[tx.TransactionID] = i
-		canonicals[i] = canonical
-		claims = append(claims, newIdemItem(kid, tx.TransactionID, canonical))
+		canonicals[i] = cbuf[c0:len(cbuf):len(cbuf)]
+		idems = append(idems, idemItem{})
+		it := &idems[len(idems)-1]
+		it.init(&idemBuf, kid, tx.TransactionID, canonicals[i])
+		claimOf[i] = len(claims)
+		claims = append(claims, it)
 		at = append(at, i)
 	}
 	// The whole batch is charged, one unit per item valid or not, in the
 	// same Redis call that claims the valid items; a refused batch claims
 	// nothing and gets 429 as a whole, as does one Redis could not admit
 	// (503, failing closed).
-	if e := s.admitItems(w, r, len(items), claims); e != nil {
+	if e := s.admitItems(w, r, n, claims); e != nil {
 		s.fail(w, r, e)
 		return
 	}
 
 	// Produce the claimed items; answer the others from their records.
-	// ingest_time is stamped now, after any wait on the claims.
-	produceAt := s.now()
-	var recs []*kgo.Record
-	var recAt []int // recAt[k] is the claims index of recs[k]
-	fps := make(map[int]string, len(claims))
+	// ingest_time is stamped now, after any wait on the claims. The
+	// records, their keys and values share one allocation each.
+	produceAt, tsErr := s.now().UTC().MarshalJSON()
+	var (
+		slab  = make([]kgo.Record, 0, len(claims)) // recs point into it; never grows
+		recs  = make([]*kgo.Record, 0, len(claims))
+		recAt = make([]int, 0, len(claims)) // recAt[k] is the claims index of recs[k]
+		vbuf  = make([]byte, 0, len(cbuf)+len(claims)*(len(`,"ingest_time":`)+len(produceAt)+32))
+	)
 	for j, it := range claims {
 		i := at[j]
-		fps[i] = it.fp
 		switch it.outcome {
 		case idemReplay:
 			var a Accepted
@@ -256,12 +281,20 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 			reject(i, &Error{Kind: KindInProgress,
 				Detail: fmt.Sprintf("transaction_id %q is still being produced by another request; retry later", txs[i].TransactionID)})
 		default:
-			rec, e := s.record(txs[i], canonicals[i], produceAt)
-			if e != nil {
-				reject(i, e)
+			if tsErr != nil {
+				reject(i, &Error{Kind: KindInternal, Detail: "could not encode the transaction", Err: fmt.Errorf("ingest_time: %w", tsErr)})
 				continue
 			}
-			recs = append(recs, rec)
+			v0 := len(vbuf)
+			vbuf = appendWithIngestTime(vbuf, canonicals[i], produceAt)
+			k0 := len(vbuf)
+			vbuf = append(vbuf, txs[i].CardID...) // one card, one partition, in order
+			slab = append(slab, kgo.Record{
+				Topic: event.TopicRaw,
+				Key:   vbuf[k0:len(vbuf):len(vbuf)],
+				Value: vbuf[v0:k0:k0],
+			})
+			recs = append(recs, &slab[len(slab)-1])
 			recAt = append(recAt, j)
 		}
 	}
@@ -271,6 +304,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 	if len(recs) > 0 {
 		ctx, cancel := s.produceContext(r)
 		defer cancel()
+		abuf := make([]byte, 0, len(recs)*(64+len(`{"transaction_id":"","partition":,"offset":}`)))
 		for k, a := range s.produce(ctx, recs) {
 			j := recAt[k]
 			i := at[j]
@@ -282,8 +316,9 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			acc := Accepted{TransactionID: txs[i].TransactionID, Partition: a.partition, Offset: a.offset}
-			out := acc.appendJSON(nil)
-			answers[j] = idemAnswer{status: http.StatusAccepted, body: out}
+			a0 := len(abuf)
+			abuf = acc.appendJSON(abuf)
+			answers[j] = idemAnswer{status: http.StatusAccepted, body: abuf[a0:len(abuf):len(abuf)]}
 			accept(i, acc, false)
 		}
 	}
@@ -303,7 +338,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 	// its contents differ.
 	for i, j := range dupOf {
 		canonical, _ := txs[i].Encode()
-		if newIdemItem(kid, txs[i].TransactionID, canonical).fp != fps[j] {
+		if newIdemItem(kid, txs[i].TransactionID, canonical).fp != claims[claimOf[j]].fp {
 			reject(i, &Error{Kind: KindIdempotencyConflict,
 				Detail: fmt.Sprintf("transaction_id %q appears earlier in this batch with different contents", txs[i].TransactionID)})
 			continue
@@ -322,6 +357,12 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	writeBatchResponse(w, &resp)
 	s.remember(answerWrites(claims, answers))
+}
+
+// appendCanonical appends tx's canonical encoding, tx.Encode's bytes.
+func appendCanonical(b []byte, tx event.Transaction) ([]byte, error) {
+	tx.Schema = event.SchemaTransaction
+	return tx.AppendJSON(b)
 }
 
 // record builds the Kafka record for a valid transaction from its
@@ -375,11 +416,17 @@ func withIngestTime(canonical []byte, now time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest_time: %w", err)
 	}
-	v := make([]byte, 0, len(canonical)+len(ts)+16)
-	v = append(v, canonical[:len(canonical)-1]...)
-	v = append(v, `,"ingest_time":`...)
-	v = append(v, ts...)
-	return append(v, '}'), nil
+	return appendWithIngestTime(make([]byte, 0, len(canonical)+len(ts)+16), canonical, ts), nil
+}
+
+// appendWithIngestTime is withIngestTime appending to b, given the JSON of
+// the time (ts) and a canonical encoding known to end in '}' (tx.Encode's
+// or appendCanonical's).
+func appendWithIngestTime(b, canonical, ts []byte) []byte {
+	b = append(b, canonical[:len(canonical)-1]...)
+	b = append(b, `,"ingest_time":`...)
+	b = append(b, ts...)
+	return append(b, '}')
 }
 
 // appendJSON appends a's JSON, as json.Marshal writes it; a transaction_id

@@ -327,3 +327,53 @@ func TestBatchResponseJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestReadBody: whatever Content-Length says (exact, absent, larger than
+// what is sent, beyond the preallocation), the body read is the body sent,
+// and more than the limit is 413.
+func TestReadBody(t *testing.T) {
+	big := strings.Repeat("x", maxPrealloc+1000)
+	for _, tc := range []struct {
+		name   string
+		body   string
+		length int64 // Content-Length; -1: unknown (chunked)
+		limit  int64
+		fails  bool
+		kind   Kind // when it fails
+	}{
+		{"exact", "hello", 5, 100, false, 0},
+		{"empty", "", 0, 100, false, 0},
+		{"unknown length", strings.Repeat("y", 3000), -1, 10000, false, 0},
+		{"beyond preallocation", big, int64(len(big)), 2 << 20, false, 0},
+		{"beyond preallocation, unknown length", big, -1, 2 << 20, false, 0},
+		{"at the limit", "12345", 5, 5, false, 0},
+		{"over the limit", "123456", 6, 5, true, KindTooLarge},
+		{"over the limit, unknown length", "123456", -1, 5, true, KindTooLarge},
+		{"shorter than declared", "abc", 10, 100, true, KindMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
+			r.ContentLength = tc.length
+			if tc.length >= 0 {
+				// As the server does: the body ends where the length says.
+				r.Body = io.NopCloser(io.LimitReader(strings.NewReader(tc.body), tc.length))
+				if tc.length > int64(len(tc.body)) {
+					r.Body = io.NopCloser(io.MultiReader(strings.NewReader(tc.body), errReader{io.ErrUnexpectedEOF}))
+				}
+			}
+			b, e := readBody(httptest.NewRecorder(), r, tc.limit)
+			switch {
+			case !tc.fails && e != nil:
+				t.Fatalf("error %v", e)
+			case !tc.fails && string(b) != tc.body:
+				t.Fatalf("read %d bytes, sent %d", len(b), len(tc.body))
+			case tc.fails && (e == nil || e.Kind != tc.kind):
+				t.Fatalf("got %v, want kind %v", e, tc.kind)
+			}
+		})
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }

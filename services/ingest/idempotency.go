@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -88,8 +89,33 @@ type idemItem struct {
 }
 
 func newIdemItem(keyID, idemKey string, canonical []byte) *idemItem {
+	it := &idemItem{}
+	var sb strings.Builder
+	sb.Grow(idemItemSize(keyID, idemKey))
+	it.init(&sb, keyID, idemKey, canonical)
+	return it
+}
+
+// idemItemSize is how many bytes init writes for an item.
+func idemItemSize(keyID, idemKey string) int {
+	return len(idemPrefix) + len(keyID) + 1 + len(idemKey) + 2*sha256.Size
+}
+
+// init sets the key and fingerprint of a new item, writing both to sb and
+// taking them from it, so that the items of a batch share one allocation.
+func (it *idemItem) init(sb *strings.Builder, keyID, idemKey string, canonical []byte) {
+	start := sb.Len()
+	sb.WriteString(idemPrefix)
+	sb.WriteString(keyID)
+	sb.WriteByte(':')
+	sb.WriteString(idemKey)
+	mid := sb.Len()
 	sum := sha256.Sum256(canonical)
-	return &idemItem{key: idemPrefix + keyID + ":" + idemKey, fp: hex.EncodeToString(sum[:])}
+	var fp [2 * sha256.Size]byte
+	hex.Encode(fp[:], sum[:])
+	sb.Write(fp[:])
+	all := sb.String() // what is written stays put as sb grows
+	it.key, it.fp = all[start:mid], all[mid:]
 }
 
 // checkIdempotencyKey accepts 1-255 visible ASCII characters.
@@ -117,9 +143,25 @@ func newToken() string {
 func (s *Service) pendingTTL() time.Duration { return s.cfg.ProduceTimeout + 2*time.Second }
 
 // pendingRecord is the value of a claim; fp and tok are hex, so nothing
-// needs escaping (admitScript builds the same string).
+// needs escaping.
 func pendingRecord(fp, tok string) string {
-	return `{"state":"pending","fp":"` + fp + `","token":"` + tok + `"}`
+	var sb strings.Builder
+	sb.Grow(pendingRecordSize(fp, tok))
+	return writePendingRecord(&sb, fp, tok)
+}
+
+func pendingRecordSize(fp, tok string) int { return 38 + len(fp) + len(tok) }
+
+// writePendingRecord writes pendingRecord(fp, tok) to sb and returns it,
+// sharing sb's buffer.
+func writePendingRecord(sb *strings.Builder, fp, tok string) string {
+	start := sb.Len()
+	sb.WriteString(`{"state":"pending","fp":"`)
+	sb.WriteString(fp)
+	sb.WriteString(`","token":"`)
+	sb.WriteString(tok)
+	sb.WriteString(`"}`)
+	return sb.String()[start:]
 }
 
 // resolve sets the outcome of an item whose key holds the record v:
@@ -169,8 +211,16 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, tok string) ([]*
 	pendingTTL := s.pendingTTL()
 	pipe := s.rdb.Pipeline()
 	sets := make([]*redis.BoolCmd, len(items))
+	pending := make([]string, len(items))
+	var sb strings.Builder // one buffer for all the pending records
+	if len(items) > 0 {
+		sb.Grow(len(items) * pendingRecordSize(items[0].fp, tok))
+	}
+	cmds := newSetCommands(s.rdb, pendingTTL, true, len(items))
 	for i, it := range items {
-		sets[i] = pipe.SetNX(ctx, it.key, pendingRecord(it.fp, tok), pendingTTL)
+		pending[i] = writePendingRecord(&sb, it.fp, tok)
+		sets[i] = redis.NewBoolCmd(ctx, cmds.next(&it.key, &pending[i])...)
+		_ = pipe.Process(ctx, sets[i]) // queues it
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("claim idempotency keys: %w", err)
@@ -178,7 +228,7 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, tok string) ([]*
 	var taken []*idemItem
 	for i, it := range items {
 		if sets[i].Val() {
-			it.outcome, it.pending = idemOwned, pendingRecord(it.fp, tok)
+			it.outcome, it.pending = idemOwned, pending[i]
 		} else {
 			taken = append(taken, it)
 		}
@@ -244,26 +294,84 @@ func (s *Service) release(ctx context.Context, items []*idemItem) {
 }
 
 // answerWrites returns the records to store for the owned items that got
-// an answer.
+// an answer. Their values share one buffer.
 func answerWrites(items []*idemItem, answers []idemAnswer) []idemWrite {
-	var ws []idemWrite
+	n, size := 0, 0
+	for i, it := range items {
+		if it.outcome == idemOwned && answers[i].body != nil {
+			n++
+			size += doneRecordSize(it.fp, answers[i].body)
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	ws := make([]idemWrite, 0, n)
+	var sb strings.Builder
+	sb.Grow(size)
 	for i, it := range items {
 		if it.outcome != idemOwned || answers[i].body == nil {
 			continue
 		}
-		// As json.Marshal of idemRecord would write it (the body is JSON
-		// already), without reflection: batches write thousands.
-		v := make([]byte, 0, 96+len(answers[i].body))
-		v = append(v, `{"state":"done","fp":"`...)
-		v = append(v, it.fp...)
-		v = append(v, `","status":`...)
-		v = strconv.AppendInt(v, int64(answers[i].status), 10)
-		v = append(v, `,"body":`...)
-		v = append(v, answers[i].body...)
-		v = append(v, '}')
-		ws = append(ws, idemWrite{key: it.key, val: v})
+		ws = append(ws, idemWrite{key: it.key, val: writeDoneRecord(&sb, it.fp, answers[i].status, answers[i].body)})
 	}
 	return ws
+}
+
+func doneRecordSize(fp string, body []byte) int { return 48 + len(fp) + len(body) }
+
+// writeDoneRecord writes the done record to sb and returns it, sharing sb's
+// buffer. It is what json.Marshal of idemRecord would write (the body is
+// JSON already), without reflection: batches write thousands.
+func writeDoneRecord(sb *strings.Builder, fp string, status int, body []byte) string {
+	start := sb.Len()
+	sb.WriteString(`{"state":"done","fp":"`)
+	sb.WriteString(fp)
+	sb.WriteString(`","status":`)
+	var num [20]byte
+	sb.Write(strconv.AppendInt(num[:0], int64(status), 10))
+	sb.WriteString(`,"body":`)
+	sb.Write(body)
+	sb.WriteByte('}')
+	return sb.String()[start:]
+}
+
+// setCommands builds pipelined SET commands for many keys with fewer
+// allocations than go-redis's Set and SetNX, which box every argument and
+// allocate an argument list per command: here the lists share one slice,
+// and key and value are passed by pointer (go-redis writes a *string as
+// the string), so each command costs only its command object. The options
+// after key and value (the TTL, and NX) are taken from the command
+// go-redis's own Set or SetNX builds for the same TTL, so the TTL's unit
+// (EX for whole seconds, PX otherwise) and value are exactly go-redis's;
+// TestSetCommandsMatchGoRedis holds the commands to theirs.
+type setCommands struct {
+	opts []any // after key and value
+	args []any // the commands' argument lists, back to back
+}
+
+// newSetCommands prepares n commands SET key value <ttl> [NX]: as
+// pipe.SetNX(ctx, key, value, ttl) when nx is true, otherwise as
+// pipe.Set(ctx, key, value, ttl). It does not touch Redis.
+func newSetCommands(rdb *redis.Client, ttl time.Duration, nx bool, n int) setCommands {
+	ctx := context.Background()
+	var model []any
+	if nx {
+		model = rdb.Pipeline().SetNX(ctx, "", "", ttl).Args()
+	} else {
+		model = rdb.Pipeline().Set(ctx, "", "", ttl).Args()
+	}
+	opts := model[3:]
+	return setCommands{opts: opts, args: make([]any, 0, n*(3+len(opts)))}
+}
+
+// next returns the argument list of SET *key *val with the options. key
+// and val must not change until the command has been sent.
+func (c *setCommands) next(key, val *string) []any {
+	start := len(c.args)
+	c.args = append(c.args, "set", key, val)
+	c.args = append(c.args, c.opts...)
+	return c.args[start:len(c.args):len(c.args)]
 }
 
 var releaseScript = redis.NewScript(`

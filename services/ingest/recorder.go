@@ -3,6 +3,8 @@ package ingest
 import (
 	"context"
 	"sync"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Recording answers after the response.
@@ -42,7 +44,7 @@ import (
 // idemWrite is one answer to store: its idempotency key and done record.
 type idemWrite struct {
 	key string
-	val []byte
+	val string
 }
 
 // recorder is the queue of answers not yet written.
@@ -121,8 +123,10 @@ func (s *Service) writeRecords(ws []idemWrite) {
 		// claim outlives the produce (pendingTTL).
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RedisTimeout)
 		pipe := s.rdb.Pipeline()
-		for _, w := range chunk {
-			pipe.Set(ctx, w.key, w.val, s.cfg.IdempotencyTTL)
+		cmds := newSetCommands(s.rdb, s.cfg.IdempotencyTTL, false, len(chunk))
+		for i := range chunk {
+			w := &chunk[i] // not changed until Exec returns
+			_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, cmds.next(&w.key, &w.val)...))
 		}
 		_, err := pipe.Exec(ctx)
 		cancel()
