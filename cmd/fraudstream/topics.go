@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fraudstream/fraudstream/internal/kafkaopt"
@@ -56,11 +55,15 @@ func runTopics(ctx context.Context, args []string, env func(string) string, stdo
 			return err
 		}
 	}
-	checked := kafkaopt.CheckTopics(ctx, cl)
+	layout, err := kafkaopt.DescribeTopics(ctx, cl)
+	if err != nil {
+		return err
+	}
+	checked := layout.Check()
 	if errors.Is(checked, kafkaopt.ErrTopicsMissing) {
 		return checked
 	}
-	if err := listTopics(ctx, cl, stdout); err != nil {
+	if err := listTopics(layout, stdout); err != nil {
 		return errors.Join(checked, err)
 	}
 	if checked != nil {
@@ -72,35 +75,12 @@ func runTopics(ctx context.Context, args []string, env func(string) string, stdo
 
 // listTopics writes a line per pipeline topic: partitions, replication
 // factor and cleanup policy.
-func listTopics(ctx context.Context, cl *kgo.Client, w io.Writer) error {
-	adm := kadm.NewClient(cl)
-	details, err := adm.ListTopics(ctx, event.Topics...)
-	if err != nil {
-		return fmt.Errorf("list topics: %w", err)
-	}
-	configs, err := adm.DescribeTopicConfigs(ctx, event.Topics...)
-	if err != nil {
-		return fmt.Errorf("describe topic configs: %w", err)
-	}
-	policy := make(map[string]string)
-	for _, rc := range configs {
-		policy[rc.Name] = "delete"
-		for _, c := range rc.Configs {
-			if c.Key == "cleanup.policy" && c.Value != nil {
-				policy[rc.Name] = *c.Value
-			}
-		}
-	}
+func listTopics(layout kafkaopt.Layout, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tREPLICATION\tCLEANUP.POLICY")
 	for _, topic := range event.Topics {
-		d := details[topic]
-		replicas := 0
-		for _, p := range d.Partitions {
-			replicas = len(p.Replicas)
-			break
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", topic, len(d.Partitions), replicas, policy[topic])
+		tl := layout[topic]
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", topic, tl.Partitions, tl.Replicas, tl.CleanupPolicy)
 	}
 	return tw.Flush()
 }

@@ -130,28 +130,77 @@ func (e *LayoutError) Error() string {
 		" (docs/operations.md, \"Topics\")"
 }
 
-// CheckTopics checks that the pipeline's topics exist and are laid out as
-// the scorer relies on: raw-transactions' co-partitioned topics have
+// TopicLayout is what a topic looks like on the cluster.
+type TopicLayout struct {
+	Partitions    int
+	Replicas      int    // of its first partition
+	CleanupPolicy string // "delete", "compact" or "compact,delete"
+}
+
+// Layout holds the pipeline's topics that exist on a cluster, by name.
+type Layout map[string]TopicLayout
+
+// DescribeTopics reads the partitions, replication factor and cleanup
+// policy of those of the pipeline's topics that exist.
+func DescribeTopics(ctx context.Context, cl *kgo.Client) (Layout, error) {
+	adm := kadm.NewClient(cl)
+	details, err := adm.ListTopics(ctx, event.Topics...)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	layout := make(Layout)
+	var names []string
+	for _, topic := range event.Topics {
+		d, ok := details[topic]
+		switch {
+		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+			continue
+		case d.Err != nil:
+			return nil, fmt.Errorf("describe topic %s: %w", topic, d.Err)
+		}
+		tl := TopicLayout{Partitions: len(d.Partitions), CleanupPolicy: "delete"} // Kafka's default policy
+		for _, p := range d.Partitions {
+			tl.Replicas = len(p.Replicas)
+			break
+		}
+		layout[topic] = tl
+		names = append(names, topic)
+	}
+	if len(names) == 0 {
+		return layout, nil
+	}
+	configs, err := adm.DescribeTopicConfigs(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("describe topic configs: %w", err)
+	}
+	for _, rc := range configs {
+		if rc.Err != nil {
+			return nil, fmt.Errorf("describe configs of %s: %w", rc.Name, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "cleanup.policy" && c.Value != nil {
+				tl := layout[rc.Name]
+				tl.CleanupPolicy = *c.Value
+				layout[rc.Name] = tl
+			}
+		}
+	}
+	return layout, nil
+}
+
+// Check tells whether the layout serves the pipeline as the scorer relies
+// on: every topic exists, raw-transactions' co-partitioned topics have
 // exactly its number of partitions (scored partition p holds input
 // partition p, and scorer-state partition p is its task's changelog), and
 // scorer-state and fraud-rules are compacted (with retention deleting
 // instead, a restore would lose cards' state and the scorer the rule set
 // in force). Missing topics give an error wrapping ErrTopicsMissing, a bad
-// layout a *LayoutError, and any other error is the broker's.
-func CheckTopics(ctx context.Context, cl *kgo.Client) error {
-	adm := kadm.NewClient(cl)
-	details, err := adm.ListTopics(ctx, event.Topics...)
-	if err != nil {
-		return fmt.Errorf("list topics: %w", err)
-	}
+// layout a *LayoutError.
+func (l Layout) Check() error {
 	var missing []string
 	for _, topic := range event.Topics {
-		d, ok := details[topic]
-		switch {
-		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+		if _, ok := l[topic]; !ok {
 			missing = append(missing, topic)
-		case d.Err != nil:
-			return fmt.Errorf("describe topic %s: %w", topic, d.Err)
 		}
 	}
 	if len(missing) > 0 {
@@ -159,32 +208,19 @@ func CheckTopics(ctx context.Context, cl *kgo.Client) error {
 	}
 
 	var problems []string
-	want := len(details[event.TopicRaw].Partitions)
+	want := l[event.TopicRaw].Partitions
 	for _, topic := range event.Topics {
 		if topic == event.TopicRaw || topic == event.TopicRules {
 			continue
 		}
-		if n := len(details[topic].Partitions); n != want {
+		if n := l[topic].Partitions; n != want {
 			problems = append(problems, fmt.Sprintf("%s has %d partitions, %s has %d: they must be equal (co-partitioned)",
 				topic, n, event.TopicRaw, want))
 		}
 	}
-	configs, err := adm.DescribeTopicConfigs(ctx, event.TopicState, event.TopicRules)
-	if err != nil {
-		return fmt.Errorf("describe topic configs: %w", err)
-	}
-	for _, rc := range configs {
-		if rc.Err != nil {
-			return fmt.Errorf("describe configs of %s: %w", rc.Name, rc.Err)
-		}
-		policy := "delete" // Kafka's default
-		for _, c := range rc.Configs {
-			if c.Key == "cleanup.policy" && c.Value != nil {
-				policy = *c.Value
-			}
-		}
-		if !slices.Contains(strings.Split(policy, ","), "compact") {
-			problems = append(problems, fmt.Sprintf("%s has cleanup.policy=%s: it must be compact", rc.Name, policy))
+	for _, topic := range []string{event.TopicState, event.TopicRules} {
+		if policy := l[topic].CleanupPolicy; !slices.Contains(strings.Split(policy, ","), "compact") {
+			problems = append(problems, fmt.Sprintf("%s has cleanup.policy=%s: it must be compact", topic, policy))
 		}
 	}
 	if len(problems) > 0 {
@@ -192,4 +228,14 @@ func CheckTopics(ctx context.Context, cl *kgo.Client) error {
 		return &LayoutError{Problems: problems}
 	}
 	return nil
+}
+
+// CheckTopics describes the pipeline's topics on the cluster and checks
+// their layout (Layout.Check); any other error is the broker's.
+func CheckTopics(ctx context.Context, cl *kgo.Client) error {
+	layout, err := DescribeTopics(ctx, cl)
+	if err != nil {
+		return err
+	}
+	return layout.Check()
 }
