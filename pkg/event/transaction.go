@@ -72,10 +72,13 @@ func decodeTransactionRef(b []byte) (Transaction, error) {
 // Encode returns the JSON form of t with its schema set.
 func (t Transaction) Encode() ([]byte, error) {
 	t.Schema = SchemaTransaction
-	if b, ok := appendTransaction(make([]byte, 0, transactionSize(&t)), &t); ok {
-		return b, nil
-	}
-	return appendMarshal(nil, t)
+	return t.AppendEncode(make([]byte, 0, transactionSize(&t)))
+}
+
+// AppendEncode appends the JSON form of t, as Encode returns it, to b.
+func (t Transaction) AppendEncode(b []byte) ([]byte, error) {
+	t.Schema = SchemaTransaction
+	return t.AppendJSON(b)
 }
 
 // Validate checks every field of t and reports all problems at once. A zero

@@ -229,7 +229,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		c0 := len(cbuf)
-		c, err := appendCanonical(cbuf, tx)
+		c, err := tx.AppendEncode(cbuf)
 		if err != nil {
 			reject(i, &Error{Kind: KindInternal, Detail: "could not encode the transaction", Err: err})
 			continue
@@ -359,12 +359,6 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 	s.remember(answerWrites(claims, answers))
 }
 
-// appendCanonical appends tx's canonical encoding, tx.Encode's bytes.
-func appendCanonical(b []byte, tx event.Transaction) ([]byte, error) {
-	tx.Schema = event.SchemaTransaction
-	return tx.AppendJSON(b)
-}
-
 // record builds the Kafka record for a valid transaction from its
 // canonical encoding (tx.Encode, IngestTime unset), stamping the time ingest
 // received it.
@@ -421,7 +415,7 @@ func withIngestTime(canonical []byte, now time.Time) ([]byte, error) {
 
 // appendWithIngestTime is withIngestTime appending to b, given the JSON of
 // the time (ts) and a canonical encoding known to end in '}' (tx.Encode's
-// or appendCanonical's).
+// or AppendEncode's).
 func appendWithIngestTime(b, canonical, ts []byte) []byte {
 	b = append(b, canonical[:len(canonical)-1]...)
 	b = append(b, `,"ingest_time":`...)
