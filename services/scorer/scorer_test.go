@@ -36,20 +36,27 @@ func newCluster(t *testing.T) []string {
 // checks that layout before it starts a session.
 func pipelineCluster(tb testing.TB) (brokers []string, stop func()) {
 	tb.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	brokers, stop = emptyCluster(tb)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		tb.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		c.Close()
+		stop()
 		tb.Fatal(err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := kafkaopt.EnsureTopics(ctx, cl, partitions, 1); err != nil {
-		c.Close()
+		stop()
+		tb.Fatal(err)
+	}
+	return brokers, stop
+}
+
+// emptyCluster starts an in-process kfake broker without topics.
+func emptyCluster(tb testing.TB) (brokers []string, stop func()) {
+	tb.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
 		tb.Fatal(err)
 	}
 	return c.ListenAddrs(), c.Close

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fraudstream/fraudstream/internal/kafkaopt"
@@ -21,12 +20,8 @@ import (
 // work with: Run must end with an error naming each problem instead of
 // aborting transaction after transaction.
 func TestScorerRefusesBadTopicLayout(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
+	brokers, stop := emptyCluster(t)
+	defer stop()
 	adm := kadm.NewClient(newClient(t, brokers))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -66,12 +61,8 @@ func TestScorerRefusesBadTopicLayout(t *testing.T) {
 // when it starts beside a topic-creating job: it must wait and retry, then
 // score once they are there.
 func TestScorerWaitsForTopics(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
+	brokers, stop := emptyCluster(t)
+	defer stop()
 	cfg := testConfig(brokers, "scorer-wait")
 	r := start(t, cfg)
 	eventually(t, "/readyz naming the missing topics", func() error {
