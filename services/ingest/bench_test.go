@@ -55,10 +55,16 @@ func benchConfig(b *testing.B) Config {
 }
 
 // runPosts sends POSTs of benchBody from GOMAXPROCS×p keep-alive clients
-// until b.N are done, failing on any status but want.
-func runPosts(b *testing.B, url, prefix string, want int) {
+// until b.N are done, failing on any status but want. It reports the
+// process's CPU per request, and redis-server's when rdb is not nil.
+func runPosts(b *testing.B, url, prefix string, want int, rdb *redis.Client) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
 	var n atomic.Int64
+	var redisCPU time.Duration
+	if rdb != nil {
+		redisCPU = redisCPUTime(b, rdb)
+	}
+	cpu := processCPU(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
@@ -81,6 +87,10 @@ func runPosts(b *testing.B, url, prefix string, want int) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+	b.ReportMetric(float64((processCPU(b)-cpu).Microseconds())/float64(b.N), "cpu-µs/req")
+	if rdb != nil {
+		b.ReportMetric(float64((redisCPUTime(b, rdb)-redisCPU).Microseconds())/float64(b.N), "redis-cpu-µs/req")
+	}
 }
 
 var benchRun atomic.Int64 // keeps transaction ids unique across runs
@@ -109,12 +119,14 @@ func BenchmarkIngestSingle(b *testing.B) {
 		}))
 		defer srv.Close()
 		b.SetParallelism(16)
-		runPosts(b, srv.URL, fmt.Sprintf("bare-%d-", benchRun.Add(1)), http.StatusAccepted)
+		runPosts(b, srv.URL, fmt.Sprintf("bare-%d-", benchRun.Add(1)), http.StatusAccepted, nil)
 	})
 	b.Run("full", func(b *testing.B) {
-		base := startBenchService(b, benchConfig(b))
+		cfg := benchConfig(b)
+		base := startBenchService(b, cfg)
+		rdb := benchRedis(b, cfg)
 		b.SetParallelism(16)
-		runPosts(b, base+"/v1/transactions", fmt.Sprintf("full-%d-", benchRun.Add(1)), http.StatusAccepted)
+		runPosts(b, base+"/v1/transactions", fmt.Sprintf("full-%d-", benchRun.Add(1)), http.StatusAccepted, rdb)
 	})
 }
 
@@ -139,13 +151,7 @@ func BenchmarkIngestBatch(b *testing.B) {
 	b.Run("full", func(b *testing.B) {
 		cfg := benchConfig(b)
 		base := startBenchService(b, cfg)
-		ropts, err := redisOptions(cfg.RedisURL, cfg.RedisTimeout)
-		if err != nil {
-			b.Fatal(err)
-		}
-		rdb := redis.NewClient(ropts)
-		defer rdb.Close()
-		postBatches(b, base+"/v1/transactions/batch", rdb)
+		postBatches(b, base+"/v1/transactions/batch", benchRedis(b, cfg))
 	})
 }
 
@@ -196,6 +202,17 @@ func postBatches(b *testing.B, url string, rdb *redis.Client) {
 	b.ReportMetric(float64((redisCPUTime(b, rdb)-redisCPU).Microseconds())/txs, "redis-cpu-µs/tx")
 }
 
+// benchRedis is a client of cfg's Redis, closed when b ends.
+func benchRedis(b *testing.B, cfg Config) *redis.Client {
+	ropts, err := redisOptions(cfg.RedisURL, cfg.RedisTimeout)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rdb := redis.NewClient(ropts)
+	b.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
 // floorBatch is the floor of BenchmarkIngestBatch: per batch it reads the
 // body and splits it; per item it decodes and validates the transaction,
 // encodes the record with its ingest_time, claims the transaction_id in
@@ -211,10 +228,6 @@ type floorBatch struct {
 }
 
 func newFloorBatch(b *testing.B, cfg Config) *floorBatch {
-	ropts, err := redisOptions(cfg.RedisURL, cfg.RedisTimeout)
-	if err != nil {
-		b.Fatal(err)
-	}
 	opts, err := cfg.Kafka.Opts()
 	if err != nil {
 		b.Fatal(err)
@@ -223,12 +236,8 @@ func newFloorBatch(b *testing.B, cfg Config) *floorBatch {
 	if err != nil {
 		b.Fatal(err)
 	}
-	f := &floorBatch{rdb: redis.NewClient(ropts), cl: cl}
-	b.Cleanup(func() {
-		f.cl.Close()
-		f.rdb.Close()
-	})
-	return f
+	b.Cleanup(cl.Close)
+	return &floorBatch{rdb: benchRedis(b, cfg), cl: cl}
 }
 
 func (f *floorBatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
