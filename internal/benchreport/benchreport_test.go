@@ -243,6 +243,7 @@ func TestRender(t *testing.T) {
 		"| scorer vs plain transactional copy loop (same broker) | ratio ≥ 0.6 | 0.123 (89,291 / 710,000 records/s; 3 runs: 0.123, 0.130, 0.120) | **not met** | 1.50, 1.00, 0.50 → 2.50, 1.20, 0.60 |",
 		"| ingest vs bare decode-and-202 handler | ratio ≥ 0.5 | 0.450",
 		"| database sink vs raw COPY (PostgreSQL) | ratio ≥ 0.7 | — | **not measured** |",
+		"| ingest batch endpoint, 1000-item NDJSON batches | ≥ 200,000 tx/s | — | **not measured** |",
 		"at 3000 tx/s achieved | **not met** |",
 		"precision 0.900, recall 0.950",
 		"1m0s soak: scorer flat | **met** |",
@@ -258,6 +259,66 @@ func TestRender(t *testing.T) {
 	if t.Failed() {
 		t.Log(out)
 	}
+}
+
+// sampleCeiling has the scorer's codec loop and the batch endpoint with its
+// floor, as the benchmarks print them.
+const sampleCeiling = `pkg: github.com/fraudstream/fraudstream/services/scorer
+BenchmarkScorerVsCopyLoop-2   	       2	3067426490 ns/op	         6.071 codec-cpu-µs/rec	         0.2972 codec-ratio	    192917 codec-records/s	         1.636 copy-cpu-µs/rec	    649210 copy-records/s	         0.1251 cpu-ratio	         0.1799 ratio	        13.08 scorer-cpu-µs/rec	    116761 scorer-records/s
+BenchmarkScorerVsCopyLoop-2   	       2	3067426490 ns/op	         0.3100 codec-ratio	    600000 copy-records/s	         0.2000 ratio	    120000 scorer-records/s
+pkg: github.com/fraudstream/fraudstream/services/ingest
+BenchmarkIngestBatch/floor-2         	     300	   5873022 ns/op	         6.751 cpu-µs/tx	         3.292 redis-cpu-µs/tx	    170000 tx/s	 2964438 B/op	   13262 allocs/op
+BenchmarkIngestBatch/full-2          	     300	   8742928 ns/op	         9.171 cpu-µs/tx	         5.816 redis-cpu-µs/tx	    110000 tx/s	 4289074 B/op	    7301 allocs/op
+BenchmarkIngestBatch/floor-2         	     300	   5873022 ns/op	    190000 tx/s
+BenchmarkIngestBatch/full-2          	     300	   8742928 ns/op	    120000 tx/s
+`
+
+func TestRenderCeilingAndBatch(t *testing.T) {
+	set, err := Parse(strings.NewReader(sampleCeiling))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := ScorerRatio(set)
+	if len(sc.Ceiling) != 2 || sc.Ceiling[1] != 0.31 {
+		t.Errorf("scorer ceiling %v, want the two codec-ratio figures", sc.Ceiling)
+	}
+	batch := IngestBatchRate(set)
+	if batch.Status != NotMet || Median(batch.Measured) != 115000 || Median(batch.Floor) != 180000 {
+		t.Errorf("batch %+v: want not met, median 115,000 beside a floor of 180,000", batch)
+	}
+	if fast := IngestBatchRate(mustParse(t, "BenchmarkIngestBatch/full-2 1 1 ns/op 200000 tx/s\n")); fast.Status != Met {
+		t.Errorf("200,000 tx/s is the target, got %s", fast.Status)
+	}
+	var b bytes.Buffer
+	if err := Render(&b, Report{Micro: set}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"| ingest batch endpoint, 1000-item NDJSON batches | ≥ 200,000 tx/s | 115,000 tx/s (floor handler 180,000; 2 runs: 110,000, 120,000) | **not met** |",
+		"| run | service (tx/s) | floor (tx/s) | service / floor |",
+		"| 1 | 110,000 | 170,000 | 0.647 |",
+		"The floor reached 180,000 tx/s (median), 90% of the target",
+		"| run | measured (records/s) | baseline (records/s) | ratio | ceiling ratio |",
+		"| 2 | 120,000 | 600,000 | 0.200 | 0.310 |",
+		"It reached 0.304 of the copy loop (median)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+}
+
+func mustParse(t *testing.T, in string) *Set {
+	t.Helper()
+	s, err := Parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func TestParseMetrics(t *testing.T) {

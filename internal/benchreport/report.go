@@ -154,8 +154,9 @@ const (
 	TargetScorerRatio = 0.6
 	TargetIngestRatio = 0.5
 	TargetSinkRatio   = 0.7
-	TargetE2EP50      = 30.0  // ms
-	TargetE2EP99      = 120.0 // ms
+	TargetIngestBatch = 200_000 // tx/s
+	TargetE2EP50      = 30.0    // ms
+	TargetE2EP99      = 120.0   // ms
 	// A run reaches its rate when it sustains this share of it.
 	rateTolerance = 0.95
 	// Soak: a service is flat when the median of its heap goal (or, without
