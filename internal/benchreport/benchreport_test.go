@@ -244,6 +244,7 @@ func TestRender(t *testing.T) {
 		"| ingest vs bare decode-and-202 handler | ratio ≥ 0.5 | 0.450",
 		"| database sink vs raw COPY (PostgreSQL) | ratio ≥ 0.7 | — | **not measured** |",
 		"| ingest batch endpoint, 1000-item NDJSON batches | ≥ 200,000 tx/s | — | **not measured** |",
+		"| scorer restore of one partition holding 1 million cards' state | ≤ 15 s | — | **not measured** |",
 		"at 3000 tx/s achieved | **not met** |",
 		"precision 0.900, recall 0.950",
 		"1m0s soak: scorer flat | **met** |",
@@ -271,6 +272,10 @@ BenchmarkIngestBatch/floor-2         	     300	   5873022 ns/op	         6.751 c
 BenchmarkIngestBatch/full-2          	     300	   8742928 ns/op	         9.171 cpu-µs/tx	         5.816 redis-cpu-µs/tx	    110000 tx/s	 4289074 B/op	    7301 allocs/op
 BenchmarkIngestBatch/floor-2         	     300	   5873022 ns/op	    190000 tx/s
 BenchmarkIngestBatch/full-2          	     300	   8742928 ns/op	    120000 tx/s
+pkg: github.com/fraudstream/fraudstream/services/scorer
+BenchmarkRestore1MCards-2   	       1	27965150184 ns/op	      1155 heap-bytes/card	         6.621 s/restore
+BenchmarkRestore1MCards-2   	       1	27965150184 ns/op	      1201 heap-bytes/card	        16.2 s/restore
+BenchmarkRestore1MCards-2   	       1	27965150184 ns/op	      1100 heap-bytes/card	         7.0 s/restore
 `
 
 func TestRenderCeilingAndBatch(t *testing.T) {
@@ -285,6 +290,9 @@ func TestRenderCeilingAndBatch(t *testing.T) {
 	batch := IngestBatchRate(set)
 	if batch.Status != NotMet || Median(batch.Measured) != 115000 || Median(batch.Floor) != 180000 {
 		t.Errorf("batch %+v: want not met, median 115,000 beside a floor of 180,000", batch)
+	}
+	if slow := RestoreOf(mustParse(t, "BenchmarkRestore1MCards-2 1 1 ns/op 15.1 s/restore\n")); slow.Status != NotMet {
+		t.Errorf("a restore of 15.1 s is over the target, got %s", slow.Status)
 	}
 	if fast := IngestBatchRate(mustParse(t, "BenchmarkIngestBatch/full-2 1 1 ns/op 200000 tx/s\n")); fast.Status != Met {
 		t.Errorf("200,000 tx/s is the target, got %s", fast.Status)
@@ -302,6 +310,8 @@ func TestRenderCeilingAndBatch(t *testing.T) {
 		"| run | measured (records/s) | baseline (records/s) | ratio | ceiling ratio |",
 		"| 2 | 120,000 | 600,000 | 0.200 | 0.310 |",
 		"It reached 0.304 of the copy loop (median)",
+		"| scorer restore of one partition holding 1 million cards' state | ≤ 15 s | 7.0 s (3 runs: 6.62, 16.2, 7) | **met** |",
+		"| scorer memory per active card (three transactions each) | measured | 1,155 bytes of heap per restored card | **reported (no target)** |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)

@@ -71,6 +71,30 @@ type Rate struct {
 	Status          Status
 }
 
+// Restore is the scorer restoring one partition that holds a million
+// cards' state (BenchmarkRestore1MCards): seconds per restore against the
+// target, and the heap each restored card holds (reported, no target).
+type Restore struct {
+	Seconds, BytesPerCard []float64 // per run
+	Target                float64   // seconds
+	Status                Status
+}
+
+// RestoreOf reads BenchmarkRestore1MCards.
+func RestoreOf(s *Set) Restore {
+	const b = "BenchmarkRestore1MCards"
+	r := Restore{Seconds: s.Values(b, "s/restore"), BytesPerCard: s.Values(b, "heap-bytes/card"), Target: TargetRestoreSeconds}
+	switch {
+	case len(r.Seconds) == 0:
+		r.Status = NotMeasured
+	case Median(r.Seconds) <= r.Target:
+		r.Status = Met
+	default:
+		r.Status = NotMet
+	}
+	return r
+}
+
 // IngestBatchRate is POST /v1/transactions/batch through the whole service
 // against its target, with the floor handler of the same run
 // (BenchmarkIngestBatch/full and /floor).
@@ -267,6 +291,16 @@ func Render(w io.Writer, r Report) error {
 	}
 	batch := IngestBatchRate(r.Micro)
 	p("| ingest batch endpoint, 1000-item NDJSON batches | ≥ %s %s | %s | %s | %s |", num(batch.Target), batch.Unit, rateCell(batch), batch.Status.bold(), loadOf(batch.Benchmark))
+	restore := RestoreOf(r.Micro)
+	restoreCell, memoryCell, memoryStatus := "—", "—", NotMeasured
+	if len(restore.Seconds) > 0 {
+		restoreCell = fmt.Sprintf("%.1f s (%d runs: %s)", Median(restore.Seconds), len(restore.Seconds), joinNum(restore.Seconds))
+	}
+	if len(restore.BytesPerCard) > 0 {
+		memoryCell, memoryStatus = fmt.Sprintf("%s bytes of heap per restored card", num(Median(restore.BytesPerCard))), "reported (no target)"
+	}
+	p("| scorer restore of one partition holding 1 million cards' state | ≤ %.0f s | %s | %s | %s |", restore.Target, restoreCell, restore.Status.bold(), loadOf("BenchmarkRestore1MCards"))
+	p("| scorer memory per active card (three transactions each) | measured | %s | %s | %s |", memoryCell, memoryStatus.bold(), loadOf("BenchmarkRestore1MCards"))
 	lat := E2EVerdict(r.E2E, r.E2ERate)
 	p("| end-to-end latency POST → scored record on the SSE stream, at %.0f tx/s | p50 ≤ %.0f ms, p99 ≤ %.0f ms | %s | %s | %s |",
 		r.E2ERate, TargetE2EP50, TargetE2EP99, latencyCell(lat), lat.Status.bold(), phaseLoad(r.E2E))

@@ -260,8 +260,8 @@ func howProduced(root string, s settings) string {
 }
 
 // microCommands are the Go micro-benchmarks make bench runs: the three
-// comparisons with their baselines and the batch endpoint beside its
-// floor, then the per-record costs. Each is
+// comparisons with their baselines, the batch endpoint beside its floor
+// and the scorer's restore of a million cards, then the per-record costs. Each is
 // bounded by a fixed iteration count or a short benchtime.
 func microCommands(count int) [][]string {
 	c := strconv.Itoa(count)
@@ -269,6 +269,7 @@ func microCommands(count int) [][]string {
 		{"go", "test", "-run", "^$", "-bench", "ScorerVsCopyLoop$", "-benchtime", "2x", "-count", c, "./services/scorer/"},
 		{"go", "test", "-run", "^$", "-bench", "IngestSingle$", "-benchtime", "2s", "-count", c, "./services/ingest/"},
 		{"go", "test", "-run", "^$", "-bench", "IngestBatch$", "-benchtime", "300x", "-count", c, "./services/ingest/"},
+		{"go", "test", "-run", "^$", "-bench", "Restore1MCards$", "-benchtime", "1x", "-count", c, "./services/scorer/"},
 		{"go", "test", "-run", "^$", "-bench", "SinkVsRawCopy$", "-benchtime", "20x", "-count", c, "./services/alerts/"},
 		{"go", "test", "-run", "^$", "-bench", "TaskProcess$|TaskProcessDefault$|ScorerPipeline$", "-benchtime", "1s", "-benchmem", "-count", c, "./services/scorer/"},
 		{"go", "test", "-run", "^$", "-bench", ".", "-benchtime", "0.5s", "-benchmem", "-count", c,
