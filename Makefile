@@ -44,6 +44,6 @@ clean:
 verify-eos:
 	$(GO) test -count=1 -timeout 30m -run '^TestVerifyEOS$$' -v ./internal/eosverify -args -eos.records=200000 -eos.kills=12 -eos.feed=90s
 
-## bench: Go micro-benchmarks (raw output in out/bench/micro.txt, for benchstat) and the system benchmark against the real binaries; writes docs/BENCHMARKS.md. About 25 minutes; BENCH_SOAK=1m shortens the 10-minute soak (other BENCH_* settings: internal/benchreport/system_test.go)
+## bench: Go micro-benchmarks (raw output in out/bench/micro.txt, for benchstat) and the system benchmark against the real binaries; writes docs/BENCHMARKS.md. About 20 minutes; BENCH_SOAK=1m shortens the 10-minute soak (other BENCH_* settings: internal/benchreport/system_test.go)
 bench: build
 	$(GO) test -tags benchsystem -count=1 -timeout 120m -run '^TestBenchmarkReport$$' -v ./internal/benchreport/ -args -bench.root=$(CURDIR)
