@@ -20,9 +20,12 @@ import (
 // rate per period, cost; TestAdmitMatchesRedisRate holds it to the
 // library), and only when the request is allowed does it claim each
 // idempotency key with SET NX, returning for each key either 1 (claimed) or
-// the record that is already there. A refused request therefore claims
-// nothing, and a taken key costs no further round trip unless its owner is
-// still producing (then wait polls, as before).
+// the record that is already there with its PTTL. A refused request
+// therefore claims nothing. A taken key costs no further round trip when it
+// holds a record of the previous version or another fingerprint; a claim of
+// this version with the same fingerprint costs one more, to read its
+// answers (settle), and more while its owner is still producing (then wait
+// polls, as before). Duplicates are rare; the common case stays one call.
 //
 // Profile routes run the script with no keys (just the rate limit), and so
 // do batches, which then claim their many keys in one pipeline (claim in
@@ -32,12 +35,12 @@ import (
 //	KEYS[1]     "rate:ingest:" + key_id (redis_rate's "rate:" prefix kept, so
 //	            limits carry over a rolling upgrade)
 //	KEYS[2..]   idempotency keys
-//	ARGV        burst, rate, period (seconds), cost, pending TTL (ms), then
-//	            one pending record per idempotency key (pendingRecord: its
-//	            format is spelled once, in Go)
+//	ARGV        burst, rate, period (seconds), cost, claim TTL (ms), then
+//	            one claim per idempotency key (writeClaim: its format is
+//	            spelled once, in Go)
 //	reply       {allowed, remaining, retry_after, reset_after, claim...}
 //	            as redis_rate's allow_n, followed when allowed by one claim
-//	            result per idempotency key: 1 or the existing record
+//	            result per idempotency key: 1, or {record, PTTL in ms}
 var admitScript = redis.NewScript(`
 -- TIME before a write: effects replication (the default since Redis 5)
 redis.replicate_commands()
@@ -91,7 +94,7 @@ for i = 2, #KEYS do
   if redis.call("SET", KEYS[i], ARGV[4 + i], "NX", "PX", ttl) then
     out[#out + 1] = 1
   else
-    out[#out + 1] = redis.call("GET", KEYS[i])
+    out[#out + 1] = {redis.call("GET", KEYS[i]), redis.call("PTTL", KEYS[i])}
   end
 end
 return out
@@ -109,32 +112,33 @@ type admission struct {
 // admitPeriod is the rate limit's period: rates are per second.
 const admitPeriod = time.Second
 
-// admit charges cost units to key k and, when allowed, claims items with
-// the pending token tok, resolving each item's outcome from the one reply:
-// idemOwned, idemReplay, idemConflict, or idemInProgress (still to be
-// waited for by the caller). It returns an error only when Redis fails.
-func (s *Service) admit(ctx context.Context, k *apiKey, cost int, items []*idemItem, tok string) (admission, error) {
-	keys, args := admitArgs(s, k, cost, items, tok)
+// admit charges cost units to key k and, when allowed, claims items for c,
+// resolving each item's outcome from the one reply: idemOwned, idemReplay,
+// idemConflict, idemInProgress (still to be waited for by the caller), or
+// idemHeld (still to be settled by the caller). It returns an error only
+// when Redis fails.
+func (s *Service) admit(ctx context.Context, k *apiKey, cost int, items []*idemItem, c claimer) (admission, error) {
+	keys, args := admitArgs(k, cost, items, c)
 	v, err := admitScript.Run(ctx, s.rdb, keys, args...).Slice()
-	return resolveAdmission(v, err, items, tok)
+	return resolveAdmission(v, err, items, c)
 }
 
-func admitArgs(s *Service, k *apiKey, cost int, items []*idemItem, tok string) ([]string, []any) {
+func admitArgs(k *apiKey, cost int, items []*idemItem, c claimer) ([]string, []any) {
 	keys := make([]string, 1, 1+len(items))
 	keys[0] = rateKey(k.id)
 	args := make([]any, 5, 5+len(items))
 	args[0], args[1], args[2], args[3] = k.burst, k.rate, admitPeriod.Seconds(), cost
-	args[4] = s.pendingTTL().Milliseconds()
+	args[4] = c.ttl.Milliseconds()
 	for _, it := range items {
 		keys = append(keys, it.key)
-		args = append(args, pendingRecord(it.fp, tok))
+		args = append(args, it.claimValue(c))
 	}
 	return keys, args
 }
 
 // resolveAdmission reads admitScript's reply v (or its error err) into the
 // admission and the items' outcomes.
-func resolveAdmission(v []any, err error, items []*idemItem, tok string) (admission, error) {
+func resolveAdmission(v []any, err error, items []*idemItem, c claimer) (admission, error) {
 	if err != nil {
 		return admission{}, fmt.Errorf("rate limit and claim: %w", err)
 	}
@@ -149,22 +153,29 @@ func resolveAdmission(v []any, err error, items []*idemItem, tok string) (admiss
 		return admission{}, fmt.Errorf("rate limit and claim: %d replies for %d keys", len(v)-4, len(items))
 	}
 	for i, it := range items {
-		switch c := v[4+i].(type) {
+		switch r := v[4+i].(type) {
 		case int64:
-			it.outcome = idemOwned
-			it.pending = pendingRecord(it.fp, tok)
-		case string:
-			if c == pendingRecord(it.fp, tok) {
-				// Our own claim: the script ran twice (a retry after a
-				// connection broke mid-reply).
-				it.outcome, it.pending = idemOwned, c
-				continue
+			it.outcome, it.pending = idemOwned, it.claimValue(c)
+		case []any:
+			var rec string
+			var pttl int64
+			ok := len(r) == 2
+			if ok {
+				rec, ok = r[0].(string)
 			}
-			if err := it.resolve(c); err != nil {
+			if ok {
+				pttl, ok = r[1].(int64)
+			}
+			if !ok {
+				return admission{}, fmt.Errorf("rate limit and claim: unexpected reply %v for %s", r, it.key)
+			}
+			// Our own claim is owned (the script ran twice: a retry
+			// after a connection broke mid-reply).
+			if err := it.resolve(rec, pttl, c); err != nil {
 				return admission{}, err
 			}
 		default:
-			return admission{}, fmt.Errorf("rate limit and claim: unexpected reply %T for %s", c, it.key)
+			return admission{}, fmt.Errorf("rate limit and claim: unexpected reply %T for %s", r, it.key)
 		}
 	}
 	return a, nil
@@ -186,7 +197,7 @@ type admitCall struct {
 	k     *apiKey
 	cost  int
 	items []*idemItem
-	tok   string
+	c     claimer
 
 	a    admission
 	err  error
@@ -199,14 +210,14 @@ const maxAdmitPipeline = 256
 // admitShared is admit through runAdmitter, or directly when it is not
 // running. ctx bounds only the wait to be taken; once taken, the call is
 // bounded by RedisTimeout like any other.
-func (s *Service) admitShared(ctx context.Context, k *apiKey, cost int, items []*idemItem, tok string) (admission, error) {
-	c := &admitCall{k: k, cost: cost, items: items, tok: tok, done: make(chan struct{})}
+func (s *Service) admitShared(ctx context.Context, k *apiKey, cost int, items []*idemItem, cl claimer) (admission, error) {
+	c := &admitCall{k: k, cost: cost, items: items, c: cl, done: make(chan struct{})}
 	select {
 	case s.admits <- c: // unbuffered: taken only by a running admitter
 		<-c.done
 		return c.a, c.err
 	case <-s.admitterStopped:
-		return s.admit(ctx, k, cost, items, tok)
+		return s.admit(ctx, k, cost, items, cl)
 	case <-ctx.Done():
 		return admission{}, fmt.Errorf("rate limit and claim: %w", context.Cause(ctx))
 	}
@@ -243,14 +254,14 @@ func (s *Service) admitPipeline(calls []*admitCall) {
 	defer cancel()
 	if len(calls) == 1 {
 		c := calls[0]
-		c.a, c.err = s.admit(ctx, c.k, c.cost, c.items, c.tok)
+		c.a, c.err = s.admit(ctx, c.k, c.cost, c.items, c.c)
 		close(c.done)
 		return
 	}
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
 	for i, c := range calls {
-		keys, args := admitArgs(s, c.k, c.cost, c.items, c.tok)
+		keys, args := admitArgs(c.k, c.cost, c.items, c.c)
 		cmds[i] = admitScript.EvalSha(ctx, pipe, keys, args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
@@ -259,10 +270,10 @@ func (s *Service) admitPipeline(calls []*admitCall) {
 		if redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// Not loaded yet (or flushed): nothing ran, so run it alone,
 			// which loads it.
-			keys, args := admitArgs(s, c.k, c.cost, c.items, c.tok)
+			keys, args := admitArgs(c.k, c.cost, c.items, c.c)
 			v, err = admitScript.Run(ctx, s.rdb, keys, args...).Slice()
 		}
-		c.a, c.err = resolveAdmission(v, err, c.items, c.tok)
+		c.a, c.err = resolveAdmission(v, err, c.items, c.c)
 		close(c.done)
 	}
 }

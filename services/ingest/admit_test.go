@@ -49,7 +49,7 @@ func TestAdmitMatchesRedisRate(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, err := s.admit(ctx, k, cost, nil, "tok")
+				got, err := s.admit(ctx, k, cost, nil, claimer{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -88,23 +88,27 @@ func TestAdmitClaims(t *testing.T) {
 	ctx := context.Background()
 	k := &apiKey{id: "claims", rate: 1, burst: 3}
 	item := func(id, body string) *idemItem { return newIdemItem(k.id, id, []byte(body)) }
-	set := func(it *idemItem, rec idemRecord) {
+	set := func(it *idemItem, v string) {
 		t.Helper()
-		v, _ := json.Marshal(rec)
 		if err := rdb.Set(ctx, it.key, v, time.Minute).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
 
+	// The previous version's records, and a claim of this one.
 	fresh := item("fresh", "a")
 	replay := item("replay", "b")
-	set(replay, idemRecord{State: idemDone, FP: replay.fp, Status: 202, Body: json.RawMessage(`{"transaction_id":"replay","partition":1,"offset":7}`)})
+	set(replay, oldDoneRecord(replay.fp, `{"transaction_id":"replay","partition":1,"offset":7}`))
 	conflict := item("conflict", "c")
-	set(conflict, idemRecord{State: idemDone, FP: item("conflict", "other body").fp, Status: 202, Body: json.RawMessage(`{}`)})
+	set(conflict, oldDoneRecord(item("conflict", "other body").fp, `{}`))
 	pending := item("pending", "d")
-	set(pending, idemRecord{State: idemPending, FP: pending.fp, Token: "someone-else"})
+	set(pending, oldPendingRecord(pending.fp, "someone-else"))
+	held := item("held", "e")
+	other := claimer{keyID: k.id, tok: "someone-else", ttl: time.Minute, pend: time.Minute}
+	set(held, writeClaimString(held.fp, other, 3))
 
-	a, err := s.admit(ctx, k, 1, []*idemItem{fresh, replay, conflict, pending}, "mytoken")
+	c := claimer{keyID: k.id, tok: "mytoken", ttl: s.cfg.IdempotencyTTL, pend: s.pendingTTL()}
+	a, err := s.admit(ctx, k, 1, []*idemItem{fresh, replay, conflict, pending, held}, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +118,7 @@ func TestAdmitClaims(t *testing.T) {
 	for _, c := range []struct {
 		it   *idemItem
 		want idemOutcome
-	}{{fresh, idemOwned}, {replay, idemReplay}, {conflict, idemConflict}, {pending, idemInProgress}} {
+	}{{fresh, idemOwned}, {replay, idemReplay}, {conflict, idemConflict}, {pending, idemInProgress}, {held, idemHeld}} {
 		if c.it.outcome != c.want {
 			t.Errorf("%s: outcome %d, want %d", c.it.key, c.it.outcome, c.want)
 		}
@@ -122,22 +126,26 @@ func TestAdmitClaims(t *testing.T) {
 	if string(replay.replay.Body) != `{"transaction_id":"replay","partition":1,"offset":7}` || replay.replay.Status != 202 {
 		t.Errorf("replayed record %+v", replay.replay)
 	}
-	// The claim is the documented pending record, with its TTL.
+	if held.held.Token != "someone-else" || held.held.Index != 3 || held.heldTTL <= 0 || held.heldTTL > time.Minute.Milliseconds() {
+		t.Errorf("held claim read as %+v, PTTL %d", held.held, held.heldTTL)
+	}
+	// The claim is the documented record, with the long TTL.
 	v, err := rdb.Get(ctx, fresh.key).Result()
-	if err != nil || v != pendingRecord(fresh.fp, "mytoken") || fresh.pending != v {
+	if err != nil || v != writeClaimString(fresh.fp, c, 0) || fresh.pending != v {
 		t.Errorf("claimed key holds %q (%v), item pending %q", v, err, fresh.pending)
 	}
 	var rec idemRecord
-	if err := json.Unmarshal([]byte(v), &rec); err != nil || rec.State != idemPending || rec.FP != fresh.fp || rec.Token != "mytoken" {
-		t.Errorf("pending record %q does not decode as one: %+v %v", v, rec, err)
+	if err := json.Unmarshal([]byte(v), &rec); err != nil || rec.State != "" || rec.FP != fresh.fp || rec.Token != "mytoken" ||
+		rec.Index != 0 || rec.TTL != c.ttl.Milliseconds() || rec.Pend != c.pend.Milliseconds() {
+		t.Errorf("claim %q does not decode as one: %+v %v", v, rec, err)
 	}
-	if ttl := rdb.PTTL(ctx, fresh.key).Val(); ttl <= s.pendingTTL()-time.Second || ttl > s.pendingTTL() {
-		t.Errorf("claim TTL %v, want about %v", ttl, s.pendingTTL())
+	if ttl := rdb.PTTL(ctx, fresh.key).Val(); ttl <= s.cfg.IdempotencyTTL-time.Minute || ttl > s.cfg.IdempotencyTTL {
+		t.Errorf("claim TTL %v, want about %v", ttl, s.cfg.IdempotencyTTL)
 	}
 
 	t.Run("a refused request claims nothing", func(t *testing.T) {
 		late := item("late", "e")
-		a, err := s.admit(ctx, k, 3, []*idemItem{late}, "mytoken")
+		a, err := s.admit(ctx, k, 3, []*idemItem{late}, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +177,7 @@ func TestAdmitShared(t *testing.T) {
 	for i := range n {
 		items[i] = newIdemItem(k.id, fmt.Sprintf("sh-%d", i), []byte{byte(i)})
 		wg.Go(func() {
-			results[i], errs[i] = s.admitShared(ctx, k, 1, []*idemItem{items[i]}, fmt.Sprintf("tok-%d", i))
+			results[i], errs[i] = s.admitShared(ctx, k, 1, []*idemItem{items[i]}, claimer{keyID: k.id, tok: fmt.Sprintf("tok-%d", i), ttl: time.Minute, pend: time.Second})
 		})
 	}
 	wg.Wait()
@@ -178,7 +186,7 @@ func TestAdmitShared(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("call %d: %v", i, errs[i])
 		}
-		claimed := rdb.Get(ctx, items[i].key).Val() == pendingRecord(items[i].fp, fmt.Sprintf("tok-%d", i))
+		claimed := rdb.Get(ctx, items[i].key).Val() == items[i].claim
 		if results[i].allowed {
 			allowed++
 		}
@@ -192,7 +200,7 @@ func TestAdmitShared(t *testing.T) {
 	close(stop)
 	<-s.admitterStopped
 	it := newIdemItem(k.id, "after-stop", []byte("x"))
-	if _, err := s.admitShared(ctx, &apiKey{id: "other", rate: 1, burst: 1}, 1, []*idemItem{it}, "t"); err != nil || it.outcome != idemOwned {
+	if _, err := s.admitShared(ctx, &apiKey{id: "other", rate: 1, burst: 1}, 1, []*idemItem{it}, claimer{tok: "t", ttl: time.Minute}); err != nil || it.outcome != idemOwned {
 		t.Errorf("after stop: outcome %d, err %v", it.outcome, err)
 	}
 }
@@ -255,15 +263,18 @@ func TestRateLimitedClaimsNothing(t *testing.T) {
 func TestAdmitOwnClaim(t *testing.T) {
 	it := newIdemItem("k", "own", []byte("x"))
 	other := newIdemItem("k", "other", []byte("y"))
-	v := []any{int64(1), int64(0), "-1", "0.5", pendingRecord(it.fp, "tok"), pendingRecord(other.fp, "someone-else")}
-	if _, err := resolveAdmission(v, nil, []*idemItem{it, other}, "tok"); err != nil {
+	c := claimer{keyID: "k", tok: "tok", ttl: time.Minute, pend: time.Second}
+	v := []any{int64(1), int64(0), "-1", "0.5",
+		[]any{writeClaimString(it.fp, c, 0), int64(59_000)},
+		[]any{writeClaimString(other.fp, claimer{keyID: "k", tok: "someone-else", ttl: time.Minute, pend: time.Second}, 0), int64(59_000)}}
+	if _, err := resolveAdmission(v, nil, []*idemItem{it, other}, c); err != nil {
 		t.Fatal(err)
 	}
-	if it.outcome != idemOwned || it.pending != pendingRecord(it.fp, "tok") {
+	if it.outcome != idemOwned || it.pending != writeClaimString(it.fp, c, 0) {
 		t.Errorf("own claim: outcome %d pending %q", it.outcome, it.pending)
 	}
-	if other.outcome != idemInProgress {
-		t.Errorf("another's claim: outcome %d, want in progress", other.outcome)
+	if other.outcome != idemHeld {
+		t.Errorf("another's claim: outcome %d, want held (to be settled)", other.outcome)
 	}
 }
 
@@ -304,21 +315,27 @@ func TestSetCommandsMatchGoRedis(t *testing.T) {
 	}
 }
 
-// TestClaimTTL: a batch's claims (pipelined SET NX) expire after
-// pendingTTL, as the single POST's claim in admitScript does.
+// TestClaimTTL: a batch's claims (pipelined SET NX) live IdempotencyTTL,
+// as the single POST's claim in admitScript does, and carry their index and
+// the batch's longer pend.
 func TestClaimTTL(t *testing.T) {
 	s, rdb := adminService(t)
 	ctx := context.Background()
 	items := []*idemItem{newIdemItem("ttl", "a", []byte("a")), newIdemItem("ttl", "b", []byte("b"))}
-	if _, err := s.claim(ctx, items, "tok"); err != nil {
+	items[1].idx = 5
+	c := s.newClaimer("ttl", len(items))
+	if c.pend != s.pendingTTL()+s.cfg.ProduceTimeout || c.ttl != s.cfg.IdempotencyTTL {
+		t.Errorf("batch claimer %+v", c)
+	}
+	if _, err := s.claim(ctx, items, c); err != nil {
 		t.Fatal(err)
 	}
 	for _, it := range items {
-		if it.outcome != idemOwned || rdb.Get(ctx, it.key).Val() != pendingRecord(it.fp, "tok") {
+		if it.outcome != idemOwned || rdb.Get(ctx, it.key).Val() != writeClaimString(it.fp, c, it.idx) {
 			t.Fatalf("%s: outcome %v, value %q", it.key, it.outcome, rdb.Get(ctx, it.key).Val())
 		}
-		if ttl := rdb.PTTL(ctx, it.key).Val(); ttl <= s.pendingTTL()-time.Second || ttl > s.pendingTTL() {
-			t.Errorf("claim TTL %v, want about %v", ttl, s.pendingTTL())
+		if ttl := rdb.PTTL(ctx, it.key).Val(); ttl <= s.cfg.IdempotencyTTL-time.Minute || ttl > s.cfg.IdempotencyTTL {
+			t.Errorf("claim TTL %v, want about %v", ttl, s.cfg.IdempotencyTTL)
 		}
 	}
 }

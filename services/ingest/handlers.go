@@ -64,9 +64,11 @@ func (s *Service) handleSingle(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, e)
 		return
 	}
-	it := newIdemItem(keyID(r.Context()), idemKey, canonical)
+	kid := keyID(r.Context())
+	it := newIdemItem(kid, idemKey, canonical)
 	items := []*idemItem{it}
-	if e := s.admitItems(w, r, 1, items); e != nil {
+	cl := s.newClaimer(kid, 1)
+	if e := s.admitItems(w, r, 1, items, cl); e != nil {
 		s.fail(w, r, e)
 		return
 	}
@@ -104,7 +106,7 @@ func (s *Service) handleSingle(w http.ResponseWriter, r *http.Request) {
 	}
 	out := Accepted{TransactionID: tx.TransactionID, Partition: a.partition, Offset: a.offset}.appendJSON(nil)
 	writeRaw(w, http.StatusAccepted, out)
-	s.remember(answerWrites(items, []idemAnswer{{status: http.StatusAccepted, body: out}}))
+	s.remember(answerWrites(cl, items, [][]byte{out}))
 }
 
 // readSingle reads, decodes and validates the body of a single POST, and
@@ -237,7 +239,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		cbuf = c
 		first[tx.TransactionID] = i
 		canonicals[i] = cbuf[c0:len(cbuf):len(cbuf)]
-		idems = append(idems, idemItem{})
+		idems = append(idems, idemItem{idx: i})
 		it := &idems[len(idems)-1]
 		it.init(&idemBuf, kid, tx.TransactionID, canonicals[i])
 		claimOf[i] = len(claims)
@@ -248,7 +250,8 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 	// same Redis call that claims the valid items; a refused batch claims
 	// nothing and gets 429 as a whole, as does one Redis could not admit
 	// (503, failing closed).
-	if e := s.admitItems(w, r, n, claims); e != nil {
+	cl := s.newClaimer(kid, len(claims))
+	if e := s.admitItems(w, r, n, claims, cl); e != nil {
 		s.fail(w, r, e)
 		return
 	}
@@ -298,7 +301,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 			recAt = append(recAt, j)
 		}
 	}
-	answers := make([]idemAnswer, len(claims))
+	answers := make([][]byte, len(claims)) // the 202 bodies, by claim
 	var unavailable int
 	var firstErr error
 	if len(recs) > 0 {
@@ -318,7 +321,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 			acc := Accepted{TransactionID: txs[i].TransactionID, Partition: a.partition, Offset: a.offset}
 			a0 := len(abuf)
 			abuf = acc.appendJSON(abuf)
-			answers[j] = idemAnswer{status: http.StatusAccepted, body: abuf[a0:len(abuf):len(abuf)]}
+			answers[j] = abuf[a0:len(abuf):len(abuf)]
 			accept(i, acc, false)
 		}
 	}
@@ -326,7 +329,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 	// accepted ones are recorded after it (recorder.go).
 	var failed []*idemItem
 	for j, it := range claims {
-		if it.outcome == idemOwned && answers[j].body == nil {
+		if it.outcome == idemOwned && answers[j] == nil {
 			failed = append(failed, it)
 		}
 	}
@@ -356,7 +359,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", retryAfterSeconds(retryAfter))
 	}
 	writeBatchResponse(w, &resp)
-	s.remember(answerWrites(claims, answers))
+	s.remember(answerWrites(cl, claims, answers))
 }
 
 // record builds the Kafka record for a valid transaction from its

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -15,39 +17,100 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Idempotency records live in Redis, one string per key, scoped by the API
-// key's id so two clients can never see each other's answers:
+// Idempotency records live in Redis, scoped by the API key's id so two
+// clients can never see each other's answers. Every transaction a request
+// produces has a claim; every request that got a 202 for any of its items
+// has one answers key:
 //
-//	key:   "idem:" + key_id + ":" + Idempotency-Key   (default: the transaction_id)
-//	value: {"state":"pending","fp":"<sha256 hex>","token":"<random>"}   while producing
-//	       {"state":"done","fp":"<sha256 hex>","status":202,"body":{…}}  afterwards
+//	claim:   "idem:" + key_id + ":" + Idempotency-Key   (default: the transaction_id)
+//	         {"fp":"<sha256 hex>","t":"<token>","i":<index>,"ttl":<ms>,"pend":<ms>}
+//	answers: "idemanswers:" + key_id + ":" + <token>
+//	         one line per item of the request, in order: the 202 body first
+//	         sent for it, or empty when it got none
 //
 // fp is the SHA-256 of the canonical transaction (its encoding without
-// ingest_time, so whitespace and field order do not matter). A request
-// first claims its key with SET NX and a short TTL (pending), once its rate
-// limit allowed it: a single POST inside the rate-limit script, a batch in
-// one pipeline right after it (admit.go). Only the claimant produces.
-// Afterwards its answer is stored for IdempotencyTTL, written after the
-// response went out (recorder.go explains why that is safe), or, if the
-// produce failed, its claim is deleted before the 503 so a retry can
-// succeed.
+// ingest_time, so whitespace and field order do not matter); t is the
+// claiming request's random token, which names its answers key; i is the
+// item's line in those answers (0 for a single POST); ttl is the TTL the
+// claim was written with, and pend how long after the claim its owner may
+// still be producing.
 //
-// A request that finds a pending claim with the same fp waits for the
-// claimant (polling every idemPollInterval, up to ProduceTimeout, which is
-// how long the claimant can take) and then replays its answer; if the
-// claimant is still not done it gets 409 idempotency-in-progress with
-// Retry-After. This keeps concurrent retries of one transaction to one
-// record while sparing clients a 409 in the common case.
+// The protocol: a request claims each key with SET NX and the long TTL
+// (IdempotencyTTL), once its rate limit allowed it: a single POST inside
+// the rate-limit script, a batch in one pipeline right after it
+// (admit.go). Only the claimant produces. After the broker's acks, and
+// after the response, all of its 202 answers are stored with one SET of its
+// answers key (recorder.go), so an accepted item costs Redis one write and
+// a request one more; items whose produce failed release their claims
+// (compare-and-delete) before the 503, so a retry can succeed.
+//
+// A request that finds a key taken reads the claim and its PTTL:
+//
+//   - another fp: 409 idempotency-key-reused.
+//   - its answers key exists: the item's line is replayed (202, with
+//     ReplayedHeader, exactly the bytes first sent). An empty line means
+//     the claimant finished without a 202 for it and could not release the
+//     claim: the key is taken over at once (below).
+//   - no answers yet, and the claim is younger than its pend: the claimant
+//     is still producing. The duplicate waits (polling every
+//     idemPollInterval, up to ProduceTimeout, which is how long the
+//     claimant can take) and replays; if the claimant is still not done it
+//     gets 409 idempotency-in-progress with Retry-After. Concurrent retries
+//     of one transaction thus make one record, and are spared a 409 in the
+//     common case.
+//   - no answers, and the claim is older than its pend: the claimant
+//     crashed, or could neither write its answers nor release the claim.
+//     The key is taken over with a compare-and-set (takeoverScript: only
+//     if the claim is still the one read and the answers key still does
+//     not exist) and the transaction is produced.
+//
+// A claim's age is ttl − PTTL, both by Redis's clock: no ingest instance's
+// wall clock is compared with another's, so clock skew between instances
+// does not matter (a claim time written by the claimant would be compared
+// with the reader's clock). The claim carries its owner's own pend, so
+// instances with different produce timeouts, as during a configuration
+// change, still judge each other's claims by the right bound.
+//
+// Crash windows. A claimant that crashes before its acks leaves a claim
+// without answers: a retry after pend takes it over and makes the one
+// record. One that crashes after the acks but before its answers are
+// written (before or after the response, recorder.go), or whose answers
+// write fails, leaves the same, so a retry after pend writes a second
+// record; a client retries only when it did not see the answer, and the
+// scorer drops the repeat by transaction_id, as it does for every
+// duplicate ingest cannot rule out (package doc). This is the window the
+// earlier protocol had, where the pending claim expired after pendingTTL.
+//
+// Rolling upgrade. Records of the previous version are still read: its
+// {"state":"pending",…} claims (short TTL) are in progress until they
+// expire, and its {"state":"done",…,"body":…} records are replayed. A
+// previous instance that finds a claim of this version reads it as its own
+// pending format (it is JSON with the same fp and no "done" state): another
+// fp is 409 conflict, as it should be; the same fp is in progress, so it
+// waits up to ProduceTimeout and answers 409 idempotency-in-progress with
+// Retry-After. It never replays (it does not know answers keys) and never
+// produces (its SET NX fails while the claim lives). So during an upgrade a
+// retry of a transaction first taken by a new instance may get 409 in
+// progress from an old one until it reaches a new one. That is why the
+// claim stays JSON with the full 64-digit fp, and so longer than the 44
+// bytes under which Redis stores a string in one allocation: a short claim
+// an old instance cannot parse would be a Redis failure to it, which with
+// RedisFailOpen produces the transaction again. Once no instance of the
+// previous version runs, a shorter fp could be introduced the same way.
 //
 // Batch items use their transaction_id and share this key space with single
-// POSTs, so a transaction first sent in a batch and retried alone is
-// replayed too.
-const idemPrefix = "idem:"
+// POSTs (a single POST is a request of one item), so a transaction first
+// sent in a batch and retried alone is replayed too, and the other way
+// round.
+const (
+	idemPrefix    = "idem:"
+	answersPrefix = "idemanswers:"
+)
 
-// idemPollInterval is how often a duplicate re-reads a pending claim.
+// idemPollInterval is how often a duplicate re-reads a claim in progress.
 const idemPollInterval = 10 * time.Millisecond
 
-// Idempotency record states.
+// States of the previous version's records, still read (see above).
 const (
 	idemPending = "pending"
 	idemDone    = "done"
@@ -59,10 +122,19 @@ const ReplayedHeader = "Idempotent-Replayed"
 // maxIdempotencyKeyLen bounds the Idempotency-Key header.
 const maxIdempotencyKeyLen = 255
 
+// idemRecord is a decoded claim, or a record of the previous version
+// (State set).
 type idemRecord struct {
-	State  string          `json:"state"`
-	FP     string          `json:"fp"`
-	Token  string          `json:"token,omitempty"`
+	FP string `json:"fp"`
+
+	// A claim.
+	Token string `json:"t,omitempty"`
+	Index int    `json:"i"`
+	TTL   int64  `json:"ttl"`  // ms, as written
+	Pend  int64  `json:"pend"` // ms after the claim
+
+	// The previous version's records.
+	State  string          `json:"state,omitempty"`
 	Status int             `json:"status,omitempty"`
 	Body   json.RawMessage `json:"body,omitempty"`
 }
@@ -76,16 +148,48 @@ const (
 	idemReplay                        // the first answer is in replay
 	idemConflict                      // the key was used with another body
 	idemInProgress                    // the first request did not finish in time
+	idemHeld                          // a claim with this fp: settle reads its answers
 )
 
 // idemItem is one transaction's idempotency claim.
 type idemItem struct {
-	key     string // Redis key
-	fp      string
-	pending string // the pending value this request wrote, if it owns the key
+	key   string // Redis key
+	fp    string
+	idx   int    // the item's index in its request: its line in the answers
+	claim string // the claim this request writes for it, once built
+	// pending is the claim this request wrote, if it owns the key.
+	pending string
 
 	outcome idemOutcome
-	replay  idemRecord
+	replay  idemRecord // idemReplay: Status and Body
+	held    idemRecord // idemHeld: the claim found
+	heldRaw string     // as stored, for the compare-and-set
+	heldTTL int64      // its PTTL in ms when read
+}
+
+// claimer is what a request writes into each of its claims.
+type claimer struct {
+	keyID string
+	tok   string        // the request's random token
+	ttl   time.Duration // IdempotencyTTL, or pend if longer
+	pend  time.Duration // how long after a claim this request may still produce
+}
+
+// newClaimer returns the claimer of a request of n items. A batch may wait
+// up to ProduceTimeout for keys other requests hold before it produces, so
+// its claims are in progress for that much longer than a single's. A claim
+// lives at least that long, however short IdempotencyTTL is.
+func (s *Service) newClaimer(keyID string, n int) claimer {
+	pend := s.pendingTTL()
+	if n > 1 {
+		pend += s.cfg.ProduceTimeout
+	}
+	return claimer{keyID: keyID, tok: newToken(), ttl: max(s.cfg.IdempotencyTTL, pend), pend: pend}
+}
+
+// answersKey is the Redis key of the answers of the request with token tok.
+func (c claimer) answersKey(tok string) string {
+	return answersPrefix + c.keyID + ":" + tok
 }
 
 func newIdemItem(keyID, idemKey string, canonical []byte) *idemItem {
@@ -131,42 +235,62 @@ func checkIdempotencyKey(k string) *Error {
 	return nil
 }
 
-// newToken returns a request's random claim token, which makes its pending
-// value its own, so it deletes only its own claim.
+// newToken returns a request's random token: 96 bits, so that two requests
+// of one API key never share an answers key, in 16 URL-safe base64
+// characters, which need no escaping in JSON or in a key.
 func newToken() string {
-	token := make([]byte, 12)
-	_, _ = rand.Read(token)
-	return hex.EncodeToString(token)
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// pendingTTL outlives any produce and frees a crashed claimant's key.
+// pendingTTL is how long after its claim a single POST may still be
+// producing: its produce timeout, and 2s for the Redis round trips around
+// it. After that, a claim without answers is stale.
 func (s *Service) pendingTTL() time.Duration { return s.cfg.ProduceTimeout + 2*time.Second }
 
-// pendingRecord is the value of a claim; fp and tok are hex, so nothing
-// needs escaping.
-func pendingRecord(fp, tok string) string {
-	var sb strings.Builder
-	sb.Grow(pendingRecordSize(fp, tok))
-	return writePendingRecord(&sb, fp, tok)
+// claimSize bounds what writeClaim writes.
+func claimSize(fp string, c claimer) int { return 36 + len(fp) + len(c.tok) + 3*20 }
+
+// claimValue returns it's claim for c, building it on first use.
+func (it *idemItem) claimValue(c claimer) string {
+	if it.claim == "" {
+		var sb strings.Builder
+		sb.Grow(claimSize(it.fp, c))
+		it.claim = writeClaim(&sb, it.fp, c, it.idx)
+	}
+	return it.claim
 }
 
-func pendingRecordSize(fp, tok string) int { return 38 + len(fp) + len(tok) }
-
-// writePendingRecord writes pendingRecord(fp, tok) to sb and returns it,
-// sharing sb's buffer.
-func writePendingRecord(sb *strings.Builder, fp, tok string) string {
+// writeClaim writes the claim of the item with fingerprint fp and index idx
+// to sb and returns it, sharing sb's buffer. fp and the token need no
+// escaping; TestClaimFormat holds it to json.Marshal of idemRecord.
+func writeClaim(sb *strings.Builder, fp string, c claimer, idx int) string {
 	start := sb.Len()
-	sb.WriteString(`{"state":"pending","fp":"`)
+	var num [20]byte
+	sb.WriteString(`{"fp":"`)
 	sb.WriteString(fp)
-	sb.WriteString(`","token":"`)
-	sb.WriteString(tok)
-	sb.WriteString(`"}`)
+	sb.WriteString(`","t":"`)
+	sb.WriteString(c.tok)
+	sb.WriteString(`","i":`)
+	sb.Write(strconv.AppendInt(num[:0], int64(idx), 10))
+	sb.WriteString(`,"ttl":`)
+	sb.Write(strconv.AppendInt(num[:0], c.ttl.Milliseconds(), 10))
+	sb.WriteString(`,"pend":`)
+	sb.Write(strconv.AppendInt(num[:0], c.pend.Milliseconds(), 10))
+	sb.WriteByte('}')
 	return sb.String()[start:]
 }
 
-// resolve sets the outcome of an item whose key holds the record v:
-// conflict, replay, or still in progress.
-func (it *idemItem) resolve(v string) error {
+// resolve sets the outcome of an item whose key holds v, with pttl
+// milliseconds to live: owned (our own claim: a call that ran twice),
+// conflict, replay, in progress, or held (a claim whose answers settle
+// must read).
+func (it *idemItem) resolve(v string, pttl int64, c claimer) error {
+	if v == it.claimValue(c) {
+		it.outcome, it.pending = idemOwned, v
+		return nil
+	}
 	var rec idemRecord
 	if err := json.Unmarshal([]byte(v), &rec); err != nil {
 		return fmt.Errorf("idempotency record %s: %w", it.key, err)
@@ -176,17 +300,31 @@ func (it *idemItem) resolve(v string) error {
 		it.outcome = idemConflict
 	case rec.State == idemDone:
 		it.outcome, it.replay = idemReplay, rec
+	case rec.State == idemPending:
+		it.outcome = idemInProgress // it expires by its own short TTL
+	case rec.State == "" && rec.Token != "":
+		it.outcome, it.held, it.heldRaw, it.heldTTL = idemHeld, rec, v, pttl
 	default:
-		it.outcome = idemInProgress
+		return fmt.Errorf("idempotency record %s: unknown format %.60q", it.key, v)
 	}
 	return nil
 }
 
+// stale reports whether a held claim outlived its owner's pend without
+// answers. A claim without a TTL (-1) cannot be aged and would never
+// expire, so it is stale too.
+func (it *idemItem) stale() bool {
+	if it.heldTTL == -1 {
+		return true
+	}
+	return it.held.TTL-it.heldTTL >= it.held.Pend
+}
+
 // wait polls items whose keys another request holds (idemInProgress), every
-// idemPollInterval until deadline, claiming each key that is released
-// meanwhile with tok. What is still held at the deadline stays
+// idemPollInterval until deadline, claiming each key that is released or
+// goes stale meanwhile. What is still held at the deadline stays
 // idemInProgress. It returns an error only when Redis fails.
-func (s *Service) wait(ctx context.Context, open []*idemItem, tok string, deadline time.Time) error {
+func (s *Service) wait(ctx context.Context, open []*idemItem, c claimer, deadline time.Time) error {
 	for len(open) > 0 && !time.Now().Add(idemPollInterval).After(deadline) {
 		select {
 		case <-time.After(idemPollInterval):
@@ -194,32 +332,32 @@ func (s *Service) wait(ctx context.Context, open []*idemItem, tok string, deadli
 			return nil
 		}
 		var err error
-		if open, err = s.claim(ctx, open, tok); err != nil {
+		if open, err = s.claim(ctx, open, c); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// claim tries to claim items with SET NX in one pipeline, reads the
-// records of the keys already taken in a second, and resolves each item's
-// outcome. It returns the items still held by another request
-// (idemInProgress, or released meanwhile). A batch claims this way after
-// its rate limit passed (admitItems); single POSTs claim inside
-// admitScript.
-func (s *Service) claim(ctx context.Context, items []*idemItem, tok string) ([]*idemItem, error) {
-	pendingTTL := s.pendingTTL()
+// claim tries to claim items with SET NX in one pipeline, reads the claims
+// (and their PTTL) of the keys already taken in a second, and resolves
+// each item's outcome, settling held claims (settle). It returns the items
+// still held by another request (idemInProgress, or released meanwhile).
+// A batch claims this way after its rate limit passed (admitItems); single
+// POSTs claim inside admitScript.
+func (s *Service) claim(ctx context.Context, items []*idemItem, c claimer) ([]*idemItem, error) {
 	pipe := s.rdb.Pipeline()
 	sets := make([]*redis.BoolCmd, len(items))
-	pending := make([]string, len(items))
-	var sb strings.Builder // one buffer for all the pending records
-	if len(items) > 0 {
-		sb.Grow(len(items) * pendingRecordSize(items[0].fp, tok))
+	var sb strings.Builder // one buffer for all the claims built here
+	if len(items) > 0 && items[0].claim == "" {
+		sb.Grow(len(items) * claimSize(items[0].fp, c))
 	}
-	cmds := newSetCommands(s.rdb, pendingTTL, true, len(items))
+	cmds := newSetCommands(s.rdb, c.ttl, true, len(items))
 	for i, it := range items {
-		pending[i] = writePendingRecord(&sb, it.fp, tok)
-		sets[i] = redis.NewBoolCmd(ctx, cmds.next(&it.key, &pending[i])...)
+		if it.claim == "" {
+			it.claim = writeClaim(&sb, it.fp, c, it.idx)
+		}
+		sets[i] = redis.NewBoolCmd(ctx, cmds.next(&it.key, &it.claim)...)
 		_ = pipe.Process(ctx, sets[i]) // queues it
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -228,7 +366,7 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, tok string) ([]*
 	var taken []*idemItem
 	for i, it := range items {
 		if sets[i].Val() {
-			it.outcome, it.pending = idemOwned, pending[i]
+			it.outcome, it.pending = idemOwned, it.claim
 		} else {
 			taken = append(taken, it)
 		}
@@ -238,8 +376,11 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, tok string) ([]*
 	}
 	pipe = s.rdb.Pipeline()
 	gets := make([]*redis.StringCmd, len(taken))
+	pttls := make([]*redis.IntCmd, len(taken))
 	for i, it := range taken {
 		gets[i] = pipe.Get(ctx, it.key)
+		pttls[i] = redis.NewIntCmd(ctx, "pttl", it.key) // in ms, -1 and -2 as they are
+		_ = pipe.Process(ctx, pttls[i])
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read idempotency records: %w", err)
@@ -253,27 +394,129 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, tok string) ([]*
 			open = append(open, it)
 			continue
 		}
-		if err := it.resolve(v); err != nil {
+		if err := it.resolve(v, pttls[i].Val(), c); err != nil {
 			return nil, err
 		}
 		if it.outcome == idemInProgress {
 			open = append(open, it)
 		}
 	}
+	more, err := s.settle(ctx, taken, c)
+	return append(open, more...), err
+}
+
+// settle decides the items whose keys hold a claim with their fp
+// (idemHeld): it reads each claimant's answers key once (a retried batch's
+// items share one), replays the answers found, takes over the claims that
+// have answers without one for their item or went stale, and leaves the
+// rest in progress. It returns the items still in progress, including those
+// whose takeover lost to another request.
+func (s *Service) settle(ctx context.Context, items []*idemItem, c claimer) ([]*idemItem, error) {
+	type answers struct {
+		key   string
+		get   *redis.StringCmd
+		lines []string
+	}
+	var byToken map[string]*answers
+	pipe := s.rdb.Pipeline()
+	for _, it := range items {
+		if it.outcome != idemHeld {
+			continue
+		}
+		if byToken == nil {
+			byToken = map[string]*answers{}
+		}
+		if _, ok := byToken[it.held.Token]; !ok {
+			k := c.answersKey(it.held.Token)
+			byToken[it.held.Token] = &answers{key: k, get: pipe.Get(ctx, k)}
+		}
+	}
+	if byToken == nil {
+		return nil, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read idempotency answers: %w", err)
+	}
+	var open, takeovers []*idemItem
+	var noAnswers []bool // per takeover: the answers key must still be missing
+	for _, it := range items {
+		if it.outcome != idemHeld {
+			continue
+		}
+		a := byToken[it.held.Token]
+		v, err := a.get.Result()
+		switch {
+		case err == nil:
+			if a.lines == nil {
+				a.lines = strings.Split(v, "\n")
+			}
+			if i := it.held.Index; i >= 0 && i < len(a.lines) && a.lines[i] != "" {
+				it.outcome = idemReplay
+				it.replay = idemRecord{Status: http.StatusAccepted, Body: json.RawMessage(a.lines[i])}
+				continue
+			}
+			// The claimant is done and got no 202 for this item, yet its
+			// claim is still there: a release that failed.
+			takeovers, noAnswers = append(takeovers, it), append(noAnswers, false)
+		case !errors.Is(err, redis.Nil):
+			return nil, fmt.Errorf("read idempotency answers: %w", err)
+		case it.heldTTL == -2: // gone since it was read: claim again
+			it.outcome = idemInProgress
+			open = append(open, it)
+		case it.stale():
+			takeovers, noAnswers = append(takeovers, it), append(noAnswers, true)
+		default:
+			it.outcome = idemInProgress
+			open = append(open, it)
+		}
+	}
+	if len(takeovers) == 0 {
+		return open, nil
+	}
+	pipe = s.rdb.Pipeline()
+	cas := make([]*redis.Cmd, len(takeovers))
+	for i, it := range takeovers {
+		keys := []string{it.key}
+		if noAnswers[i] {
+			keys = append(keys, c.answersKey(it.held.Token))
+		}
+		cas[i] = takeoverScript.Eval(ctx, pipe, keys, it.heldRaw, it.claimValue(c), c.ttl.Milliseconds())
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("take over idempotency keys: %w", err)
+	}
+	for i, it := range takeovers {
+		if n, _ := cas[i].Int(); n == 1 {
+			it.outcome, it.pending = idemOwned, it.claim
+			continue
+		}
+		// Changed since it was read (another request took it over, or
+		// the answers landed): read it again.
+		it.outcome = idemInProgress
+		open = append(open, it)
+	}
 	return open, nil
 }
 
-// idemAnswer is the answer to record for an owned item: a body with its
-// status, or, when body is nil, a failure that releases the claim.
-type idemAnswer struct {
-	status int
-	body   []byte
-}
+// takeoverScript replaces a stale claim (ARGV[1]) of KEYS[1] with this
+// request's (ARGV[2], PX ARGV[3]), only if it is still there and, when
+// KEYS[2] is given, that claimant's answers key still does not exist.
+var takeoverScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+	return 0
+end
+if #KEYS > 1 and redis.call('EXISTS', KEYS[2]) == 1 then
+	return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`)
 
 // release deletes the claims of the owned items whose produce failed, so a
 // retry is produced rather than refused or replayed. It is synchronous:
 // the client's 503 must not overtake it. Its errors are logged, not
-// returned; a claim that could not be deleted expires after pendingTTL.
+// returned; a claim that could not be deleted is taken over by a retry at
+// once if the request's answers have no 202 for it, otherwise once it is
+// stale.
 func (s *Service) release(ctx context.Context, items []*idemItem) {
 	pipe := s.rdb.Pipeline()
 	n := 0
@@ -293,47 +536,34 @@ func (s *Service) release(ctx context.Context, items []*idemItem) {
 	}
 }
 
-// answerWrites returns the records to store for the owned items that got
-// an answer. Their values share one buffer.
-func answerWrites(items []*idemItem, answers []idemAnswer) []idemWrite {
-	n, size := 0, 0
-	for i, it := range items {
-		if it.outcome == idemOwned && answers[i].body != nil {
-			n++
-			size += doneRecordSize(it.fp, answers[i].body)
+// answerWrites returns the one write that records a request's answers: its
+// answers key, holding one line per item up to the last one recorded,
+// bodies[j] for items[j] when this request claimed it and got a 202, empty
+// otherwise. items are in the order of their indexes; the 202 bodies are
+// single-line JSON. It returns nil when there is nothing to record.
+func answerWrites(c claimer, items []*idemItem, bodies [][]byte) []idemWrite {
+	size, last := 0, -1
+	for j, it := range items {
+		if it.outcome == idemOwned && it.pending != "" && bodies[j] != nil {
+			size, last = size+len(bodies[j]), it.idx
 		}
 	}
-	if n == 0 {
+	if last < 0 {
 		return nil
 	}
-	ws := make([]idemWrite, 0, n)
 	var sb strings.Builder
-	sb.Grow(size)
-	for i, it := range items {
-		if it.outcome != idemOwned || answers[i].body == nil {
+	sb.Grow(size + last) // the bodies and a newline before each line but the first
+	line := 0
+	for j, it := range items {
+		if it.outcome != idemOwned || it.pending == "" || bodies[j] == nil {
 			continue
 		}
-		ws = append(ws, idemWrite{key: it.key, val: writeDoneRecord(&sb, it.fp, answers[i].status, answers[i].body)})
+		for ; line < it.idx; line++ {
+			sb.WriteByte('\n')
+		}
+		sb.Write(bodies[j])
 	}
-	return ws
-}
-
-func doneRecordSize(fp string, body []byte) int { return 48 + len(fp) + len(body) }
-
-// writeDoneRecord writes the done record to sb and returns it, sharing sb's
-// buffer. It is what json.Marshal of idemRecord would write (the body is
-// JSON already), without reflection: batches write thousands.
-func writeDoneRecord(sb *strings.Builder, fp string, status int, body []byte) string {
-	start := sb.Len()
-	sb.WriteString(`{"state":"done","fp":"`)
-	sb.WriteString(fp)
-	sb.WriteString(`","status":`)
-	var num [20]byte
-	sb.Write(strconv.AppendInt(num[:0], int64(status), 10))
-	sb.WriteString(`,"body":`)
-	sb.Write(body)
-	sb.WriteByte('}')
-	return sb.String()[start:]
+	return []idemWrite{{key: c.answersKey(c.tok), val: sb.String()}}
 }
 
 // setCommands builds pipelined SET commands for many keys with fewer

@@ -12,10 +12,12 @@
 // retried transaction can appear twice in the topic; the scorer drops the
 // repeat by transaction_id.
 //
-// Retries are safe: every accepted transaction's answer is kept in Redis
-// under its Idempotency-Key (default: its transaction_id) and replayed to a
-// retry, which never writes a second record (see idempotency.go for the
-// Redis format and the handling of concurrent duplicates). Each API key has
+// Retries are safe: every transaction is claimed in Redis under its
+// Idempotency-Key (default: its transaction_id) before it is produced, the
+// answers of each request are kept under one key its claims point to, and
+// a retry is replayed the first answer and never writes a second record
+// (see idempotency.go for the Redis format, the handling of concurrent
+// duplicates and crashed claimants, and the crash windows). Each API key has
 // scopes and a GCRA rate limit in Redis shared by all replicas (limits.go).
 // Card profiles are stored in Redis under event.ProfileKey for the scorer.
 //

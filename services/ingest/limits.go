@@ -54,25 +54,26 @@ func (s *Service) limitRequest(next http.Handler) http.Handler {
 // headers. It returns 429 when the budget is exhausted, 413 when n can never
 // fit in the burst, and 503 when Redis fails and RedisFailOpen is off.
 func (s *Service) allow(w http.ResponseWriter, r *http.Request, n int) *Error {
-	return s.admitItems(w, r, n, nil)
+	return s.admitItems(w, r, n, nil, claimer{})
 }
 
 // admitItems charges n units to the request's key and, if allowed, claims
-// items' idempotency keys: a single item in the same Redis call
+// items' idempotency keys for c: a single item in the same Redis call
 // (admitScript), a batch's items right after it in one pipeline (claim).
-// It then waits for the keys other requests still hold, bounded by the
-// produce timeout (the longest their owners can take). It sets the
+// Keys that hold a claim with the same fingerprint are settled from the
+// claimant's answers (settle). It then waits for the keys other requests
+// still hold, bounded by the produce timeout (the longest their owners can
+// take). It sets the
 // RateLimit headers and returns 413 when n can never fit in the burst, 429
 // when the budget is exhausted (no key is claimed then), and 503 when
 // Redis fails and RedisFailOpen is off. Failing open, the request passes
 // unlimited and its items are idemUnrecorded.
-func (s *Service) admitItems(w http.ResponseWriter, r *http.Request, n int, items []*idemItem) *Error {
+func (s *Service) admitItems(w http.ResponseWriter, r *http.Request, n int, items []*idemItem, c claimer) *Error {
 	k := keyOf(r.Context())
 	if n > k.burst {
 		return &Error{Kind: KindTooLarge,
 			Detail: fmt.Sprintf("%d transactions exceed this API key's burst of %d; send smaller batches", n, k.burst)}
 	}
-	tok := newToken()
 	deadline := time.Now().Add(s.cfg.ProduceTimeout)
 	// One claim rides in the rate-limit script. A batch's claims follow it
 	// as pipelined SET NX instead: for many keys Redis's CPU, not the
@@ -83,10 +84,14 @@ func (s *Service) admitItems(w http.ResponseWriter, r *http.Request, n int, item
 		inScript, op = nil, "rate_limit"
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RedisTimeout)
-	a, err := s.admitShared(ctx, k, n, inScript, tok)
+	a, err := s.admitShared(ctx, k, n, inScript, c)
 	if err == nil && a.allowed && len(items) > 1 {
 		op = "claim_idempotency"
-		_, err = s.claim(ctx, items, tok)
+		_, err = s.claim(ctx, items, c)
+	}
+	if err == nil && a.allowed && len(inScript) == 1 && inScript[0].outcome == idemHeld {
+		op = "claim_idempotency" // a duplicate: one more round trip
+		_, err = s.settle(ctx, inScript, c)
 	}
 	cancel()
 	if err != nil {
@@ -122,7 +127,7 @@ func (s *Service) admitItems(w http.ResponseWriter, r *http.Request, n int, item
 	}
 	ctx, cancel = context.WithTimeout(r.Context(), s.cfg.ProduceTimeout+s.cfg.RedisTimeout)
 	defer cancel()
-	if err := s.wait(ctx, open, tok, deadline); err != nil {
+	if err := s.wait(ctx, open, c, deadline); err != nil {
 		e := s.redisFailed("claim_idempotency", err)
 		if e != nil {
 			// Give back what this request claimed: it will not produce.

@@ -9,39 +9,47 @@ import (
 
 // Recording answers after the response.
 //
-// Once Kafka acknowledged a record, its answer is stored under the
-// request's idempotency key (the "done" record, which replaces the pending
-// claim). That write no longer happens before the response: the handler
+// Once Kafka acknowledged a request's records, the 202 answers of all its
+// items are stored in one write: its answers key (idempotency.go), which
+// the claims of its items name by the request's token and point into by
+// index. That write does not happen before the response: the handler
 // queues it, answers, and the recorder below writes whatever answers are
 // queued in one pipeline, so concurrent requests share a round trip
 // instead of making one each. Why this keeps the promises:
 //
-//   - A retry never writes a second record. Until the done record lands,
-//     the key holds this request's pending claim with the same
-//     fingerprint, and a retry that finds a pending claim waits for it
-//     (polling, up to ProduceTimeout) and then replays the answer; it does
-//     not produce. Nothing else can take the key: the claim expires only
-//     after pendingTTL (ProduceTimeout + 2s from the claim), and the
-//     recorder writes within one round trip of being woken.
-//   - A retry gets the first answer, with the replay header: the done
-//     record holds exactly the body the client was sent.
-//   - 202 still means acknowledged: the answer is queued only after the ack.
+//   - A retry never writes a second record. Until the answers land, the
+//     key holds this request's claim with the same fingerprint and no
+//     answers, and a retry that finds such a claim waits for it (polling,
+//     up to ProduceTimeout) and then replays the answer; it does not
+//     produce. Nothing else can take the key: a claim without answers is
+//     taken over only once it is older than its pend (ProduceTimeout + 2s
+//     from the claim for a single POST, ProduceTimeout more for a batch,
+//     which may first wait for other requests' keys), and the recorder
+//     writes within one round trip of being woken. The takeover is a
+//     compare-and-set that also checks the answers key is still missing,
+//     so answers that land just before it are not overlooked.
+//   - A retry gets the first answer, with the replay header: the answers
+//     key holds exactly the body the client was sent for each item (for a
+//     batch, the item's result as a single POST's 202 body).
+//   - 202 still means acknowledged: the answers are queued only after the
+//     acks.
 //   - Failures are unchanged: a produce that failed still releases its
 //     claim synchronously, before its 503 is written (release), so a retry
-//     is produced again at once.
+//     is produced again at once. Its line in the answers is empty, so a
+//     claim whose release failed is taken over as soon as the answers land.
 //
-// What changes is the crash window. Before, a crash between the broker's
-// ack and the SET lost the answer and the client got no response; now a
-// crash between the response and the write loses it too, after the client
-// may have seen its 202. In both cases the pending claim expires and a
-// later retry is produced again — which a client only sends when it did
-// not see the answer — and the scorer drops the repeat by transaction_id,
-// as it does for every duplicate ingest cannot rule out (see the package
-// doc). A clean shutdown loses nothing: Run stops the HTTP server, then
-// writes every queued answer before closing Redis. If Redis fails, the
-// write is counted and logged exactly as before (record_idempotency).
+// The crash window is the one of the earlier two-write protocol: a crash
+// between the response and the write loses the answers after the client
+// may have seen its 202. The claims then have no answers, a later retry
+// (which a client only sends when it did not see the answer) takes the
+// claim over once it is stale and is produced again, and the scorer drops
+// the repeat by transaction_id, as it does for every duplicate ingest
+// cannot rule out (see the package doc). A clean shutdown loses nothing:
+// Run stops the HTTP server, then writes every queued answer before
+// closing Redis. If Redis fails, the write is counted and logged exactly
+// as before (record_idempotency), with the same outcome as a crash.
 
-// idemWrite is one answer to store: its idempotency key and done record.
+// idemWrite is one request's answers to store: its answers key and value.
 type idemWrite struct {
 	key string
 	val string
@@ -51,17 +59,21 @@ type idemWrite struct {
 type recorder struct {
 	mu     sync.Mutex
 	queue  []idemWrite
+	queued int           // bytes of the answers in queue
 	closed bool          // Run is over: callers write their own answers
 	wake   chan struct{} // capacity 1: answers are queued
 }
 
-// Bounds of the recorder: answers per pipeline, and answers waiting.
-// A request that finds the queue full writes its own answers, which slows
-// it down rather than letting the queue (and the time before answers land)
-// grow.
+// Bounds of the recorder: writes and bytes per pipeline, and bytes of
+// answers waiting. A write holds all the answers of a request, a line per
+// item, so bytes rather than writes bound the memory: a 1000-item batch's
+// answers are about 60 KB. A request that finds the queue full writes its
+// own answers, which slows it down rather than letting the queue (and the
+// time before answers land) grow.
 const (
-	recordChunk    = 1024
-	maxRecordQueue = 16 * recordChunk
+	recordChunk      = 1024
+	recordChunkBytes = 1 << 20
+	maxRecordQueue   = 8 << 20
 )
 
 // remember queues ws for the recorder, or writes them at once when the
@@ -70,14 +82,19 @@ func (s *Service) remember(ws []idemWrite) {
 	if len(ws) == 0 {
 		return
 	}
+	size := 0
+	for _, w := range ws {
+		size += len(w.key) + len(w.val)
+	}
 	r := &s.rec
 	r.mu.Lock()
-	if r.closed || len(r.queue)+len(ws) > maxRecordQueue {
+	if r.closed || r.queued+size > maxRecordQueue {
 		r.mu.Unlock()
 		s.writeRecords(ws)
 		return
 	}
 	r.queue = append(r.queue, ws...)
+	r.queued += size
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
@@ -99,7 +116,7 @@ func (s *Service) runRecorder(stop <-chan struct{}) {
 		}
 		r.mu.Lock()
 		q := r.queue
-		r.queue = spare[:0]
+		r.queue, r.queued = spare[:0], 0
 		r.closed = stopping
 		r.mu.Unlock()
 		s.writeRecords(q)
@@ -111,16 +128,25 @@ func (s *Service) runRecorder(stop <-chan struct{}) {
 	}
 }
 
-// writeRecords stores ws, recordChunk at a time, each call bounded by
+// writeRecords stores ws, up to recordChunk writes and recordChunkBytes
+// bytes (but at least one write) at a time, each call bounded by
 // RedisTimeout and detached from any request: the answers were already
 // sent, and at shutdown they must still be written.
 func (s *Service) writeRecords(ws []idemWrite) {
 	for len(ws) > 0 {
-		chunk := ws[:min(len(ws), recordChunk)]
-		ws = ws[len(chunk):]
+		n, size := 1, len(ws[0].key)+len(ws[0].val)
+		for n < min(len(ws), recordChunk) {
+			size += len(ws[n].key) + len(ws[n].val)
+			if size > recordChunkBytes {
+				break
+			}
+			n++
+		}
+		chunk := ws[:n]
+		ws = ws[n:]
 		// Pipelined plain SETs rather than one script: Redis spends less
-		// per key on them. A plain SET: the key is still ours, since our
-		// claim outlives the produce (pendingTTL).
+		// per key on them. A plain SET: an answers key is named by its
+		// request's random token, so no other request writes it.
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RedisTimeout)
 		pipe := s.rdb.Pipeline()
 		cmds := newSetCommands(s.rdb, s.cfg.IdempotencyTTL, false, len(chunk))

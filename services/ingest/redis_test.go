@@ -135,9 +135,14 @@ func TestIdempotency(t *testing.T) {
 			t.Fatal(err)
 		}
 		var rec idemRecord
-		if err := json.Unmarshal([]byte(v), &rec); err != nil || rec.State != idemDone || rec.Status != 202 ||
-			len(rec.FP) != 64 || !bytes.Equal(append(rec.Body, '\n'), first.body) {
-			t.Errorf("record %s (%v)", v, err)
+		if err := json.Unmarshal([]byte(v), &rec); err != nil || rec.State != "" || len(rec.FP) != 64 ||
+			len(rec.Token) != 16 || rec.Index != 0 || rec.TTL != cfg.IdempotencyTTL.Milliseconds() ||
+			rec.Pend != (cfg.ProduceTimeout+2*time.Second).Milliseconds() {
+			t.Fatalf("claim %s (%v)", v, err)
+		}
+		answers := waitAnswers(t, rdb, "idemanswers:tester:"+rec.Token)
+		if !bytes.Equal([]byte(answers+"\n"), first.body) {
+			t.Errorf("answers %q, first answer %s", answers, first.body)
 		}
 	})
 
@@ -198,7 +203,7 @@ func TestIdempotencyInProgress(t *testing.T) {
 	tx, _ := event.DecodeTransaction(body)
 	canonical, _ := tx.Encode()
 	it := newIdemItem("tester", "stuck-1", canonical)
-	v, _ := json.Marshal(idemRecord{State: idemPending, FP: it.fp, Token: "another-replica"})
+	v := oldPendingRecord(it.fp, "another-replica")
 	if err := rdb.Set(context.Background(), it.key, v, time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
