@@ -235,8 +235,7 @@ func TestRender(t *testing.T) {
 	if err := Render(&b, r); err != nil {
 		t.Fatal(err)
 	}
-	out := b.String()
-	for _, want := range []string{
+	wantInReport(t, b.String(),
 		"AMD EPYC, 2 cores, 24 GiB memory, Linux 6.1, go1.26.8 linux/amd64",
 		"out/bench/micro.txt`; with -count 3",
 		"with BENCH_SOAK=1m.",
@@ -252,14 +251,7 @@ func TestRender(t *testing.T) {
 		"fraudstream loadgen --rate 1000 --duration 1m0s",
 		"| card_testing | 10 | 9 | 0.950 |",
 		"| BenchmarkWatermarkClassify | 1 | 1.6 ns/op |",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q", want)
-		}
-	}
-	if t.Failed() {
-		t.Log(out)
-	}
+	)
 }
 
 // sampleCeiling has the scorer's codec loop and the batch endpoint with its
@@ -301,8 +293,7 @@ func TestRenderCeilingAndBatch(t *testing.T) {
 	if err := Render(&b, Report{Micro: set}); err != nil {
 		t.Fatal(err)
 	}
-	out := b.String()
-	for _, want := range []string{
+	wantInReport(t, b.String(),
 		"| ingest batch endpoint, 1000-item NDJSON batches | ≥ 200,000 tx/s | 115,000 tx/s (floor handler 180,000; 2 runs: 110,000, 120,000) | **not met** |",
 		"| run | service (tx/s) | floor (tx/s) | service / floor |",
 		"| 1 | 110,000 | 170,000 | 0.647 |",
@@ -312,7 +303,14 @@ func TestRenderCeilingAndBatch(t *testing.T) {
 		"It reached 0.304 of the copy loop (median)",
 		"| scorer restore of one partition holding 1 million cards' state | ≤ 15 s | 7.0 s (3 runs: 6.62, 16.2, 7) | **met** |",
 		"| scorer memory per active card (three transactions each) | measured | 1,155 bytes of heap per restored card | **reported (no target)** |",
-	} {
+	)
+}
+
+// wantInReport fails t for each of wants the report out lacks, and then
+// logs the report.
+func wantInReport(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)
 		}

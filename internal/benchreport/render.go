@@ -41,15 +41,20 @@ type Ratio struct {
 }
 
 func verdictRatio(r Ratio) Ratio {
-	switch {
-	case len(r.Ratios) == 0:
-		r.Status = NotMeasured
-	case Median(r.Ratios) >= r.Target:
-		r.Status = Met
-	default:
-		r.Status = NotMet
-	}
+	r.Status = verdict(r.Ratios, func(m float64) bool { return m >= r.Target })
 	return r
+}
+
+// verdict is NotMeasured without runs, otherwise Met when their median
+// meets the target (meets) and NotMet when it does not.
+func verdict(runs []float64, meets func(median float64) bool) Status {
+	switch {
+	case len(runs) == 0:
+		return NotMeasured
+	case meets(Median(runs)):
+		return Met
+	}
+	return NotMet
 }
 
 // ScorerRatio is the scorer against a plain transactional copy loop
@@ -84,14 +89,7 @@ type Restore struct {
 func RestoreOf(s *Set) Restore {
 	const b = "BenchmarkRestore1MCards"
 	r := Restore{Seconds: s.Values(b, "s/restore"), BytesPerCard: s.Values(b, "heap-bytes/card"), Target: TargetRestoreSeconds}
-	switch {
-	case len(r.Seconds) == 0:
-		r.Status = NotMeasured
-	case Median(r.Seconds) <= r.Target:
-		r.Status = Met
-	default:
-		r.Status = NotMet
-	}
+	r.Status = verdict(r.Seconds, func(m float64) bool { return m <= r.Target })
 	return r
 }
 
@@ -101,14 +99,7 @@ func RestoreOf(s *Set) Restore {
 func IngestBatchRate(s *Set) Rate {
 	r := Rate{Benchmark: "BenchmarkIngestBatch", Measured: s.Values("BenchmarkIngestBatch/full", "tx/s"),
 		Floor: s.Values("BenchmarkIngestBatch/floor", "tx/s"), Unit: "tx/s", Target: TargetIngestBatch}
-	switch {
-	case len(r.Measured) == 0:
-		r.Status = NotMeasured
-	case Median(r.Measured) >= r.Target:
-		r.Status = Met
-	default:
-		r.Status = NotMet
-	}
+	r.Status = verdict(r.Measured, func(m float64) bool { return m >= r.Target })
 	return r
 }
 
