@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,7 +63,7 @@ func runPosts(b *testing.B, url, prefix string, want int, rdb *redis.Client) {
 	if rdb != nil {
 		redisCPU = redisCPUTime(b, rdb)
 	}
-	cpu := processCPU(b)
+	cpu := testenv.ProcessCPU(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
@@ -87,7 +86,7 @@ func runPosts(b *testing.B, url, prefix string, want int, rdb *redis.Client) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
-	b.ReportMetric(float64((processCPU(b)-cpu).Microseconds())/float64(b.N), "cpu-µs/req")
+	b.ReportMetric(float64((testenv.ProcessCPU(b)-cpu).Microseconds())/float64(b.N), "cpu-µs/req")
 	if rdb != nil {
 		b.ReportMetric(float64((redisCPUTime(b, rdb)-redisCPU).Microseconds())/float64(b.N), "redis-cpu-µs/req")
 	}
@@ -124,7 +123,7 @@ func BenchmarkIngestSingle(b *testing.B) {
 	b.Run("full", func(b *testing.B) {
 		cfg := benchConfig(b)
 		base := startBenchService(b, cfg)
-		rdb := benchRedis(b, cfg)
+		rdb := redisClient(b, cfg.RedisURL)
 		b.SetParallelism(16)
 		runPosts(b, base+"/v1/transactions", fmt.Sprintf("full-%d-", benchRun.Add(1)), http.StatusAccepted, rdb)
 	})
@@ -151,7 +150,7 @@ func BenchmarkIngestBatch(b *testing.B) {
 	b.Run("full", func(b *testing.B) {
 		cfg := benchConfig(b)
 		base := startBenchService(b, cfg)
-		postBatches(b, base+"/v1/transactions/batch", benchRedis(b, cfg))
+		postBatches(b, base+"/v1/transactions/batch", redisClient(b, cfg.RedisURL))
 	})
 }
 
@@ -164,7 +163,7 @@ func postBatches(b *testing.B, url string, rdb *redis.Client) {
 	prefix := fmt.Sprintf("batch-%d-", benchRun.Add(1))
 	var n atomic.Int64
 	redisCPU := redisCPUTime(b, rdb)
-	cpu := processCPU(b)
+	cpu := testenv.ProcessCPU(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
@@ -198,19 +197,8 @@ func postBatches(b *testing.B, url string, rdb *redis.Client) {
 	b.StopTimer()
 	txs := float64(b.N * items)
 	b.ReportMetric(txs/elapsed.Seconds(), "tx/s")
-	b.ReportMetric(float64((processCPU(b)-cpu).Microseconds())/txs, "cpu-µs/tx")
+	b.ReportMetric(float64((testenv.ProcessCPU(b)-cpu).Microseconds())/txs, "cpu-µs/tx")
 	b.ReportMetric(float64((redisCPUTime(b, rdb)-redisCPU).Microseconds())/txs, "redis-cpu-µs/tx")
-}
-
-// benchRedis is a client of cfg's Redis, closed when b ends.
-func benchRedis(b *testing.B, cfg Config) *redis.Client {
-	ropts, err := redisOptions(cfg.RedisURL, cfg.RedisTimeout)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rdb := redis.NewClient(ropts)
-	b.Cleanup(func() { rdb.Close() })
-	return rdb
 }
 
 // floorBatch is the floor of BenchmarkIngestBatch: per batch it reads the
@@ -237,7 +225,7 @@ func newFloorBatch(b *testing.B, cfg Config) *floorBatch {
 		b.Fatal(err)
 	}
 	b.Cleanup(cl.Close)
-	return &floorBatch{rdb: benchRedis(b, cfg), cl: cl}
+	return &floorBatch{rdb: redisClient(b, cfg.RedisURL), cl: cl}
 }
 
 func (f *floorBatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -299,15 +287,6 @@ func (f *floorBatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.Accepted++
 	}
 	writeBatchResponse(w, &resp)
-}
-
-// processCPU is the user and system CPU time this process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // redisCPUTime is the user and system CPU time redis-server has used, from

@@ -27,13 +27,19 @@ func realRedisConfig(t *testing.T, c *kfake.Cluster) (Config, *redis.Client) {
 	t.Helper()
 	cfg := testConfig(t, c)
 	cfg.RedisURL = testenv.Redis(t)
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	return cfg, redisClient(t, cfg.RedisURL)
+}
+
+// redisClient is a client of the Redis at url, closed when tb ends.
+func redisClient(tb testing.TB, url string) *redis.Client {
+	tb.Helper()
+	opts, err := redis.ParseURL(url)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
-	return cfg, rdb
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb
 }
 
 func postWith(t testing.TB, url, key string, header map[string]string, body []byte) response {

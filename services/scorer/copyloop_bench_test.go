@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fraudstream/fraudstream/internal/testenv"
 	"github.com/fraudstream/fraudstream/pkg/event"
 	"github.com/fraudstream/fraudstream/services/scorer"
 )
@@ -56,19 +56,19 @@ func BenchmarkScorerVsCopyLoop(b *testing.B) {
 		cfg.TransactionTimeout = scorer.DefaultTransactionTimeout
 		b.StartTimer()
 		runCopy := func() {
-			cpu := processCPU(b)
+			cpu := testenv.ProcessCPU(b)
 			copyTime += runCopyLoop(b, brokers, cfg, false)
-			copyCPU += processCPU(b) - cpu
+			copyCPU += testenv.ProcessCPU(b) - cpu
 		}
 		runCodec := func() {
-			cpu := processCPU(b)
+			cpu := testenv.ProcessCPU(b)
 			codecTime += runCopyLoop(b, brokers, cfg, true)
-			codecCPU += processCPU(b) - cpu
+			codecCPU += testenv.ProcessCPU(b) - cpu
 		}
 		runScoring := func() {
-			cpu := processCPU(b)
+			cpu := testenv.ProcessCPU(b)
 			scorerTime += runScorer(b, brokers, cfg)
-			scorerCPU += processCPU(b) - cpu
+			scorerCPU += testenv.ProcessCPU(b) - cpu
 		}
 		if i%2 == 0 {
 			runCopy()
@@ -96,16 +96,6 @@ func BenchmarkScorerVsCopyLoop(b *testing.B) {
 	b.ReportMetric(perRecord(scorerCPU), "scorer-cpu-µs/rec")
 	b.ReportMetric(perRecord(copyCPU)/perRecord(scorerCPU), "cpu-ratio")
 	b.ReportMetric(perRecord(codecCPU), "codec-cpu-µs/rec")
-}
-
-// processCPU is the user and system CPU time the process has used so far.
-func processCPU(b *testing.B) time.Duration {
-	b.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // newBenchCluster starts an in-process kfake broker with the pipeline's
