@@ -562,7 +562,7 @@ func ratioLimits(r Ratio) string {
 	case strings.Contains(r.Benchmark, "ScorerVsCopyLoop"):
 		limits := "What limits it: the copy loop only moves bytes (≈ 1–2 µs per record), while the scorer decodes, de-duplicates, computes the look-back features, scores with rules and model, encodes the scored record and writes the changelog of every touched card (≈ 5–10 µs per record, docs/benchmarks-scorer.md); the broker and both clients share the same cores."
 		if len(r.Ceiling) > 0 {
-			limits += fmt.Sprintf(" The ceiling ratio is the codec loop's: the copy loop that also decodes each JSON transaction and encodes a JSON scored record carrying it, with no features, state or changelog. It reached %.3f of the copy loop (median): a scorer that reads and writes DESIGN.md's JSON records cannot exceed that on this machine, whatever its features cost.", Median(r.Ceiling))
+			limits += fmt.Sprintf(" The ceiling ratio is the codec loop's: the copy loop that also decodes each JSON transaction and encodes a JSON scored record carrying it, with no features, state or changelog. It reached %.3f of the copy loop (median): a scorer that reads and writes the pipeline's JSON records (docs/architecture.md) cannot exceed that on this machine, whatever its features cost.", Median(r.Ceiling))
 		}
 		return limits
 	case strings.Contains(r.Benchmark, "IngestSingle"):

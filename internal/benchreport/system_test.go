@@ -449,7 +449,7 @@ func tail(path string) string {
 }
 
 // stop ends the services with SIGTERM, then the broker (SIGTERM: see the
-// kfake defect in DESIGN.md).
+// kfake defect in docs/architecture.md).
 func (st *stack) stop(t *testing.T) {
 	for _, s := range st.services {
 		if s.cmd.Process != nil {

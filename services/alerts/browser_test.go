@@ -19,7 +19,7 @@ import (
 )
 
 // Browser tests drive Debian's chromium headless through chromedp, with
-// exactly the flags of DESIGN.md: nothing is resolved outside this
+// the flags of docs/design/testing.md: nothing is resolved outside this
 // machine. Without chromium they skip, except under CI=true.
 
 // chromiumPath finds the browser.

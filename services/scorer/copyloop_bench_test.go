@@ -32,7 +32,7 @@ import (
 //
 // A third loop runs beside them on the same input: the codec loop, the copy
 // loop that also does the least any scorer must do per record under the
-// wire format of DESIGN.md, decode and validate the JSON transaction and
+// JSON wire format (docs/architecture.md), decode and validate the JSON transaction and
 // encode a JSON scored record that carries it (zero features, no state, no
 // changelog). Its rate over the copy loop's, codec-ratio, is a ceiling for
 // ratio: a scorer that computed its features for free would still be

@@ -207,8 +207,8 @@ func (s *Service) sessionOpts() []kgo.Opt {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// A new owner of a partition waits for the previous owner's
 		// transaction to finish before reading its offset (KIP-447).
-		// franz-go 1.22 always does this; DESIGN.md names the option
-		// kgo.RequireStableFetchOffsets, which is now a deprecated no-op.
+		// franz-go 1.22 always does this (docs/architecture.md); its option
+		// kgo.RequireStableFetchOffsets is now a deprecated no-op.
 		kgo.SessionTimeout(s.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(min(3*time.Second, s.cfg.SessionTimeout/3)),
 		kgo.RebalanceTimeout(s.cfg.RebalanceTimeout),
