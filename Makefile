@@ -29,8 +29,9 @@ e2e: images
 	cd e2e && TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1 \
 		$(GO) test -tags e2e -count=1 -timeout 30m -v ./...
 
-## lint: go.mod and e2e/go.mod tidy, go vet and staticcheck, including the e2e module (build tag e2e)
+## lint: imports only point down the layers, go.mod and e2e/go.mod tidy, go vet and staticcheck, including the e2e module (build tag e2e)
 lint:
+	$(GO) run ./tools/layercheck
 	$(GO) mod tidy -diff
 	cd e2e && $(GO) mod tidy -diff
 	$(GO) vet ./...
@@ -44,8 +45,8 @@ clean:
 
 ## verify-eos: exactly-once proof at scale: 200k transactions, two scorer processes SIGKILLed 12 times, output byte-identical to a crash-free run
 verify-eos:
-	$(GO) test -count=1 -timeout 30m -run '^TestVerifyEOS$$' -v ./internal/eosverify -args -eos.records=200000 -eos.kills=12 -eos.feed=90s
+	$(GO) test -count=1 -timeout 30m -run '^TestVerifyEOS$$' -v ./tools/eosverify -args -eos.records=200000 -eos.kills=12 -eos.feed=90s
 
-## bench: Go micro-benchmarks (raw output in out/bench/micro.txt, for benchstat) and the system benchmark against the real binaries; writes docs/BENCHMARKS.md. About 20 minutes; BENCH_SOAK=1m shortens the 10-minute soak (other BENCH_* settings: internal/benchreport/system_test.go)
+## bench: Go micro-benchmarks (raw output in out/bench/micro.txt, for benchstat) and the system benchmark against the real binaries; writes docs/BENCHMARKS.md. About 20 minutes; BENCH_SOAK=1m shortens the 10-minute soak (other BENCH_* settings: tools/benchreport/system_test.go)
 bench: build
-	$(GO) test -tags benchsystem -count=1 -timeout 120m -run '^TestBenchmarkReport$$' -v ./internal/benchreport/ -args -bench.root=$(CURDIR)
+	$(GO) test -tags benchsystem -count=1 -timeout 120m -run '^TestBenchmarkReport$$' -v ./tools/benchreport/ -args -bench.root=$(CURDIR)

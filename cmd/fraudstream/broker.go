@@ -4,7 +4,7 @@ import (
 	"context"
 	"io"
 
-	"github.com/fraudstream/fraudstream/internal/broker"
+	"github.com/fraudstream/fraudstream/tools/devbroker"
 )
 
 func runBroker(ctx context.Context, args []string, env func(string) string, _, stderr io.Writer) error {
@@ -18,7 +18,8 @@ func runBroker(ctx context.Context, args []string, env func(string) string, _, s
 	if err != nil {
 		return err
 	}
-	b, err := broker.Start(ctx, broker.Config{Listen: *listen, Advertise: *advertise, DataDir: *dataDir,
+	log.Warn("fraudstream broker is for development and tests only: it is franz-go's test broker (kfake), and a SIGKILL during an open transaction can hide committed records after its restart; run Apache Kafka in production")
+	b, err := devbroker.Start(ctx, devbroker.Config{Listen: *listen, Advertise: *advertise, DataDir: *dataDir,
 		Partitions: *partitions, SyncWrites: *syncWrites}, log)
 	if err != nil {
 		return err

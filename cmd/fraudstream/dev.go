@@ -7,7 +7,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/fraudstream/fraudstream/internal/devstack"
+	"github.com/fraudstream/fraudstream/tools/devstack"
 )
 
 func runDev(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {

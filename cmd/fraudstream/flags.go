@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 )
 
 // flags is a flag set whose flags fall back to environment variables: a flag

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/loadgen"
-	"github.com/fraudstream/fraudstream/internal/traffic"
+	"github.com/fraudstream/fraudstream/tools/loadgen"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 const loadgenHelp = `usage: fraudstream loadgen [flags]

@@ -23,7 +23,7 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"broker":  {"run a Kafka-protocol broker (kfake) with the pipeline's topics", runBroker},
+	"broker":  {"development and tests only: a Kafka-protocol test broker (kfake) with the pipeline's topics; run Apache Kafka in production", runBroker},
 	"ingest":  {"serve the ingest HTTP API and produce to raw-transactions", runIngest},
 	"scorer":  {"score raw-transactions exactly once into scored-transactions", runScorer},
 	"alerts":  {"sink scored transactions to the database and serve the dashboard", runAlerts},

@@ -10,10 +10,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/traffic"
 	"github.com/fraudstream/fraudstream/pkg/event"
 	"github.com/fraudstream/fraudstream/services/scorer"
 	"github.com/fraudstream/fraudstream/services/scorer/model"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 const trainHelp = `usage: fraudstream train [flags]

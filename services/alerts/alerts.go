@@ -44,8 +44,8 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/fraudstream/fraudstream/internal/httpserver"
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
 

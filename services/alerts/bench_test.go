@@ -20,8 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fraudstream/fraudstream/internal/testenv"
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/tools/testenv"
 )
 
 // BenchmarkSinkVsRawCopy compares, in one run on one PostgreSQL, the

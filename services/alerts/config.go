@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 )
 
 // Defaults for Config, used by DefaultConfig. The environment variable each

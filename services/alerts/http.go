@@ -13,7 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/fraudstream/fraudstream/internal/httpserver"
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
 

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 )
 
 func TestHubDropsSlowClientsWithoutBlocking(t *testing.T) {

@@ -18,8 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fraudstream/fraudstream/internal/broker"
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/tools/devbroker"
 )
 
 // The crash test: a real alerts process, this test binary re-executed,
@@ -74,8 +74,8 @@ func testSIGKILL(t *testing.T, dbURL string, n, kills int) {
 	defer cancel()
 	const partitions = 4
 	// The broker runs in this process and is only ever closed cleanly
-	// (see internal/broker on kfake and SIGKILL).
-	brk, err := broker.Start(ctx, broker.Config{Listen: "127.0.0.1:0", Partitions: partitions}, discardLog())
+	// (see tools/devbroker on kfake and SIGKILL).
+	brk, err := devbroker.Start(ctx, devbroker.Config{Listen: "127.0.0.1:0", Partitions: partitions}, discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,13 +12,13 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/fraudstream/fraudstream/internal/devstack"
 	"github.com/fraudstream/fraudstream/pkg/event"
 	"github.com/fraudstream/fraudstream/services/alerts"
+	"github.com/fraudstream/fraudstream/tools/devstack"
 )
 
 // TestPostedTransactionAppearsLiveInBrowser runs the real pipeline in this
-// process (internal/devstack: broker, ingest, scorer, alerts on SQLite),
+// process (tools/devstack: broker, ingest, scorer, alerts on SQLite),
 // opens the dashboard in chromium, POSTs a transaction to ingest and waits
 // for it in the live feed and then in the stored detail view.
 func TestPostedTransactionAppearsLiveInBrowser(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/testenv"
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/tools/testenv"
 )
 
 func TestMain(m *testing.M) {

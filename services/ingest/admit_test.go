@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/fraudstream/fraudstream/internal/testenv"
+	"github.com/fraudstream/fraudstream/tools/testenv"
 )
 
 // adminService is a Service with just what admit and the recorder use, on

@@ -17,9 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
-	"github.com/fraudstream/fraudstream/internal/testenv"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/tools/testenv"
 )
 
 const testKey = "test-secret-key-0123456789"

@@ -48,8 +48,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 
-	"github.com/fraudstream/fraudstream/internal/httpserver"
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
 

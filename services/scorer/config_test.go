@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 )
 
 func TestConfigValidate(t *testing.T) {

@@ -10,9 +10,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fraudstream/fraudstream/internal/testenv"
 	"github.com/fraudstream/fraudstream/pkg/event"
 	"github.com/fraudstream/fraudstream/services/scorer"
+	"github.com/fraudstream/fraudstream/tools/testenv"
 )
 
 // BenchmarkScorerVsCopyLoop is the speed check of issue 4: the scorer's

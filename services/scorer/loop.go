@@ -9,7 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 )
 
 // sessionRetryDelay spaces out session re-creations after a failure, so a

@@ -3,7 +3,7 @@ package scorer
 import (
 	"testing"
 
-	"github.com/fraudstream/fraudstream/internal/testenv"
+	"github.com/fraudstream/fraudstream/tools/testenv"
 )
 
 // TestMain stops the throwaway Redis the profile tests start (testenv).

@@ -14,8 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fraudstream/fraudstream/internal/testenv"
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/tools/testenv"
 )
 
 func TestProfileCacheBounded(t *testing.T) {

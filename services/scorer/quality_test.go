@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/loadgen"
-	"github.com/fraudstream/fraudstream/internal/traffic"
 	"github.com/fraudstream/fraudstream/services/scorer"
+	"github.com/fraudstream/fraudstream/tools/loadgen"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 func simulate(seed uint64, n int, perCardPerHour float64) []traffic.Labeled {

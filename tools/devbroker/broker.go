@@ -1,13 +1,14 @@
-// Package broker runs kfake, franz-go's Kafka-protocol broker written in Go,
-// as the pipeline's embedded Kafka: one broker with transactions,
-// read_committed, consumer groups and on-disk persistence, seeded with the
-// pipeline's topics. It serves `fraudstream broker`, `fraudstream dev` and the
-// tests; kcat and every service connect to it exactly as to Kafka.
+// Package devbroker runs kfake, franz-go's Kafka-protocol test broker, as
+// the pipeline's Kafka for development and tests only: one broker with
+// transactions, read_committed, consumer groups and on-disk persistence,
+// seeded with the pipeline's topics. It serves `fraudstream broker`,
+// `fraudstream dev` and the tests; kcat and every service connect to it
+// exactly as to Kafka. It is not a production broker: use Apache Kafka.
 //
-// Stop it with Close (SIGTERM in the command). kfake has a known defect: a
-// SIGKILL during an open transaction can hide later committed records from
-// read_committed readers after a restart, so tests kill clients, not it.
-package broker
+// Stop it with Close (SIGTERM in the command): a SIGKILL during an open
+// transaction can hide later committed records from read_committed readers
+// after a restart (docs/architecture.md).
+package devbroker
 
 import (
 	"context"
@@ -20,7 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 )
 
 // Config describes one embedded broker.

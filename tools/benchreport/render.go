@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/loadgen"
-	"github.com/fraudstream/fraudstream/internal/traffic"
+	"github.com/fraudstream/fraudstream/tools/loadgen"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 // Status is the verdict on one figure.
@@ -243,7 +243,7 @@ func Render(w io.Writer, r Report) error {
 	m := r.Machine
 	p("# fraudstream benchmarks")
 	p("")
-	p("Written by `make bench` (internal/benchreport); do not edit by hand. %s", r.HowProduced)
+	p("Written by `make bench` (tools/benchreport); do not edit by hand. %s", r.HowProduced)
 	p("")
 	cpu := orUnknown(m.CPU)
 	if r.Micro != nil && r.Micro.CPU != "" && r.Micro.CPU != m.CPU {
@@ -336,7 +336,7 @@ func Render(w io.Writer, r Report) error {
 	}
 	p("```")
 	p("")
-	p("The micro-benchmark output is kept in `%s` (benchstat reads it: `go run golang.org/x/perf/cmd/benchstat@latest %s`; with -count 3 it gives no confidence intervals, which need 6 runs: BENCH_COUNT=6). The loadgen phases ran in the benchmark's own process with `internal/loadgen`, exactly as the `fraudstream loadgen` command lines above would.", r.MicroFile, r.MicroFile)
+	p("The micro-benchmark output is kept in `%s` (benchstat reads it: `go run golang.org/x/perf/cmd/benchstat@latest %s`; with -count 3 it gives no confidence intervals, which need 6 runs: BENCH_COUNT=6). The loadgen phases ran in the benchmark's own process with `tools/loadgen`, exactly as the `fraudstream loadgen` command lines above would.", r.MicroFile, r.MicroFile)
 	p("")
 	p("| command | seconds | load before | load after | result |")
 	p("| --- | ---: | --- | --- | --- |")

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/traffic"
 	"github.com/fraudstream/fraudstream/services/scorer"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 // TestRunsOfTwoSeedsKeepCardholdersApart scores, with the scorer's own

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/traffic"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 func near(t *testing.T, name string, got *float64, want float64) {

@@ -16,10 +16,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/fraudstream/fraudstream/internal/testenv"
-	"github.com/fraudstream/fraudstream/internal/traffic"
 	"github.com/fraudstream/fraudstream/pkg/event"
 	"github.com/fraudstream/fraudstream/services/scorer/rules"
+	"github.com/fraudstream/fraudstream/tools/testenv"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

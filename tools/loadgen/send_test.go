@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/traffic"
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 // TestPostAsksAgainWhileInProgress: ingest answers 409

@@ -3,7 +3,7 @@
 package benchreport
 
 // This file is `make bench`. It is a test behind a build tag because it
-// needs throwaway Redis and PostgreSQL servers from internal/testenv; CI
+// needs throwaway Redis and PostgreSQL servers from tools/testenv; CI
 // never builds it. Settings come from the environment (BENCH_*), see
 // benchSettings, and the paths from -args flags set by the Makefile.
 
@@ -29,9 +29,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/loadgen"
-	"github.com/fraudstream/fraudstream/internal/testenv"
-	"github.com/fraudstream/fraudstream/internal/traffic"
+	"github.com/fraudstream/fraudstream/tools/loadgen"
+	"github.com/fraudstream/fraudstream/tools/testenv"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -273,7 +273,7 @@ func microCommands(count int) [][]string {
 		{"go", "test", "-run", "^$", "-bench", "SinkVsRawCopy$", "-benchtime", "20x", "-count", c, "./services/alerts/"},
 		{"go", "test", "-run", "^$", "-bench", "TaskProcess$|TaskProcessDefault$|ScorerPipeline$", "-benchtime", "1s", "-benchmem", "-count", c, "./services/scorer/"},
 		{"go", "test", "-run", "^$", "-bench", ".", "-benchtime", "0.5s", "-benchmem", "-count", c,
-			"./pkg/event/", "./pkg/watermark/", "./pkg/windowing/", "./services/scorer/rules/", "./services/scorer/model/", "./internal/traffic/"},
+			"./pkg/event/", "./pkg/watermark/", "./pkg/windowing/", "./services/scorer/rules/", "./services/scorer/model/", "./tools/traffic/"},
 	}
 }
 

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/devstack"
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
-	"github.com/fraudstream/fraudstream/internal/traffic"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
+	"github.com/fraudstream/fraudstream/tools/devstack"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 // TestStreamReconnectsWithLastEventID serves two connections: the first

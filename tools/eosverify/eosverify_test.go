@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/eosverify"
+	"github.com/fraudstream/fraudstream/tools/eosverify"
 )
 
 var (

@@ -4,7 +4,7 @@
 // scored decisions against the simulator's labels.
 //
 // A run subscribes to the stream first, then sends transactions from
-// internal/traffic — to ingest one per request, in NDJSON batches, or
+// tools/traffic — to ingest one per request, in NDJSON batches, or
 // straight to the raw-transactions topic — at a fixed rate or as fast as
 // its workers go, until a count or a duration is reached. It then waits a
 // bounded time for the last scored records and returns a Report.
@@ -26,9 +26,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
-	"github.com/fraudstream/fraudstream/internal/traffic"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 // Mode is how transactions reach the pipeline.

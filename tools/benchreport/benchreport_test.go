@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/loadgen"
-	"github.com/fraudstream/fraudstream/internal/traffic"
+	"github.com/fraudstream/fraudstream/tools/loadgen"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 const sample = `goos: linux

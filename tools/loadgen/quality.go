@@ -1,8 +1,8 @@
 package loadgen
 
 import (
-	"github.com/fraudstream/fraudstream/internal/traffic"
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 // Outcome is one scored transaction with its ground truth.

@@ -19,13 +19,13 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/fraudstream/fraudstream/internal/broker"
-	"github.com/fraudstream/fraudstream/internal/kafkaopt"
-	"github.com/fraudstream/fraudstream/internal/traffic"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 	"github.com/fraudstream/fraudstream/services/alerts"
 	"github.com/fraudstream/fraudstream/services/ingest"
 	"github.com/fraudstream/fraudstream/services/scorer"
 	"github.com/fraudstream/fraudstream/services/scorer/rules"
+	"github.com/fraudstream/fraudstream/tools/devbroker"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 // DevAPIKey is the ingest API key of the dev stack when none is configured.
@@ -79,7 +79,7 @@ func (c *Config) defaults() {
 type Stack struct {
 	cfg      Config
 	log      *slog.Logger
-	broker   *broker.Broker       // nil with external Kafka
+	broker   *devbroker.Broker    // nil with external Kafka
 	redis    *miniredis.Miniredis // nil with external Redis
 	redisURL string
 	ingest   *ingest.Service
@@ -105,7 +105,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (s *Stack, err err
 		}
 	}()
 	if len(cfg.Kafka.Brokers) == 0 {
-		s.broker, err = broker.Start(ctx, broker.Config{Listen: cfg.BrokerListen,
+		s.broker, err = devbroker.Start(ctx, devbroker.Config{Listen: cfg.BrokerListen,
 			DataDir: filepath.Join(cfg.DataDir, "kafka"), Partitions: cfg.Partitions}, log.With("service", "broker"))
 		if err != nil {
 			return nil, err

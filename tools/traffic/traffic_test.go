@@ -72,7 +72,7 @@ func TestGeneratorIsDeterministicAndValid(t *testing.T) {
 	}
 }
 
-// The zero Config keeps the behaviour internal/devstack relies on: distinct
+// The zero Config keeps the behaviour tools/devstack relies on: distinct
 // transactions, no retries, arrivals at most OutOfOrder after event time.
 func TestZeroConfigDefaults(t *testing.T) {
 	g := New(Config{})

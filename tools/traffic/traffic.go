@@ -40,7 +40,7 @@
 //
 // The generator is deterministic for a seed: the same seed and the same
 // sequence of arrival times give the same transactions, byte for byte.
-// It only makes transactions; Sender and internal/loadgen send them.
+// It only makes transactions; Sender and tools/loadgen send them.
 package traffic
 
 import (

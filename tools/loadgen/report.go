@@ -10,7 +10,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/fraudstream/fraudstream/internal/traffic"
+	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
 // Report is what a run measured. It is printed as text and, with

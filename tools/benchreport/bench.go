@@ -1,6 +1,6 @@
 // Package benchreport is `make bench`: it reads the output of the Go
 // micro-benchmarks, runs the system benchmark (the real binaries as
-// separate processes, driven by internal/loadgen) and writes
+// separate processes, driven by tools/loadgen) and writes
 // docs/BENCHMARKS.md, where every figure of the performance issue is set
 // against its baseline or target, measured in the same run, and stated as
 // met or not together with what limits it.
@@ -9,7 +9,7 @@
 // Parse reads `go test -bench` output (the format benchstat reads), the
 // Report holds what one run measured, and Render turns it into Markdown.
 // The orchestration lives in a test file behind the build tag benchsystem
-// (it needs throwaway Redis and PostgreSQL servers from internal/testenv),
+// (it needs throwaway Redis and PostgreSQL servers from tools/testenv),
 // run by `make bench`.
 package benchreport
 

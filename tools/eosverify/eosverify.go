@@ -14,7 +14,7 @@
 // poison record exactly once.
 //
 // Brokers are stopped with SIGTERM only: kfake can lose track of
-// transactions when it is SIGKILLed mid-transaction (see internal/broker),
+// transactions when it is SIGKILLed mid-transaction (see tools/devbroker),
 // and the point is to crash the scorer, not the broker.
 package eosverify
 

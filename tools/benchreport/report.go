@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fraudstream/fraudstream/internal/loadgen"
+	"github.com/fraudstream/fraudstream/tools/loadgen"
 )
 
 // Load is the machine's load average at one moment, from /proc/loadavg.
