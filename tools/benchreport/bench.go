@@ -7,7 +7,8 @@
 //
 // The pieces are apart so they can be tested without running anything:
 // Parse reads `go test -bench` output (the format benchstat reads), the
-// Report holds what one run measured, and Render turns it into Markdown.
+// Report holds what one run measured, and Render turns it into Markdown
+// with the templates in templates/.
 // The orchestration lives in a test file behind the build tag benchsystem
 // (it needs throwaway Redis and PostgreSQL servers from tools/testenv),
 // run by `make bench`.

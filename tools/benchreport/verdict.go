@@ -19,8 +19,6 @@ const (
 	NotMeasured Status = "not measured"
 )
 
-func (s Status) bold() string { return "**" + string(s) + "**" }
-
 // Ratio is a throughput compared with its baseline in one benchmark run,
 // once per -count repetition.
 type Ratio struct {
