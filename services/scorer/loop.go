@@ -95,8 +95,11 @@ func (s *Service) runSession(ctx context.Context) error {
 session:
 	for {
 		// Wait for input before beginning: an idle scorer opens no
-		// transactions.
-		fetches := sess.PollRecords(ctx, s.cfg.MaxBatchRecords)
+		// transactions, but one to fire idle partitions' stats windows
+		// once per idle period (idle.go).
+		pctx, cancel := context.WithTimeout(ctx, s.idlePoll())
+		fetches := sess.PollRecords(pctx, s.cfg.MaxBatchRecords)
+		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -104,6 +107,14 @@ session:
 			return err
 		}
 		if fetches.Empty() {
+			if len(s.idleTasks(time.Now())) > 0 {
+				if err := sess.Begin(); err != nil {
+					return fmt.Errorf("begin transaction: %w", err)
+				}
+				if err := s.end(ctx, newBatch(ctx, sess)); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		// Restore before beginning, so a long restore does not hold a
@@ -254,6 +265,7 @@ func (b *batch) dispatch(t *task, recs []*kgo.Record) {
 		go b.run(w)
 	}
 	b.records += len(recs)
+	t.lastActive = time.Now()
 	w.in <- recs
 }
 
@@ -425,6 +437,7 @@ func (s *Service) checkFetches(fetches kgo.Fetches) error {
 // the tasks are reset to match. An error means the session is unusable.
 func (s *Service) end(ctx context.Context, b *batch) error {
 	b.finish(true)
+	s.fireIdle(b, time.Now())
 	sess := b.sess
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.TransactionTimeout)
 	defer cancel()

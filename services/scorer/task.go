@@ -173,6 +173,9 @@ type task struct {
 	stats *statsWindows // fraud-stats windows (stats.go)
 
 	restored bool // state read from the changelog; set by the service
+	// lastActive is when the batch loop last handed the task records
+	// (processing time, for idle firing only: idle.go).
+	lastActive time.Time
 
 	scorer scorer // rules and model, with their scratch space
 
