@@ -46,7 +46,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -202,7 +201,7 @@ func (s *Service) ready(ctx context.Context) error {
 	s.mu.Unlock()
 	switch {
 	case all:
-		return errors.New("every assigned partition is " + strings.TrimPrefix(detail, "quarantined partitions: "))
+		return errors.New("every assigned partition is quarantined; " + detail)
 	case detail != "":
 		return &httpserver.Degraded{Detail: detail}
 	}
