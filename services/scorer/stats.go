@@ -26,8 +26,9 @@ import (
 //   - Count, Approved/Review/Declined, AmountMinor and the latency summary
 //     cover the records of the window that updated state: on time or late
 //     (within the allowed lateness). Late counts the late ones among them.
-//   - TooLate counts records that arrived too late to update state. Such a
-//     record is attributed to the window its event time belongs to if that
+//   - TooLate counts records whose event time was too late (they count in
+//     their card's state at the oldest open time instead, eventtime.go).
+//     Such a record is attributed to the window its event time belongs to if that
 //     window is still open (the watermark has not passed its end by the
 //     allowed lateness yet), else to the window holding the watermark at
 //     its arrival (the oldest window still being filled). It is counted in
