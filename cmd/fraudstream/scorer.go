@@ -25,7 +25,8 @@ func scorerFlags(f *flags) func() scorer.Config {
 	decline := f.Float("decline-threshold", "SCORER_DECLINE_THRESHOLD", d.DeclineThreshold, "score from which a transaction is declined")
 	modelFile := f.String("model-file", "SCORER_MODEL_FILE", "", "logistic-regression model JSON, e.g. from fraudstream train (default: the built-in model)")
 	outOfOrder := f.Duration("max-out-of-order", "SCORER_MAX_OUT_OF_ORDER", d.MaxOutOfOrder, "event-time disorder a partition may have: watermark = max event time − this")
-	lateness := f.Duration("allowed-lateness", "SCORER_ALLOWED_LATENESS", d.AllowedLateness, "how far behind the watermark a record still updates state")
+	lateness := f.Duration("allowed-lateness", "SCORER_ALLOWED_LATENESS", d.AllowedLateness, "how far behind the watermark an event time may be before the record is flagged late (it then counts at the oldest open time)")
+	statsIdle := f.Duration("stats-idle-timeout", "SCORER_STATS_IDLE_TIMEOUT", d.StatsIdleTimeout, "how long a partition may go without records before its open fraud-stats windows are fired anyway (not final)")
 	session := f.Duration("session-timeout", "SCORER_SESSION_TIMEOUT", d.SessionTimeout, "how long the group waits for a silent (crashed) member")
 	rebalance := f.Duration("rebalance-timeout", "SCORER_REBALANCE_TIMEOUT", d.RebalanceTimeout, "how long a rebalance waits for members to rejoin")
 	redisURL := f.String("redis-url", "REDIS_URL", "", "Redis holding the card profiles ingest writes (rediss:// for TLS); empty: score without profiles")
@@ -36,7 +37,7 @@ func scorerFlags(f *flags) func() scorer.Config {
 		return scorer.Config{Addr: *addr, Kafka: kafka(), GroupID: *group, TransactionalID: *txid,
 			CommitInterval: *commit, MaxBatchRecords: *batch, TransactionTimeout: *txTimeout,
 			ReviewThreshold: *review, DeclineThreshold: *decline, ModelFile: *modelFile,
-			MaxOutOfOrder: *outOfOrder, AllowedLateness: *lateness,
+			MaxOutOfOrder: *outOfOrder, AllowedLateness: *lateness, StatsIdleTimeout: *statsIdle,
 			SessionTimeout: *session, RebalanceTimeout: *rebalance,
 			RedisURL: *redisURL, RedisTimeout: *redisTimeout, ProfileCacheTTL: *cacheTTL, ProfileCacheSize: *cacheSize}
 	}

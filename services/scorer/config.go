@@ -22,6 +22,7 @@ const (
 	DefaultDeclineThreshold   = 0.8
 	DefaultMaxOutOfOrder      = 5 * time.Second
 	DefaultAllowedLateness    = time.Minute
+	DefaultStatsIdleTimeout   = 30 * time.Second
 	DefaultSessionTimeout     = 45 * time.Second
 	DefaultRebalanceTimeout   = 60 * time.Second
 	DefaultRedisTimeout       = 50 * time.Millisecond
@@ -97,13 +98,19 @@ type Config struct {
 	// (the zero value means the default; use 1ms for "in order").
 	MaxOutOfOrder time.Duration
 
-	// AllowedLateness is how far behind the watermark a record may arrive
-	// and still update state (it is "late"); a record at or before
-	// watermark − AllowedLateness is "too late": scored over the state
-	// that remains, flagged late, counted, not added to state. Per-card
-	// state is kept for 24h (the longest feature) + AllowedLateness
-	// behind the watermark. SCORER_ALLOWED_LATENESS, default 1m.
+	// AllowedLateness is how far behind the watermark a record's event
+	// time may be and still count at it (it is "late"); a record at or
+	// before watermark − AllowedLateness is "too late": flagged late,
+	// counted, and in its card's state at the oldest open time
+	// (docs/design/event-time.md). Per-card state is kept for 24h (the
+	// longest feature) + AllowedLateness behind the watermark.
+	// SCORER_ALLOWED_LATENESS, default 1m.
 	AllowedLateness time.Duration
+
+	// StatsIdleTimeout is how long a partition may go without records
+	// before its open fraud-stats windows with unreported records are
+	// fired (not final) anyway. SCORER_STATS_IDLE_TIMEOUT, default 30s.
+	StatsIdleTimeout time.Duration
 
 	// SessionTimeout is how long the group waits for a silent member
 	// (a crashed instance) before moving its partitions to the others.
@@ -176,6 +183,9 @@ func (c Config) withDefaults() Config {
 	if c.AllowedLateness == 0 {
 		c.AllowedLateness = DefaultAllowedLateness
 	}
+	if c.StatsIdleTimeout == 0 {
+		c.StatsIdleTimeout = DefaultStatsIdleTimeout
+	}
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = DefaultSessionTimeout
 	}
@@ -224,6 +234,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("SCORER_MAX_OUT_OF_ORDER: %s must be between 1ms and %s", c.MaxOutOfOrder, maxEventTimeSetting)
 	case c.AllowedLateness < time.Millisecond || c.AllowedLateness > maxEventTimeSetting:
 		return fmt.Errorf("SCORER_ALLOWED_LATENESS: %s must be between 1ms and %s", c.AllowedLateness, maxEventTimeSetting)
+	case c.StatsIdleTimeout < 10*time.Millisecond || c.StatsIdleTimeout > 24*time.Hour:
+		return fmt.Errorf("SCORER_STATS_IDLE_TIMEOUT: %s must be between 10ms and 24h", c.StatsIdleTimeout)
 	case c.SessionTimeout < time.Second:
 		return fmt.Errorf("SCORER_SESSION_TIMEOUT: %s is below 1s", c.SessionTimeout)
 	case c.RebalanceTimeout < time.Second:

@@ -29,6 +29,7 @@ func TestConfigValidate(t *testing.T) {
 		{"decline below review", func(c *Config) { c.ReviewThreshold = 0.9; c.DeclineThreshold = 0.6 }, "SCORER_DECLINE_THRESHOLD"},
 		{"negative out of order", func(c *Config) { c.MaxOutOfOrder = -time.Second }, "SCORER_MAX_OUT_OF_ORDER"},
 		{"absurd lateness", func(c *Config) { c.AllowedLateness = 30 * 24 * time.Hour }, "SCORER_ALLOWED_LATENESS"},
+		{"tiny stats idle timeout", func(c *Config) { c.StatsIdleTimeout = time.Millisecond }, "SCORER_STATS_IDLE_TIMEOUT"},
 		{"short session", func(c *Config) { c.SessionTimeout = time.Millisecond }, "SCORER_SESSION_TIMEOUT"},
 		{"short rebalance", func(c *Config) { c.RebalanceTimeout = time.Millisecond }, "SCORER_REBALANCE_TIMEOUT"},
 	}

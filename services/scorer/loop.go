@@ -92,10 +92,14 @@ func (s *Service) runSession(ctx context.Context) error {
 	}()
 	s.log.Info("scorer session started", "group", s.cfg.GroupID, "transactional_id", s.cfg.TransactionalID)
 
+session:
 	for {
 		// Wait for input before beginning: an idle scorer opens no
-		// transactions.
-		fetches := sess.PollRecords(ctx, s.cfg.MaxBatchRecords)
+		// transactions, but one to fire idle partitions' stats windows
+		// once per idle period (idle.go).
+		pctx, cancel := context.WithTimeout(ctx, s.idlePoll())
+		fetches := sess.PollRecords(pctx, s.cfg.MaxBatchRecords)
+		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -103,6 +107,14 @@ func (s *Service) runSession(ctx context.Context) error {
 			return err
 		}
 		if fetches.Empty() {
+			if len(s.idleTasks(time.Now())) > 0 {
+				if err := sess.Begin(); err != nil {
+					return fmt.Errorf("begin transaction: %w", err)
+				}
+				if err := s.end(ctx, newBatch(ctx, sess)); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		// Restore before beginning, so a long restore does not hold a
@@ -110,6 +122,15 @@ func (s *Service) runSession(ctx context.Context) error {
 		if err := s.prepare(ctx, fetches); err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, errQuarantined) {
+				// The poll's records are dropped and re-polled, but
+				// the quarantined partition's (quarantine.go).
+				s.pauseQuarantined(sess.Client())
+				if err := s.rewind(ctx, sess, nil); err != nil {
+					return err
+				}
+				continue
 			}
 			return err
 		}
@@ -145,6 +166,13 @@ func (s *Service) runSession(ctx context.Context) error {
 			// A partition assigned mid-batch is restored here, inside
 			// the transaction; that is rare.
 			if err := s.processFetches(ctx, fetches, b); err != nil {
+				if errors.Is(err, errQuarantined) && ctx.Err() == nil {
+					s.pauseQuarantined(sess.Client())
+					if err := s.rewind(ctx, sess, b); err != nil {
+						return err
+					}
+					continue session
+				}
 				s.abort(ctx, b)
 				if ctx.Err() != nil {
 					return nil
@@ -237,6 +265,7 @@ func (b *batch) dispatch(t *task, recs []*kgo.Record) {
 		go b.run(w)
 	}
 	b.records += len(recs)
+	t.lastActive = time.Now()
 	w.in <- recs
 }
 
@@ -343,15 +372,25 @@ func (b *batch) err() error {
 }
 
 // prepare restores the tasks of the partitions in fetches that have not
-// been restored since they were assigned or reset.
+// been restored since they were assigned or reset. It returns
+// errQuarantined when a partition cannot be restored, or when records of
+// a quarantined partition were polled before its pause took effect: the
+// batch must then be rewound (quarantine.go).
 func (s *Service) prepare(ctx context.Context, fetches kgo.Fetches) error {
 	var err error
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if err != nil || len(p.Records) == 0 {
 			return
 		}
+		if s.isQuarantined(p.Partition) {
+			err = errQuarantined
+			return
+		}
 		if t := s.taskFor(p.Partition); !t.restored {
 			err = s.restore(ctx, t)
+			if err != nil && ctx.Err() == nil && s.quarantine(p.Partition, err) {
+				err = errQuarantined
+			}
 		}
 	})
 	return err
@@ -398,6 +437,7 @@ func (s *Service) checkFetches(fetches kgo.Fetches) error {
 // the tasks are reset to match. An error means the session is unusable.
 func (s *Service) end(ctx context.Context, b *batch) error {
 	b.finish(true)
+	s.fireIdle(b, time.Now())
 	sess := b.sess
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.TransactionTimeout)
 	defer cancel()

@@ -32,6 +32,8 @@ type metrics struct {
 	profileKeys        prometheus.Counter
 	profileBad         prometheus.Counter
 
+	quarantined prometheus.Gauge // partitions set aside (quarantine.go)
+
 	ruleSetVersion prometheus.Gauge
 	rulesRejected  prometheus.Counter
 	ruleErrors     prometheus.Counter // rule evaluations that failed at run time
@@ -105,6 +107,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "profile_unreadable_total",
 			Help: "Card profiles found in Redis that could not be decoded; the card is scored without one.",
 		}),
+		quarantined: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "quarantined_partitions",
+			Help: "raw-transactions partitions this instance has set aside because their state cannot be restored; the others are scored.",
+		}),
 		ruleSetVersion: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "rule_set_version",
 			Help: "Version of the rule set in force (from fraud-rules, or the built-in default).",
@@ -127,7 +133,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.scored, m.dlq, m.duplicates, m.tooLate, m.late, m.changelog,
 		m.restores, m.restoreRec, m.txns, m.batchSize,
 		m.stats, m.profileMissing, m.profileUnavailable, m.profileErrors, m.profileKeys, m.profileBad,
-		m.ruleSetVersion, m.rulesRejected, m.ruleErrors} {
+		m.quarantined, m.ruleSetVersion, m.rulesRejected, m.ruleErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register scorer metrics: %w", err)
 		}

@@ -42,8 +42,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -77,6 +79,9 @@ type Service struct {
 	joined  bool                      // the session's member is in the group
 	lastErr error                     // why the last session ended, for /readyz
 	tasks   map[int32]*task           // by raw-transactions partition
+	// quarantined holds the partitions set aside, with the reason
+	// (quarantine.go); they are paused in the session's client.
+	quarantined map[int32]string
 }
 
 // New checks cfg and binds the HTTP listener, so Addr is known before Run.
@@ -189,6 +194,17 @@ func (s *Service) ready(ctx context.Context) error {
 	if err := sess.Client().Ping(ctx); err != nil {
 		return fmt.Errorf("kafka unreachable: %w", err)
 	}
+	// Quarantined partitions leave the instance ready while it serves
+	// others, and not ready when it serves none.
+	s.mu.Lock()
+	detail, all := s.quarantineStatus()
+	s.mu.Unlock()
+	switch {
+	case all:
+		return errors.New("every assigned partition is quarantined; " + detail)
+	case detail != "":
+		return &httpserver.Degraded{Detail: detail}
+	}
 	return nil
 }
 
@@ -239,23 +255,25 @@ func (s *Service) onAssigned(_ context.Context, _ *kgo.Client, assigned map[stri
 
 // onRevoked drops the tasks of revoked partitions. The session aborts the
 // open transaction, so nothing they did since the last commit is kept.
-func (s *Service) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+func (s *Service) onRevoked(_ context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range revoked[event.TopicRaw] {
 		delete(s.tasks, p)
 	}
+	s.release(cl, revoked[event.TopicRaw])
 	s.log.Info("partitions revoked", "partitions", revoked[event.TopicRaw])
 }
 
 // onLost is onRevoked after the member fell out of the group.
-func (s *Service) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+func (s *Service) onLost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.joined = false
 	for _, p := range lost[event.TopicRaw] {
 		delete(s.tasks, p)
 	}
+	s.release(cl, lost[event.TopicRaw])
 	s.log.Warn("partitions lost", "partitions", lost[event.TopicRaw])
 }
 
@@ -297,5 +315,8 @@ func (s *Service) setSession(sess *kgo.GroupTransactSession) {
 	}
 	if sess == nil {
 		clear(s.tasks)
+		// A new session's client pauses nothing: its partitions are
+		// tried afresh.
+		s.release(nil, slices.Collect(maps.Keys(s.quarantined)))
 	}
 }

@@ -26,8 +26,9 @@ import (
 //   - Count, Approved/Review/Declined, AmountMinor and the latency summary
 //     cover the records of the window that updated state: on time or late
 //     (within the allowed lateness). Late counts the late ones among them.
-//   - TooLate counts records that arrived too late to update state. Such a
-//     record is attributed to the window its event time belongs to if that
+//   - TooLate counts records whose event time was too late (they count in
+//     their card's state at the oldest open time instead, eventtime.go).
+//     Such a record is attributed to the window its event time belongs to if that
 //     window is still open (the watermark has not passed its end by the
 //     allowed lateness yet), else to the window holding the watermark at
 //     its arrival (the oldest window still being filled). It is counted in
@@ -48,8 +49,11 @@ import (
 // the open windows are in the scorer-state changelog, so a replay after a
 // crash emits the same records with the same revisions. Except the latency
 // fields: they measure ingest_time → scoring wall-clock time, which a
-// replay measures again. They are measurements, everything else in a stats
-// record is a deterministic function of the partition's records.
+// replay measures again; and idle firing (idle.go): a partition without
+// records for the idle timeout reports its open windows, which adds
+// revisions at moments of processing time. Everything else in a stats
+// record is a deterministic function of the partition's records, and
+// scored records never depend on either.
 //
 // Durability: each open window is a changelog entry under the reserved key
 // statsKeyPrefix + its start (a NUL-prefixed key, like metaKey), written at
@@ -345,6 +349,26 @@ func (s *statsWindows) emit(acc *statsAcc, final bool, wm int64) {
 	// Encoding cannot fail: every number is finite.
 	value, _ := st.Encode()
 	s.out = append(s.out, &kgo.Record{Topic: event.TopicStats, Partition: s.partition, Key: st.Key(), Value: value})
+}
+
+// hasPending reports whether an open window holds records not yet reported.
+func (s *statsWindows) hasPending() bool {
+	for _, acc := range s.open {
+		if acc.pending {
+			return true
+		}
+	}
+	return false
+}
+
+// fireIdle emits every open window holding records not yet reported, not
+// final, at watermark wm, keeping it open (idle.go).
+func (s *statsWindows) fireIdle(wm int64) {
+	for _, st := range s.starts {
+		if acc := s.open[st]; acc.pending {
+			s.emit(acc, false, wm)
+		}
+	}
 }
 
 // take returns the fraud-stats records queued since the last call.

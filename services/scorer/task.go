@@ -173,6 +173,9 @@ type task struct {
 	stats *statsWindows // fraud-stats windows (stats.go)
 
 	restored bool // state read from the changelog; set by the service
+	// lastActive is when the batch loop last handed the task records
+	// (processing time, for idle firing only: idle.go).
+	lastActive time.Time
 
 	scorer scorer // rules and model, with their scratch space
 
@@ -259,70 +262,73 @@ func (t *task) score(o *outcome, c *batchCounts) {
 		c.duplicates++
 		return
 	}
+	// lateness classifies the client's event time (the record's late flag
+	// and the stats windows); state and features use ts, the time the
+	// server trusts (eventtime.go).
 	lateness := watermark.Classify(et, wm, t.params.lateness)
+	ts := t.params.stateTime(et, tx.IngestTime, wm)
 	cs := t.touch(tx.CardID, wm, floor)
 
-	// Features as of the event time, over the card's earlier records only.
+	// Features as of ts, over the card's earlier records only.
 	var feats event.Features
-	if hs, ok := queryHorizons(et, floor, t.hbuf); ok {
-		if err := cs.series.Query(et, hs, t.aggs); err != nil {
+	if hs, ok := queryHorizons(ts, floor, t.hbuf); ok {
+		if err := cs.series.Query(ts, hs, t.aggs); err != nil {
 			c.dlq++ // unreachable: the horizons are positive and ascending
 			o.dead = deadLetter(r, fmt.Errorf("look-back query: %w", err))
 			return
 		}
 		velocityFeatures(&feats, t.aggs)
 	}
-	prevFeatures(&feats, cs, tx, et)
+	prevFeatures(&feats, cs, tx, ts)
 	placeIdx := -1
 	if tx.Lat != nil && tx.Lon != nil {
-		placeIdx, feats.ArrivalKmh = arrival(cs, *tx.Lat, *tx.Lon, et)
+		placeIdx, feats.ArrivalKmh = arrival(cs, *tx.Lat, *tx.Lon, ts)
 	}
 	cents := usCents(tx)
 	feats.AmountZScore = amountZScore(cs, cents)
 	feats.AmountRatio = amountRatio(cs, cents)
-	if info, st := t.params.profiles.lookup(tx.CardID); st == profileFound {
-		profileFeatures(&feats, &info, tx, et)
+	if info, pst := t.params.profiles.lookup(tx.CardID); pst == profileFound {
+		profileFeatures(&feats, &info, tx, ts)
 	} else {
 		feats.ProfileMissing = true
 		c.profileMissing++
-		if st == profileUnavailable {
+		if pst == profileUnavailable {
 			c.profileUnavailable++
 		}
 	}
 
-	// Update state, unless the record is too late for it.
-	if lateness != watermark.TooLate {
-		before := t.aggs[h24h].Distinct
-		if err := cs.series.Add(lookbackRecord(tx, cents, et)); err != nil {
-			c.dlq++ // unreachable: the record is above the floor
-			o.dead = deadLetter(r, fmt.Errorf("look-back add: %w", err))
-			return
-		}
-		// A merchant or country is new if adding the record grew the
-		// 24h distinct count.
-		if err := cs.series.Query(et, horizons[h24h:], t.agg1[:]); err == nil {
-			feats.NewMerchant = t.agg1[0].Distinct[dimMerchant] > before[dimMerchant]
-			feats.NewCountry = t.agg1[0].Distinct[dimCountry] > before[dimCountry]
-		}
-		if !cs.hasPrev || et >= cs.prevT {
-			cs.hasPrev, cs.prevT = true, et
-			cs.prevHasLoc = tx.Lat != nil && tx.Lon != nil
-			if cs.prevHasLoc {
-				cs.prevLat, cs.prevLon = *tx.Lat, *tx.Lon
-			}
-		}
-		if tx.Lat != nil && tx.Lon != nil {
-			cs.visit(placeIdx, *tx.Lat, *tx.Lon, et, feats.ArrivalKmh)
-		}
-		cs.observe(cents)
+	// Update state: ts is never too late (eventtime.go), so every record
+	// counts for its card.
+	before := t.aggs[h24h].Distinct
+	if err := cs.series.Add(lookbackRecord(tx, cents, ts)); err != nil {
+		c.dlq++ // unreachable: ts is above the floor
+		o.dead = deadLetter(r, fmt.Errorf("look-back add: %w", err))
+		return
 	}
-	at := max(et, wm)
+	// A merchant or country is new if adding the record grew the 24h
+	// distinct count.
+	if err := cs.series.Query(ts, horizons[h24h:], t.agg1[:]); err == nil {
+		feats.NewMerchant = t.agg1[0].Distinct[dimMerchant] > before[dimMerchant]
+		feats.NewCountry = t.agg1[0].Distinct[dimCountry] > before[dimCountry]
+	}
+	if !cs.hasPrev || ts >= cs.prevT {
+		cs.hasPrev, cs.prevT = true, ts
+		cs.prevHasLoc = tx.Lat != nil && tx.Lon != nil
+		if cs.prevHasLoc {
+			cs.prevLat, cs.prevLon = *tx.Lat, *tx.Lon
+		}
+	}
+	if tx.Lat != nil && tx.Lon != nil {
+		cs.visit(placeIdx, *tx.Lat, *tx.Lon, ts, feats.ArrivalKmh)
+	}
+	cs.observe(cents)
+	at := max(ts, wm)
 	last := cs.last
 	cs.addID(tx.TransactionID, at)
 	t.seen[tx.TransactionID] = at
 	t.expiry.moved(last, cs.last, tx.CardID)
 	t.markDirty(tx.CardID, cs)
-	wmAfter := t.gen.Observe(et)
+	wmAfter := t.gen.Observe(ts)
 	t.metaDirty = true
 
 	set := t.params.rules.current()

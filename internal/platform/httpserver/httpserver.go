@@ -71,6 +71,13 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 // ReadyFunc reports whether a service can do its work; a nil error is ready.
 type ReadyFunc func(ctx context.Context) error
 
+// Degraded is what a ReadyFunc returns for a service that is ready but not
+// doing all of its work (a scorer with a quarantined partition): /readyz
+// answers 200 and names it in "detail".
+type Degraded struct{ Detail string }
+
+func (d *Degraded) Error() string { return d.Detail }
+
 // Mux is the subset of a router the operational endpoints need; both
 // *http.ServeMux and chi.Router satisfy it.
 type Mux interface {
@@ -78,7 +85,8 @@ type Mux interface {
 }
 
 // MountOps adds /healthz (the process is up), /readyz (ready reports nil
-// within two seconds) and /metrics (reg in the Prometheus text format).
+// or a *Degraded within two seconds) and /metrics (reg in the Prometheus
+// text format).
 func MountOps(mux Mux, reg *prometheus.Registry, ready ReadyFunc) {
 	mux.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -86,7 +94,12 @@ func MountOps(mux Mux, reg *prometheus.Registry, ready ReadyFunc) {
 	mux.Handle("/readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := ready(ctx); err != nil {
+		err := ready(ctx)
+		if d, ok := errors.AsType[*Degraded](err); ok {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "detail": d.Detail})
+			return
+		}
+		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 			return
 		}

@@ -3,6 +3,7 @@ package httpserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,10 +19,13 @@ func TestServeOpsAndGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	var ready atomic.Bool
+	var ready, degraded atomic.Bool
 	MountOps(mux, NewRegistry(), func(context.Context) error {
-		if !ready.Load() {
+		switch {
+		case !ready.Load():
 			return errors.New("warming up")
+		case degraded.Load():
+			return fmt.Errorf("serving: %w", &Degraded{Detail: "partition 3 set aside"})
 		}
 		return nil
 	})
@@ -51,9 +55,14 @@ func TestServeOpsAndGracefulShutdown(t *testing.T) {
 		t.Errorf("/readyz not ready: %d %s", code, body)
 	}
 	ready.Store(true)
-	if code, _ := get("/readyz"); code != 200 {
-		t.Errorf("/readyz ready: %d", code)
+	if code, body := get("/readyz"); code != 200 || strings.Contains(body, "detail") {
+		t.Errorf("/readyz ready: %d %s", code, body)
 	}
+	degraded.Store(true)
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, `"detail":"partition 3 set aside"`) {
+		t.Errorf("/readyz degraded: %d %s, want 200 with the detail", code, body)
+	}
+	degraded.Store(false)
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
 		t.Errorf("/metrics: %d", code)
 	}
