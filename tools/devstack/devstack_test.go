@@ -107,7 +107,10 @@ func testPipeline(t *testing.T, databaseURL string, n int) {
 				switch {
 				case resp.StatusCode == http.StatusAccepted:
 					return nil
-				case resp.StatusCode == http.StatusServiceUnavailable && attempt < 10:
+				case resp.StatusCode == http.StatusServiceUnavailable && attempt < 10,
+					// A retry after a 503 can meet its first attempt still
+					// waiting for Kafka; a client retries that too.
+					resp.StatusCode == http.StatusConflict && bytes.Contains(body, []byte("idempotency-in-progress")) && attempt < 10:
 					time.Sleep(500 * time.Millisecond)
 					continue
 				}
