@@ -186,16 +186,16 @@ const (
 
 // idemItem is one transaction's idempotency claim.
 type idemItem struct {
-	key   string // Redis key
-	fp    string
+	key string // Redis key
+	fp  string
 	// The transaction_id's registry key and the fingerprint this item
 	// writes there (a prefix of fp), and what it knows of the entry.
 	regKey   string
 	regFP    string
 	reg      regState
 	regFound string // regOther: the fingerprint found
-	idx   int    // the item's index in its request: its line in the answers
-	claim string // the claim this request writes for it, once built
+	idx      int    // the item's index in its request: its line in the answers
+	claim    string // the claim this request writes for it, once built
 	// pending is the claim this request wrote, if it owns the key.
 	pending string
 
