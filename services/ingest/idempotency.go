@@ -46,7 +46,8 @@ import (
 //
 // A request that finds a key taken reads the claim and its PTTL:
 //
-//   - another fp: 409 idempotency-key-reused.
+//   - another fp: 409 idempotency-key-reused (unless the transaction_id
+//     registry, below, refused it first: 409 transaction-id-reused).
 //   - its answers key exists: the item's line is replayed (202, with
 //     ReplayedHeader, exactly the bytes first sent). An empty line means
 //     the claimant finished without a 202 for it and could not release the
@@ -77,8 +78,9 @@ import (
 // written (before or after the response, recorder.go), or whose answers
 // write fails, leaves the same, so a retry after pend writes a second
 // record; a client retries only when it did not see the answer, and the
-// scorer drops the repeat by transaction_id, as it does for every
-// duplicate ingest cannot rule out (package doc). This is the window the
+// scorer drops the repeat as a redelivery (same transaction_id and
+// contents), as it does for every duplicate ingest cannot rule out
+// (package doc, docs/design/transaction-ids.md). This is the window the
 // earlier protocol had, where the pending claim expired after pendingTTL.
 //
 // Rolling upgrade. Records of the previous version are still read: its
