@@ -177,7 +177,7 @@ func resolveAdmission(v []any, err error, items []*idemItem, c claimer) (admissi
 				it.reg = regSame
 			}
 		case string:
-			it.outcome, it.reg, it.regFound = idemTxConflict, regOther, r
+			it.outcome, it.reg = idemTxConflict, regOther
 		case []any:
 			var rec string
 			var pttl int64

@@ -115,8 +115,8 @@ const (
 //
 //	registry: "txid:" + transaction_id  →  <16 hex digits>
 //
-// the first 16 digits of the claim's fp, which is event.Fingerprint in
-// hex. It is written with SET NX next to the idempotency claim, in the same
+// the first 16 digits of the claim's fp (event.Fingerprint in hex, but for
+// the one value in 2^64 it moves). It is written with SET NX next to the idempotency claim, in the same
 // round trip: inside admitScript for a single POST, in the claim pipeline
 // for a batch. A request whose transaction_id the registry holds with
 // another fingerprint claims nothing and gets 409 transaction-id-reused,
@@ -183,7 +183,7 @@ const (
 	regUnknown regState = iota // not written or read yet
 	regWritten                 // this request wrote it
 	regSame                    // it holds this item's fp
-	regOther                   // it holds another fp (regFound)
+	regOther                   // it holds another fp
 )
 
 // idemItem is one transaction's idempotency claim.
@@ -192,12 +192,11 @@ type idemItem struct {
 	fp  string
 	// The transaction_id's registry key and the fingerprint this item
 	// writes there (a prefix of fp), and what it knows of the entry.
-	regKey   string
-	regFP    string
-	reg      regState
-	regFound string // regOther: the fingerprint found
-	idx      int    // the item's index in its request: its line in the answers
-	claim    string // the claim this request writes for it, once built
+	regKey string
+	regFP  string
+	reg    regState
+	idx    int    // the item's index in its request: its line in the answers
+	claim  string // the claim this request writes for it, once built
 	// pending is the claim this request wrote, if it owns the key.
 	pending string
 
@@ -489,7 +488,7 @@ func (it *idemItem) setReg(v string) {
 	case v == "" || v == it.regFP:
 		it.reg = regSame
 	default:
-		it.reg, it.regFound = regOther, v
+		it.reg = regOther
 	}
 }
 
