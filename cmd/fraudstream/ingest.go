@@ -25,6 +25,7 @@ func ingestFlags(f *flags) func() ingest.Config {
 	redisTimeout := f.Duration("redis-timeout", "INGEST_REDIS_TIMEOUT", d.RedisTimeout, "longest wait for one Redis round trip")
 	failOpen := f.Bool("redis-fail-open", "INGEST_REDIS_FAIL_OPEN", false, "when Redis fails, accept transactions without idempotency and rate limits instead of answering 503")
 	idemTTL := f.Duration("idempotency-ttl", "INGEST_IDEMPOTENCY_TTL", d.IdempotencyTTL, "how long a first answer is replayed to retries")
+	txidTTL := f.Duration("transaction-id-ttl", "INGEST_TRANSACTION_ID_TTL", d.TransactionIDTTL, "how long a transaction_id stays bound to the contents first accepted with it (another transaction reusing it gets 409); at least --idempotency-ttl")
 	rate := f.Int("rate-limit", "INGEST_RATE_LIMIT", d.RateLimit, `transactions per second per API key (per key: ";rate=N" in INGEST_API_KEYS)`)
 	burst := f.Int("rate-burst", "INGEST_RATE_BURST", d.RateBurst, `burst per API key (per key: ";burst=N" in INGEST_API_KEYS)`)
 	return func() ingest.Config {
@@ -32,7 +33,7 @@ func ingestFlags(f *flags) func() ingest.Config {
 			MaxBatchBodyBytes: int64(*batchBody), MaxBatchItems: *batchItems, ProduceTimeout: *produce,
 			MaxBufferedRecords: *buffered, APIKeys: *keys, AllowAnonymous: *anon,
 			RedisURL: *redisURL, RedisTimeout: *redisTimeout, RedisFailOpen: *failOpen,
-			IdempotencyTTL: *idemTTL, RateLimit: *rate, RateBurst: *burst}
+			IdempotencyTTL: *idemTTL, TransactionIDTTL: *txidTTL, RateLimit: *rate, RateBurst: *burst}
 	}
 }
 

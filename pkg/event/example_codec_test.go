@@ -47,3 +47,28 @@ func ExampleDecodeTransactionString() {
 	// tx-1 card-42 1299 EUR
 	// tx-2 card-7 500 USD
 }
+
+// Two sendings of one transaction share a fingerprint whenever ingest
+// stamped them; a transaction reusing the id with other contents does not.
+func ExampleFingerprint() {
+	tx := event.Transaction{
+		TransactionID: "tx-1", CardID: "card-42", AmountMinor: 1299, Currency: "EUR",
+		MerchantID: "m-9", MerchantCategory: "5411", MerchantCountry: "DE",
+		Channel: event.ChannelEcommerce, EventTime: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
+	}
+	fp := func(tx event.Transaction) uint64 {
+		c, err := tx.AppendCanonical(nil)
+		if err != nil {
+			panic(err)
+		}
+		return event.Fingerprint(c)
+	}
+	first := fp(tx)
+	tx.IngestTime = time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC) // stamped by ingest
+	redelivered := fp(tx)
+	tx.AmountMinor = 99_999
+	other := fp(tx)
+	fmt.Println(first == redelivered, first == other)
+	// Output:
+	// true false
+}

@@ -18,10 +18,12 @@ import (
 // admitScript does all of it at once, atomically: it runs redis_rate's
 // allow_n GCRA unchanged (same key, same arithmetic, same answers: burst,
 // rate per period, cost; TestAdmitMatchesRedisRate holds it to the
-// library), and only when the request is allowed does it claim each
-// idempotency key with SET NX, returning for each key either 1 (claimed) or
-// the record that is already there with its PTTL. A refused request
-// therefore claims nothing. A taken key costs no further round trip when it
+// library), and only when the request is allowed does it check each
+// transaction_id's registry entry (idempotency.go) and claim each
+// idempotency key with SET NX, registering the transaction_id when the
+// claim is new and the registry does not hold it yet. A refused request
+// therefore claims nothing, and a transaction_id registered with another
+// fingerprint claims nothing either. A taken key costs no further round trip when it
 // holds a record of the previous version or another fingerprint; a claim of
 // this version with the same fingerprint costs one more, to read its
 // answers (settle), and more while its owner is still producing (then wait
@@ -34,13 +36,16 @@ import (
 //
 //	KEYS[1]     "rate:ingest:" + key_id (redis_rate's "rate:" prefix kept, so
 //	            limits carry over a rolling upgrade)
-//	KEYS[2..]   idempotency keys
-//	ARGV        burst, rate, period (seconds), cost, claim TTL (ms), then
-//	            one claim per idempotency key (writeClaim: its format is
-//	            spelled once, in Go)
+//	KEYS[2..]   per item: its idempotency key, its registry key
+//	ARGV        burst, rate, period (seconds), cost, claim TTL (ms),
+//	            registry TTL (ms), then per item: its claim (writeClaim:
+//	            its format is spelled once, in Go), its registry fingerprint
 //	reply       {allowed, remaining, retry_after, reset_after, claim...}
-//	            as redis_rate's allow_n, followed when allowed by one claim
-//	            result per idempotency key: 1, or {record, PTTL in ms}
+//	            as redis_rate's allow_n, followed when allowed by one result
+//	            per item: 1 (claimed, registered now), 2 (claimed, the
+//	            registry held its fingerprint), the other fingerprint the
+//	            registry holds (a string: nothing claimed), or
+//	            {record, PTTL in ms} of a taken idempotency key
 var admitScript = redis.NewScript(`
 -- TIME before a write: effects replication (the default since Redis 5)
 redis.replicate_commands()
@@ -87,12 +92,23 @@ if reset_after > 0 then
   redis.call("SET", rate_limit_key, new_tat, "EX", math.ceil(reset_after))
 end
 
--- Allowed: claim the idempotency keys (format in idempotency.go).
+-- Allowed: check the registry and claim the idempotency keys (formats
+-- in idempotency.go).
 local out = {cost, remaining, "-1", tostring(reset_after)}
 local ttl = ARGV[5]
-for i = 2, #KEYS do
-  if redis.call("SET", KEYS[i], ARGV[4 + i], "NX", "PX", ttl) then
-    out[#out + 1] = 1
+local reg_ttl = ARGV[6]
+for i = 2, #KEYS, 2 do
+  local claim, fp = ARGV[5 + i], ARGV[6 + i]
+  local reg = redis.call("GET", KEYS[i + 1])
+  if reg and reg ~= fp then
+    out[#out + 1] = reg
+  elseif redis.call("SET", KEYS[i], claim, "NX", "PX", ttl) then
+    if reg then
+      out[#out + 1] = 2
+    else
+      redis.call("SET", KEYS[i + 1], fp, "PX", reg_ttl)
+      out[#out + 1] = 1
+    end
   else
     out[#out + 1] = {redis.call("GET", KEYS[i]), redis.call("PTTL", KEYS[i])}
   end
@@ -124,14 +140,14 @@ func (s *Service) admit(ctx context.Context, k *apiKey, cost int, items []*idemI
 }
 
 func admitArgs(k *apiKey, cost int, items []*idemItem, c claimer) ([]string, []any) {
-	keys := make([]string, 1, 1+len(items))
+	keys := make([]string, 1, 1+2*len(items))
 	keys[0] = rateKey(k.id)
-	args := make([]any, 5, 5+len(items))
+	args := make([]any, 6, 6+2*len(items))
 	args[0], args[1], args[2], args[3] = k.burst, k.rate, admitPeriod.Seconds(), cost
-	args[4] = c.ttl.Milliseconds()
+	args[4], args[5] = c.ttl.Milliseconds(), c.regTTL.Milliseconds()
 	for _, it := range items {
-		keys = append(keys, it.key)
-		args = append(args, it.claimValue(c))
+		keys = append(keys, it.key, it.regKey)
+		args = append(args, it.claimValue(c), it.regFP)
 	}
 	return keys, args
 }
@@ -156,6 +172,12 @@ func resolveAdmission(v []any, err error, items []*idemItem, c claimer) (admissi
 		switch r := v[4+i].(type) {
 		case int64:
 			it.outcome, it.pending = idemOwned, it.claimValue(c)
+			it.reg = regWritten
+			if r == 2 {
+				it.reg = regSame
+			}
+		case string:
+			it.outcome, it.reg = idemTxConflict, regOther
 		case []any:
 			var rec string
 			var pttl int64

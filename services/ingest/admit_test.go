@@ -87,7 +87,7 @@ func TestAdmitClaims(t *testing.T) {
 	s, rdb := adminService(t)
 	ctx := context.Background()
 	k := &apiKey{id: "claims", rate: 1, burst: 3}
-	item := func(id, body string) *idemItem { return newIdemItem(k.id, id, []byte(body)) }
+	item := func(id, body string) *idemItem { return newIdemItem(k.id, id, id, []byte(body)) }
 	set := func(it *idemItem, v string) {
 		t.Helper()
 		if err := rdb.Set(ctx, it.key, v, time.Minute).Err(); err != nil {
@@ -104,10 +104,10 @@ func TestAdmitClaims(t *testing.T) {
 	pending := item("pending", "d")
 	set(pending, oldPendingRecord(pending.fp, "someone-else"))
 	held := item("held", "e")
-	other := claimer{keyID: k.id, tok: "someone-else", ttl: time.Minute, pend: time.Minute}
+	other := claimer{keyID: k.id, tok: "someone-else", ttl: time.Minute, pend: time.Minute, regTTL: time.Hour}
 	set(held, writeClaimString(held.fp, other, 3))
 
-	c := claimer{keyID: k.id, tok: "mytoken", ttl: s.cfg.IdempotencyTTL, pend: s.pendingTTL()}
+	c := claimer{keyID: k.id, tok: "mytoken", ttl: s.cfg.IdempotencyTTL, pend: s.pendingTTL(), regTTL: s.cfg.TransactionIDTTL}
 	a, err := s.admit(ctx, k, 1, []*idemItem{fresh, replay, conflict, pending, held}, c)
 	if err != nil {
 		t.Fatal(err)
@@ -175,9 +175,9 @@ func TestAdmitShared(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		items[i] = newIdemItem(k.id, fmt.Sprintf("sh-%d", i), []byte{byte(i)})
+		items[i] = newIdemItem(k.id, fmt.Sprintf("sh-%d", i), fmt.Sprintf("sh-%d", i), []byte{byte(i)})
 		wg.Go(func() {
-			results[i], errs[i] = s.admitShared(ctx, k, 1, []*idemItem{items[i]}, claimer{keyID: k.id, tok: fmt.Sprintf("tok-%d", i), ttl: time.Minute, pend: time.Second})
+			results[i], errs[i] = s.admitShared(ctx, k, 1, []*idemItem{items[i]}, claimer{keyID: k.id, tok: fmt.Sprintf("tok-%d", i), ttl: time.Minute, pend: time.Second, regTTL: time.Hour})
 		})
 	}
 	wg.Wait()
@@ -199,8 +199,8 @@ func TestAdmitShared(t *testing.T) {
 	}
 	close(stop)
 	<-s.admitterStopped
-	it := newIdemItem(k.id, "after-stop", []byte("x"))
-	if _, err := s.admitShared(ctx, &apiKey{id: "other", rate: 1, burst: 1}, 1, []*idemItem{it}, claimer{tok: "t", ttl: time.Minute}); err != nil || it.outcome != idemOwned {
+	it := newIdemItem(k.id, "after-stop", "after-stop", []byte("x"))
+	if _, err := s.admitShared(ctx, &apiKey{id: "other", rate: 1, burst: 1}, 1, []*idemItem{it}, claimer{tok: "t", ttl: time.Minute, regTTL: time.Hour}); err != nil || it.outcome != idemOwned {
 		t.Errorf("after stop: outcome %d, err %v", it.outcome, err)
 	}
 }
@@ -261,8 +261,8 @@ func TestRateLimitedClaimsNothing(t *testing.T) {
 // TestAdmitOwnClaim: a script that ran twice (a retried call) finds its own
 // claim; the request owns it rather than waiting for itself.
 func TestAdmitOwnClaim(t *testing.T) {
-	it := newIdemItem("k", "own", []byte("x"))
-	other := newIdemItem("k", "other", []byte("y"))
+	it := newIdemItem("k", "own", "own", []byte("x"))
+	other := newIdemItem("k", "other", "other", []byte("y"))
 	c := claimer{keyID: "k", tok: "tok", ttl: time.Minute, pend: time.Second}
 	v := []any{int64(1), int64(0), "-1", "0.5",
 		[]any{writeClaimString(it.fp, c, 0), int64(59_000)},
@@ -321,7 +321,7 @@ func TestSetCommandsMatchGoRedis(t *testing.T) {
 func TestClaimTTL(t *testing.T) {
 	s, rdb := adminService(t)
 	ctx := context.Background()
-	items := []*idemItem{newIdemItem("ttl", "a", []byte("a")), newIdemItem("ttl", "b", []byte("b"))}
+	items := []*idemItem{newIdemItem("ttl", "a", "a", []byte("a")), newIdemItem("ttl", "b", "b", []byte("b"))}
 	items[1].idx = 5
 	c := s.newClaimer("ttl", len(items))
 	if c.pend != s.pendingTTL()+s.cfg.ProduceTimeout || c.ttl != s.cfg.IdempotencyTTL {

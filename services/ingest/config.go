@@ -28,6 +28,7 @@ const (
 	DefaultMaxBufferedRecords = 10_000
 	DefaultRedisTimeout       = 500 * time.Millisecond
 	DefaultIdempotencyTTL     = 24 * time.Hour
+	DefaultTransactionIDTTL   = 7 * 24 * time.Hour
 	DefaultRateLimit          = 1000 // transactions per second per API key
 	DefaultRateBurst          = 2000
 )
@@ -112,6 +113,13 @@ type Config struct {
 	// is kept and replayed to retries (INGEST_IDEMPOTENCY_TTL, default 24h).
 	IdempotencyTTL time.Duration
 
+	// TransactionIDTTL is how long the transaction-id registry remembers
+	// the contents first accepted under a transaction_id, refusing
+	// another transaction reusing it with 409 from any API key
+	// (INGEST_TRANSACTION_ID_TTL, default 7 days; at least
+	// IdempotencyTTL). See docs/design/transaction-ids.md.
+	TransactionIDTTL time.Duration
+
 	// RateLimit is each API key's sustained rate in transactions per
 	// second, counted by GCRA in Redis and so shared by all replicas; a
 	// batch costs one per item, a profile request one
@@ -138,6 +146,7 @@ func DefaultConfig() Config {
 		MaxBufferedRecords: DefaultMaxBufferedRecords,
 		RedisTimeout:       DefaultRedisTimeout,
 		IdempotencyTTL:     DefaultIdempotencyTTL,
+		TransactionIDTTL:   DefaultTransactionIDTTL,
 		RateLimit:          DefaultRateLimit,
 		RateBurst:          DefaultRateBurst,
 	}
@@ -185,6 +194,11 @@ func (c Config) Validate() error {
 	}
 	if c.IdempotencyTTL < time.Second {
 		return errors.New("INGEST_IDEMPOTENCY_TTL: must be at least 1s")
+	}
+	if c.TransactionIDTTL < c.IdempotencyTTL {
+		// A reuse must be refused for at least as long as a retry is
+		// replayed.
+		return fmt.Errorf("INGEST_TRANSACTION_ID_TTL: must be at least INGEST_IDEMPOTENCY_TTL (%s)", c.IdempotencyTTL)
 	}
 	if c.RateLimit <= 0 {
 		return errors.New("INGEST_RATE_LIMIT: must be a positive number of transactions per second")

@@ -54,6 +54,7 @@ func TestConfigValidate(t *testing.T) {
 		{"redis bad db", func(c *Config) { c.RedisURL = "redis://:hunter2@127.0.0.1:6379/x" }, "REDIS_URL:"},
 		{"zero redis timeout", func(c *Config) { c.RedisTimeout = 0 }, "INGEST_REDIS_TIMEOUT:"},
 		{"short idempotency ttl", func(c *Config) { c.IdempotencyTTL = time.Millisecond }, "INGEST_IDEMPOTENCY_TTL:"},
+		{"transaction id ttl below idempotency ttl", func(c *Config) { c.TransactionIDTTL = c.IdempotencyTTL - time.Second }, "INGEST_TRANSACTION_ID_TTL: must be at least INGEST_IDEMPOTENCY_TTL"},
 		{"zero rate", func(c *Config) { c.RateLimit = 0 }, "INGEST_RATE_LIMIT:"},
 		{"negative burst", func(c *Config) { c.RateBurst = -1 }, "INGEST_RATE_BURST:"},
 	}

@@ -65,7 +65,7 @@ func (s *Service) handleSingle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kid := keyID(r.Context())
-	it := newIdemItem(kid, idemKey, canonical)
+	it := newIdemItem(kid, idemKey, tx.TransactionID, canonical)
 	items := []*idemItem{it}
 	cl := s.newClaimer(kid, 1)
 	if e := s.admitItems(w, r, 1, items, cl); e != nil {
@@ -77,6 +77,9 @@ func (s *Service) handleSingle(w http.ResponseWriter, r *http.Request) {
 		s.metrics.replays.WithLabelValues("single").Inc()
 		w.Header().Set(ReplayedHeader, "true")
 		writeRaw(w, it.replay.Status, it.replay.Body)
+		return
+	case idemTxConflict:
+		s.fail(w, r, txIDConflict(tx.TransactionID))
 		return
 	case idemConflict:
 		s.fail(w, r, &Error{Kind: KindIdempotencyConflict,
@@ -107,6 +110,13 @@ func (s *Service) handleSingle(w http.ResponseWriter, r *http.Request) {
 	out := Accepted{TransactionID: tx.TransactionID, Partition: a.partition, Offset: a.offset}.appendJSON(nil)
 	writeRaw(w, http.StatusAccepted, out)
 	s.remember(answerWrites(cl, items, [][]byte{out}))
+}
+
+// txIDConflict is the answer to a transaction reusing a registered
+// transaction_id with other contents.
+func txIDConflict(id string) *Error {
+	return &Error{Kind: KindTransactionIDConflict,
+		Detail: fmt.Sprintf("transaction_id %q was accepted earlier with different contents, from this or another API key; a new transaction needs a new transaction_id", id)}
 }
 
 // readSingle reads, decodes and validates the body of a single POST, and
@@ -209,7 +219,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		dupOf      map[int]int               // a repeat within this batch → its first item
 		idemBuf    strings.Builder
 	)
-	idemBuf.Grow(n * (idemItemSize(kid, "") + 40)) // most ids are shorter
+	idemBuf.Grow(n * (idemItemSize(kid, "", "") + 2*40)) // most ids are shorter
 	for i, item := range items {
 		resp.Results[i].Index = i
 		if int64(len(item)) > s.cfg.MaxBodyBytes {
@@ -241,7 +251,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		canonicals[i] = cbuf[c0:len(cbuf):len(cbuf)]
 		idems = append(idems, idemItem{idx: i})
 		it := &idems[len(idems)-1]
-		it.init(&idemBuf, kid, tx.TransactionID, canonicals[i])
+		it.init(&idemBuf, kid, tx.TransactionID, tx.TransactionID, canonicals[i])
 		claimOf[i] = len(claims)
 		claims = append(claims, it)
 		at = append(at, i)
@@ -277,6 +287,8 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 			}
 			s.metrics.replays.WithLabelValues("batch").Inc()
 			accept(i, a, true)
+		case idemTxConflict:
+			reject(i, txIDConflict(txs[i].TransactionID))
 		case idemConflict:
 			reject(i, &Error{Kind: KindIdempotencyConflict,
 				Detail: fmt.Sprintf("transaction_id %q was first sent with different contents", txs[i].TransactionID)})
@@ -341,9 +353,9 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 	// its contents differ.
 	for i, j := range dupOf {
 		canonical, _ := txs[i].Encode()
-		if newIdemItem(kid, txs[i].TransactionID, canonical).fp != claims[claimOf[j]].fp {
-			reject(i, &Error{Kind: KindIdempotencyConflict,
-				Detail: fmt.Sprintf("transaction_id %q appears earlier in this batch with different contents", txs[i].TransactionID)})
+		if newIdemItem(kid, txs[i].TransactionID, txs[i].TransactionID, canonical).fp != claims[claimOf[j]].fp {
+			reject(i, &Error{Kind: KindTransactionIDConflict,
+				Detail: fmt.Sprintf("transaction_id %q appears earlier in this batch with different contents; a new transaction needs a new transaction_id", txs[i].TransactionID)})
 			continue
 		}
 		fr := resp.Results[j]

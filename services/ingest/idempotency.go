@@ -46,7 +46,8 @@ import (
 //
 // A request that finds a key taken reads the claim and its PTTL:
 //
-//   - another fp: 409 idempotency-key-reused.
+//   - another fp: 409 idempotency-key-reused (unless the transaction_id
+//     registry, below, refused it first: 409 transaction-id-reused).
 //   - its answers key exists: the item's line is replayed (202, with
 //     ReplayedHeader, exactly the bytes first sent). An empty line means
 //     the claimant finished without a 202 for it and could not release the
@@ -77,8 +78,9 @@ import (
 // written (before or after the response, recorder.go), or whose answers
 // write fails, leaves the same, so a retry after pend writes a second
 // record; a client retries only when it did not see the answer, and the
-// scorer drops the repeat by transaction_id, as it does for every
-// duplicate ingest cannot rule out (package doc). This is the window the
+// scorer drops the repeat as a redelivery (same transaction_id and
+// contents), as it does for every duplicate ingest cannot rule out
+// (package doc, docs/design/transaction-ids.md). This is the window the
 // earlier protocol had, where the pending claim expired after pendingTTL.
 //
 // Rolling upgrade. Records of the previous version are still read: its
@@ -106,6 +108,28 @@ const (
 	idemPrefix    = "idem:"
 	answersPrefix = "idemanswers:"
 )
+
+// The transaction-id registry (docs/design/transaction-ids.md): one key per
+// transaction_id across all API keys, holding the content fingerprint of
+// the transaction first claimed under it for TransactionIDTTL,
+//
+//	registry: "txid:" + transaction_id  →  <16 hex digits>
+//
+// the first 16 digits of the claim's fp (event.Fingerprint in hex, but for
+// the one value in 2^64 it moves). It is written with SET NX next to the idempotency claim, in the same
+// round trip: inside admitScript for a single POST, in the claim pipeline
+// for a batch. A request whose transaction_id the registry holds with
+// another fingerprint claims nothing and gets 409 transaction-id-reused,
+// whatever its API key or Idempotency-Key and however long ago the first
+// answer expired. The same fingerprint is no conflict: the same
+// transaction sent again (under another Idempotency-Key or API key, or
+// after the idempotency TTL) is produced again, and the scorer drops the
+// redelivery. An entry outlives a failed produce on purpose: a record
+// whose produce timed out may still land.
+const regPrefix = "txid:"
+
+// regFPLen is the length of a registry value: 8 bytes in hex.
+const regFPLen = 16
 
 // idemPollInterval is how often a duplicate re-reads a claim in progress.
 const idemPollInterval = 10 * time.Millisecond
@@ -149,14 +173,30 @@ const (
 	idemConflict                      // the key was used with another body
 	idemInProgress                    // the first request did not finish in time
 	idemHeld                          // a claim with this fp: settle reads its answers
+	idemTxConflict                    // the transaction_id is registered with another fp
+)
+
+// regState is what an item knows of its transaction_id's registry entry.
+type regState int
+
+const (
+	regUnknown regState = iota // not written or read yet
+	regWritten                 // this request wrote it
+	regSame                    // it holds this item's fp
+	regOther                   // it holds another fp
 )
 
 // idemItem is one transaction's idempotency claim.
 type idemItem struct {
-	key   string // Redis key
-	fp    string
-	idx   int    // the item's index in its request: its line in the answers
-	claim string // the claim this request writes for it, once built
+	key string // Redis key
+	fp  string
+	// The transaction_id's registry key and the fingerprint this item
+	// writes there (a prefix of fp), and what it knows of the entry.
+	regKey string
+	regFP  string
+	reg    regState
+	idx    int    // the item's index in its request: its line in the answers
+	claim  string // the claim this request writes for it, once built
 	// pending is the claim this request wrote, if it owns the key.
 	pending string
 
@@ -173,6 +213,9 @@ type claimer struct {
 	tok   string        // the request's random token
 	ttl   time.Duration // IdempotencyTTL, or pend if longer
 	pend  time.Duration // how long after a claim this request may still produce
+	// regTTL is how long a registry entry this request writes lives
+	// (TransactionIDTTL, or ttl if longer).
+	regTTL time.Duration
 }
 
 // newClaimer returns the claimer of a request of n items. A batch may wait
@@ -184,7 +227,8 @@ func (s *Service) newClaimer(keyID string, n int) claimer {
 	if n > 1 {
 		pend += s.cfg.ProduceTimeout
 	}
-	return claimer{keyID: keyID, tok: newToken(), ttl: max(s.cfg.IdempotencyTTL, pend), pend: pend}
+	ttl := max(s.cfg.IdempotencyTTL, pend)
+	return claimer{keyID: keyID, tok: newToken(), ttl: ttl, pend: pend, regTTL: max(s.cfg.TransactionIDTTL, ttl)}
 }
 
 // answersKey is the Redis key of the answers of the request with token tok.
@@ -192,22 +236,23 @@ func (c claimer) answersKey(tok string) string {
 	return answersPrefix + c.keyID + ":" + tok
 }
 
-func newIdemItem(keyID, idemKey string, canonical []byte) *idemItem {
+func newIdemItem(keyID, idemKey, txID string, canonical []byte) *idemItem {
 	it := &idemItem{}
 	var sb strings.Builder
-	sb.Grow(idemItemSize(keyID, idemKey))
-	it.init(&sb, keyID, idemKey, canonical)
+	sb.Grow(idemItemSize(keyID, idemKey, txID))
+	it.init(&sb, keyID, idemKey, txID, canonical)
 	return it
 }
 
 // idemItemSize is how many bytes init writes for an item.
-func idemItemSize(keyID, idemKey string) int {
-	return len(idemPrefix) + len(keyID) + 1 + len(idemKey) + 2*sha256.Size
+func idemItemSize(keyID, idemKey, txID string) int {
+	return len(idemPrefix) + len(keyID) + 1 + len(idemKey) + 2*sha256.Size + len(regPrefix) + len(txID)
 }
 
-// init sets the key and fingerprint of a new item, writing both to sb and
-// taking them from it, so that the items of a batch share one allocation.
-func (it *idemItem) init(sb *strings.Builder, keyID, idemKey string, canonical []byte) {
+// init sets the keys and fingerprints of a new item, writing them to sb
+// and taking them from it, so that the items of a batch share one
+// allocation.
+func (it *idemItem) init(sb *strings.Builder, keyID, idemKey, txID string, canonical []byte) {
 	start := sb.Len()
 	sb.WriteString(idemPrefix)
 	sb.WriteString(keyID)
@@ -218,8 +263,12 @@ func (it *idemItem) init(sb *strings.Builder, keyID, idemKey string, canonical [
 	var fp [2 * sha256.Size]byte
 	hex.Encode(fp[:], sum[:])
 	sb.Write(fp[:])
+	reg := sb.Len()
+	sb.WriteString(regPrefix)
+	sb.WriteString(txID)
 	all := sb.String() // what is written stays put as sb grows
-	it.key, it.fp = all[start:mid], all[mid:]
+	it.key, it.fp, it.regKey = all[start:mid], all[mid:reg], all[reg:]
+	it.regFP = it.fp[:regFPLen]
 }
 
 // checkIdempotencyKey accepts 1-255 visible ASCII characters.
@@ -353,25 +402,38 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, c claimer) ([]*i
 		sb.Grow(len(items) * claimSize(items[0].fp, c))
 	}
 	cmds := newSetCommands(s.rdb, c.ttl, true, len(items))
+	regCmds := newSetCommands(s.rdb, c.regTTL, true, len(items))
+	regSets := make([]*redis.BoolCmd, len(items)) // nil where the entry is known
 	for i, it := range items {
 		if it.claim == "" {
 			it.claim = writeClaim(&sb, it.fp, c, it.idx)
 		}
 		sets[i] = redis.NewBoolCmd(ctx, cmds.next(&it.key, &it.claim)...)
 		_ = pipe.Process(ctx, sets[i]) // queues it
+		if it.reg == regUnknown {
+			regSets[i] = redis.NewBoolCmd(ctx, regCmds.next(&it.regKey, &it.regFP)...)
+			_ = pipe.Process(ctx, regSets[i])
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("claim idempotency keys: %w", err)
 	}
-	var taken []*idemItem
+	var taken, regTaken []*idemItem
 	for i, it := range items {
 		if sets[i].Val() {
 			it.outcome, it.pending = idemOwned, it.claim
 		} else {
 			taken = append(taken, it)
 		}
+		if regSets[i] != nil {
+			if regSets[i].Val() {
+				it.reg = regWritten
+			} else {
+				regTaken = append(regTaken, it)
+			}
+		}
 	}
-	if len(taken) == 0 {
+	if len(taken) == 0 && len(regTaken) == 0 {
 		return nil, nil
 	}
 	pipe = s.rdb.Pipeline()
@@ -382,11 +444,22 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, c claimer) ([]*i
 		pttls[i] = redis.NewIntCmd(ctx, "pttl", it.key) // in ms, -1 and -2 as they are
 		_ = pipe.Process(ctx, pttls[i])
 	}
+	regGets := make([]*redis.StringCmd, len(regTaken))
+	for i, it := range regTaken {
+		regGets[i] = pipe.Get(ctx, it.regKey)
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read idempotency records: %w", err)
 	}
+	for i, it := range regTaken {
+		// Gone since the SET NX (it expired): no conflict to report.
+		it.setReg(regGets[i].Val())
+	}
 	var open []*idemItem
 	for i, it := range taken {
+		if it.reg == regOther {
+			continue // refused below, whatever its claim holds
+		}
 		v, err := gets[i].Result()
 		if errors.Is(err, redis.Nil) {
 			// Released or expired meanwhile: claim again.
@@ -402,7 +475,63 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, c claimer) ([]*i
 		}
 	}
 	more, err := s.settle(ctx, taken, c)
-	return append(open, more...), err
+	if err != nil {
+		return nil, err
+	}
+	return append(open, more...), s.undoRegistry(ctx, items)
+}
+
+// setReg records the registry entry v read for the item's transaction_id
+// ("" when there is none).
+func (it *idemItem) setReg(v string) {
+	switch {
+	case v == "" || v == it.regFP:
+		it.reg = regSame
+	default:
+		it.reg = regOther
+	}
+}
+
+// undoRegistry settles the items of a batch whose registry entry and claim
+// disagree, which the pipelined SET NX of both cannot rule out: an item
+// whose transaction_id is registered with another fingerprint gets
+// idemTxConflict and gives back the claim it wrote; a registry entry this
+// request wrote for an item refused as an idempotency conflict (a claim
+// older than the registry: an instance of the previous version, or an
+// entry expired) is deleted, since that item is not accepted. Both are
+// compare-and-delete, in one round trip, and only for such items.
+func (s *Service) undoRegistry(ctx context.Context, items []*idemItem) error {
+	var pipe redis.Pipeliner
+	for _, it := range items {
+		switch {
+		case it.reg == regOther:
+			if it.outcome == idemOwned && it.pending != "" {
+				pipe = pipeOf(s, pipe)
+				releaseScript.Eval(ctx, pipe, []string{it.key}, it.pending)
+				it.pending = ""
+			}
+			it.outcome = idemTxConflict
+		case it.reg == regWritten && it.outcome == idemConflict:
+			pipe = pipeOf(s, pipe)
+			releaseScript.Eval(ctx, pipe, []string{it.regKey}, it.regFP)
+			it.reg = regUnknown
+		}
+	}
+	if pipe == nil {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("release claims of reused transaction ids: %w", err)
+	}
+	return nil
+}
+
+// pipeOf returns p, or a new pipeline when p is nil.
+func pipeOf(s *Service, p redis.Pipeliner) redis.Pipeliner {
+	if p == nil {
+		return s.rdb.Pipeline()
+	}
+	return p
 }
 
 // settle decides the items whose keys hold a claim with their fp
@@ -604,6 +733,8 @@ func (c *setCommands) next(key, val *string) []any {
 	return c.args[start:len(c.args):len(c.args)]
 }
 
+// releaseScript deletes KEYS[1] if it still holds ARGV[1]: a claim, or a
+// registry entry.
 var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	return redis.call('DEL', KEYS[1])

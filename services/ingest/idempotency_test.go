@@ -38,7 +38,7 @@ func txItem(t *testing.T, set map[string]any) *idemItem {
 		t.Fatal(err)
 	}
 	canonical, _ := tx.Encode()
-	return newIdemItem("tester", tx.TransactionID, canonical)
+	return newIdemItem("tester", tx.TransactionID, tx.TransactionID, canonical)
 }
 
 // waitAnswers waits for the recorder to write key and returns its value.
@@ -95,7 +95,7 @@ func countKeys(t *testing.T, rdb *redis.Client, pattern string) int {
 // the previous version, reading a claim as its own record, finds its fp
 // and no "done" state: in progress, never a replay (idempotency.go).
 func TestClaimFormat(t *testing.T) {
-	it := newIdemItem("k", "tx-1", []byte("x"))
+	it := newIdemItem("k", "tx-1", "tx-1", []byte("x"))
 	c := claimer{keyID: "k", tok: newToken(), ttl: 24 * time.Hour, pend: 7 * time.Second}
 	for _, idx := range []int{0, 7, 999} {
 		got := writeClaimString(it.fp, c, idx)
@@ -354,11 +354,13 @@ func TestIdempotencyOldRecords(t *testing.T) {
 	if g := br.Results[1]; g.Status != http.StatusConflict || g.Problem.Type != problemTypeBase+"idempotency-in-progress" {
 		t.Errorf("batch, old pending: %+v", g)
 	}
-	if g := br.Results[2]; g.Status != http.StatusConflict || g.Problem.Type != problemTypeBase+"idempotency-key-reused" {
+	if g := br.Results[2]; g.Status != http.StatusConflict || g.Problem.Type != problemTypeBase+"transaction-id-reused" {
 		t.Errorf("batch, old done with another body: %+v", g)
 	}
+	// The batch registered old-pending's transaction_id with the contents
+	// of the old claim, so another body is refused as a reused id.
 	r = postTx(t, base, txWith(map[string]any{"transaction_id": "old-pending", "amount_minor": 5}))
-	if p := decodeProblem(t, r); r.status != http.StatusConflict || p.Type != problemTypeBase+"idempotency-key-reused" {
+	if p := decodeProblem(t, r); r.status != http.StatusConflict || p.Type != problemTypeBase+"transaction-id-reused" {
 		t.Errorf("old pending with another body: %d %+v", r.status, p)
 	}
 	// The old claim expires (its short TTL): the next retry produces.

@@ -10,7 +10,12 @@
 // for a record that was not stored. A 503 may still be followed by the
 // record landing (an in-flight idempotent write cannot be recalled), so a
 // retried transaction can appear twice in the topic; the scorer drops the
-// repeat by transaction_id.
+// repeat as a redelivery.
+//
+// A transaction_id names one transaction for every API key: a registry in
+// Redis binds each accepted id to its contents' fingerprint, and another
+// transaction reusing the id gets 409 transaction-id-reused
+// (docs/design/transaction-ids.md).
 //
 // Retries are safe: every transaction is claimed in Redis under its
 // Idempotency-Key (default: its transaction_id) before it is produced, the

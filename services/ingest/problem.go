@@ -16,21 +16,22 @@ type Kind int
 
 // Kinds of failure, each with its status in the comment.
 const (
-	KindInternal            Kind = iota // 500
-	KindMalformed                       // 400: not parsable JSON / NDJSON
-	KindUnauthorized                    // 401: missing or unknown API key
-	KindNotFound                        // 404
-	KindMethodNotAllowed                // 405
-	KindTooLarge                        // 413: body or batch too large
-	KindUnsupportedMedia                // 415: wrong Content-Type
-	KindInvalid                         // 422: field-level validation errors
-	KindUnavailable                     // 503: brokers did not acknowledge in time
-	KindForbidden                       // 403: valid key without the route's scope
-	KindBadHeader                       // 400: malformed request header (Idempotency-Key)
-	KindIdempotencyConflict             // 409: Idempotency-Key reused with another body
-	KindInProgress                      // 409: the first request with this key is still running
-	KindRateLimited                     // 429: the key's rate limit is exhausted
-	KindRedisUnavailable                // 503: Redis failed (fail-closed)
+	KindInternal              Kind = iota // 500
+	KindMalformed                         // 400: not parsable JSON / NDJSON
+	KindUnauthorized                      // 401: missing or unknown API key
+	KindNotFound                          // 404
+	KindMethodNotAllowed                  // 405
+	KindTooLarge                          // 413: body or batch too large
+	KindUnsupportedMedia                  // 415: wrong Content-Type
+	KindInvalid                           // 422: field-level validation errors
+	KindUnavailable                       // 503: brokers did not acknowledge in time
+	KindForbidden                         // 403: valid key without the route's scope
+	KindBadHeader                         // 400: malformed request header (Idempotency-Key)
+	KindIdempotencyConflict               // 409: Idempotency-Key reused with another body
+	KindInProgress                        // 409: the first request with this key is still running
+	KindRateLimited                       // 429: the key's rate limit is exhausted
+	KindRedisUnavailable                  // 503: Redis failed (fail-closed)
+	KindTransactionIDConflict             // 409: transaction_id taken by a transaction with other contents
 )
 
 // problemTypeBase prefixes every problem type URI. The fragment names the
@@ -60,6 +61,8 @@ var kinds = [...]struct {
 		"A request with this Idempotency-Key is still in progress", "idempotency_in_progress"},
 	KindRateLimited:      {http.StatusTooManyRequests, "rate-limited", "Rate limit exceeded", "rate_limited"},
 	KindRedisUnavailable: {http.StatusServiceUnavailable, "redis-unavailable", "Redis is unavailable", "redis_unavailable"},
+	KindTransactionIDConflict: {http.StatusConflict, "transaction-id-reused",
+		"transaction_id is taken by a different transaction", "transaction_id_conflict"},
 }
 
 func (k Kind) status() int { return kinds[k].status }

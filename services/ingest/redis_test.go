@@ -98,7 +98,7 @@ func TestIdempotency(t *testing.T) {
 	t.Run("same transaction_id, other body is 409", func(t *testing.T) {
 		r := postTx(t, base, txWith(map[string]any{"transaction_id": "idem-1", "amount_minor": 5}))
 		wantStatus(t, r, http.StatusConflict)
-		if p := decodeProblem(t, r); p.Type != problemTypeBase+"idempotency-key-reused" {
+		if p := decodeProblem(t, r); p.Type != problemTypeBase+"transaction-id-reused" {
 			t.Errorf("type %q", p.Type)
 		}
 	})
@@ -208,7 +208,7 @@ func TestIdempotencyInProgress(t *testing.T) {
 	body := txWith(map[string]any{"transaction_id": "stuck-1"})
 	tx, _ := event.DecodeTransaction(body)
 	canonical, _ := tx.Encode()
-	it := newIdemItem("tester", "stuck-1", canonical)
+	it := newIdemItem("tester", "stuck-1", "stuck-1", canonical)
 	v := oldPendingRecord(it.fp, "another-replica")
 	if err := rdb.Set(context.Background(), it.key, v, time.Minute).Err(); err != nil {
 		t.Fatal(err)

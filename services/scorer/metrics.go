@@ -17,6 +17,7 @@ type metrics struct {
 	scored     *prometheus.CounterVec // by decision
 	dlq        prometheus.Counter
 	duplicates prometheus.Counter
+	idReused   prometheus.Counter
 	tooLate    prometheus.Counter
 	late       prometheus.Counter
 	changelog  prometheus.Counter
@@ -47,11 +48,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"decision"}),
 		dlq: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "dlq_records_total",
-			Help: "Input records dead-lettered in committed batches (undecodable or invalid).",
+			Help: "Input records dead-lettered in committed batches (undecodable, invalid, or reusing a transaction_id with different content).",
 		}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "duplicates_dropped_total",
-			Help: "Input records dropped in committed batches because their transaction_id was already scored.",
+			Help: "Input records dropped in committed batches as redeliveries: their transaction_id was already scored with the same contents.",
+		}),
+		idReused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "transaction_id_reused_total",
+			Help: "Input records dead-lettered in committed batches because their transaction_id was already scored with different contents (also in dlq_records_total).",
 		}),
 		tooLate: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "too_late_records_total",
@@ -130,7 +135,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.txns.WithLabelValues("committed")
 	m.txns.WithLabelValues("aborted")
-	for _, c := range []prometheus.Collector{m.scored, m.dlq, m.duplicates, m.tooLate, m.late, m.changelog,
+	for _, c := range []prometheus.Collector{m.scored, m.dlq, m.duplicates, m.idReused, m.tooLate, m.late, m.changelog,
 		m.restores, m.restoreRec, m.txns, m.batchSize,
 		m.stats, m.profileMissing, m.profileUnavailable, m.profileErrors, m.profileKeys, m.profileBad,
 		m.quarantined, m.ruleSetVersion, m.rulesRejected, m.ruleErrors} {
@@ -149,6 +154,7 @@ func (m *metrics) committed(c *batchCounts) {
 	}
 	m.dlq.Add(float64(c.dlq))
 	m.duplicates.Add(float64(c.duplicates))
+	m.idReused.Add(float64(c.idConflicts))
 	m.tooLate.Add(float64(c.tooLate))
 	m.late.Add(float64(c.late))
 	m.changelog.Add(float64(c.changelog))

@@ -44,8 +44,10 @@ func NewOffline(cfg Config, deps Deps) (*Offline, error) {
 }
 
 // Score scores tx as the next record of the partition. ok is false when tx
-// is a duplicate of an earlier transaction_id (the service drops it); an
-// error means the record would have gone to the dead-letter topic.
+// is a redelivery of an earlier transaction (same transaction_id and
+// contents: the service drops it); an error means the record would have
+// gone to the dead-letter topic, as one reusing a transaction_id with
+// different contents does.
 func (o *Offline) Score(tx event.Transaction) (s event.Scored, ok bool, err error) {
 	tx.Schema = event.SchemaTransaction
 	v, err := tx.Encode()

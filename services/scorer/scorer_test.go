@@ -345,6 +345,13 @@ func TestScorerEndToEnd(t *testing.T) {
 		r := first[i*13]
 		dups = append(dups, &kgo.Record{Topic: event.TopicRaw, Key: r.Key, Value: r.Value})
 	}
+	// And another transaction reusing the id of one, on the same card.
+	reused := &kgo.Record{Topic: event.TopicRaw, Key: first[0].Key,
+		Value: []byte(strings.Replace(string(first[0].Value), `"amount_minor":990`, `"amount_minor":991`, 1))}
+	if string(reused.Value) == string(first[0].Value) {
+		t.Fatalf("reused record not changed: %s", reused.Value)
+	}
+	dups = append(dups, reused)
 	waitCaughtUp(t, adm, cfg.GroupID)
 	produce(t, prod, dups)
 	waitCaughtUp(t, adm, cfg.GroupID)
@@ -354,7 +361,8 @@ func TestScorerEndToEnd(t *testing.T) {
 		for _, line := range []string{
 			`fraudstream_scorer_records_scored_total{decision="approve"} 305`,
 			`fraudstream_scorer_records_scored_total{decision="decline"} 3`,
-			`fraudstream_scorer_dlq_records_total 2`,
+			`fraudstream_scorer_dlq_records_total 3`,
+			`fraudstream_scorer_transaction_id_reused_total 1`,
 			`fraudstream_scorer_too_late_records_total 0`,
 			`fraudstream_scorer_duplicates_dropped_total 20`,
 			`fraudstream_scorer_transactions_total{outcome="committed"}`,
@@ -394,13 +402,20 @@ func TestScorerEndToEnd(t *testing.T) {
 	}
 
 	dlq := readTopic(t, brokers, event.TopicDLQ, kgo.ReadCommitted())
-	if len(dlq) != 2 {
-		t.Fatalf("DLQ holds %d records, want 2", len(dlq))
+	if len(dlq) != 3 {
+		t.Fatalf("DLQ holds %d records, want 3", len(dlq))
 	}
-	for i, in := range []*kgo.Record{poison, invalid} {
-		d := dlq[0]
-		if string(dlq[1].Key) == string(in.Key) {
-			d = dlq[1]
+	byKey := map[string]*kgo.Record{}
+	for _, d := range dlq {
+		byKey[string(d.Key)] = d
+	}
+	if e, _ := header(byKey[string(reused.Key)], event.HeaderError); !strings.HasPrefix(e, "transaction_id reused with different content") {
+		t.Errorf("reused transaction_id dead-lettered with %q", e)
+	}
+	for i, in := range []*kgo.Record{poison, invalid, reused} {
+		d := byKey[string(in.Key)]
+		if d == nil {
+			t.Fatalf("DLQ record %d (%q) missing", i, in.Key)
 		}
 		if string(d.Key) != string(in.Key) || string(d.Value) != string(in.Value) || d.Partition != in.Partition {
 			t.Errorf("DLQ record %d: %d/%q/%q, want %d/%q/%q", i, d.Partition, d.Key, d.Value, in.Partition, in.Key, in.Value)

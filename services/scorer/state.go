@@ -15,7 +15,7 @@ import (
 // card's state has expired), and one partition metadata entry under
 // metaKey. Every value starts with a format version byte.
 const (
-	cardStateVersion = 2
+	cardStateVersion = 3
 	metaVersion      = 1
 )
 
@@ -30,10 +30,20 @@ var errStateFormat = errors.New("scorer-state: bad encoding")
 // seenID is a transaction_id remembered for de-duplication, with its
 // de-duplication time: the record's event time, or the watermark it
 // arrived at if later (a late record is remembered for the full horizon
-// from its arrival, not from its older event time).
+// from its arrival, not from its older event time); and the content
+// fingerprint of the transaction first seen with it (event.Fingerprint; 0
+// when restored from a version 2 changelog, which did not keep it).
 type seenID struct {
 	id string
 	at int64 // Unix ms
+	fp uint64
+}
+
+// seenAt is the de-duplication index's entry for a transaction_id: its
+// de-duplication time and content fingerprint, as in seenID.
+type seenAt struct {
+	at int64
+	fp uint64
 }
 
 // cardState is everything a task remembers about one card: its look-back
@@ -82,14 +92,15 @@ func (cs *cardState) reset() {
 	*cs = cardState{series: cs.series, last: math.MinInt64, ids: cs.ids[:0], dirty: cs.dirty}
 }
 
-// addID remembers a transaction_id, keeping ids ordered by time; times
-// arrive nearly in order, so this is nearly always an append.
-func (cs *cardState) addID(id string, at int64) {
+// addID remembers a transaction_id and its fingerprint, keeping ids
+// ordered by time; times arrive nearly in order, so this is nearly always
+// an append.
+func (cs *cardState) addID(id string, at int64, fp uint64) {
 	i := len(cs.ids)
 	for i > 0 && cs.ids[i-1].at > at {
 		i--
 	}
-	cs.ids = slices.Insert(cs.ids, i, seenID{id, at})
+	cs.ids = slices.Insert(cs.ids, i, seenID{id, at, fp})
 	cs.last = max(cs.last, at)
 }
 
@@ -117,7 +128,7 @@ func (cs *cardState) observe(amount int64) {
 
 // appendBinary appends the changelog value of the card.
 //
-// Format (version 2): the version byte; last as a zig-zag varint; a flags
+// Format (version 3): the version byte; last as a zig-zag varint; a flags
 // byte (bit 0: has a previous transaction, bit 1: it had a location); if
 // there is one, its time as a zig-zag varint and, with a location, latitude
 // and longitude as little-endian float64 bits; the baseline count as a
@@ -125,11 +136,14 @@ func (cs *cardState) observe(amount int64) {
 // count as a uvarint and per place its latitude, longitude, arrival speed
 // as float64 bits and its last time as a zig-zag varint; the id count as a
 // uvarint and per id its time as a zig-zag varint delta to the previous one
-// (the first to last), its length as a uvarint and its bytes; then the rest
-// of the value is the series (windowing.Series.AppendBinary, which carries
-// its own version byte).
+// (the first to last), its length as a uvarint, its bytes and its content
+// fingerprint as a little-endian uint64; then the rest of the value is the
+// series (windowing.Series.AppendBinary, which carries its own version
+// byte).
 //
-// Version 1, written before places and logMean existed, lacks both: it is
+// Version 2 lacks the ids' fingerprints: they are decoded as 0, unknown,
+// and a record repeating such an id is taken for a redelivery, as version 2
+// took every repeat (docs/design/transaction-ids.md). Version 1, written before places and logMean existed, lacks both: it is
 // decoded with no places and logMean the logarithm of mean, an
 // approximation that later amounts wash out.
 func (cs *cardState) appendBinary(b []byte) ([]byte, error) {
@@ -169,6 +183,7 @@ func (cs *cardState) appendBinary(b []byte) ([]byte, error) {
 		b = binary.AppendVarint(b, x.at-prev)
 		b = binary.AppendUvarint(b, uint64(len(x.id)))
 		b = append(b, x.id...)
+		b = binary.LittleEndian.AppendUint64(b, x.fp)
 		prev = x.at
 	}
 	return cs.series.AppendBinary(b)
@@ -179,8 +194,8 @@ func decodeCardState(lb *windowing.Lookback, data []byte) (*cardState, error) {
 	cs := newCardState(lb)
 	d := decoder{p: data}
 	v := d.byte()
-	if v != cardStateVersion && v != 1 {
-		return nil, fmt.Errorf("%w: card state version %d, want 1 or %d", errStateFormat, v, cardStateVersion)
+	if v < 1 || v > cardStateVersion {
+		return nil, fmt.Errorf("%w: card state version %d, want 1 to %d", errStateFormat, v, cardStateVersion)
 	}
 	cs.last = d.varint()
 	flags := d.byte()
@@ -225,7 +240,11 @@ func decodeCardState(lb *windowing.Lookback, data []byte) (*cardState, error) {
 		at := prev + d.varint()
 		n := d.uvarint()
 		id := d.bytes(n)
-		cs.ids = append(cs.ids, seenID{string(id), at})
+		var fp uint64
+		if v >= 3 {
+			fp = d.uint64()
+		}
+		cs.ids = append(cs.ids, seenID{string(id), at, fp})
 		prev = at
 	}
 	if d.err != nil {
@@ -298,6 +317,16 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	d.p = d.p[n:]
+	return v
+}
+
+func (d *decoder) uint64() uint64 {
+	if len(d.p) < 8 {
+		d.fail("uint64")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.p)
+	d.p = d.p[8:]
 	return v
 }
 

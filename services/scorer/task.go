@@ -2,6 +2,7 @@ package scorer
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -115,10 +116,13 @@ type batchCounts struct {
 	decisions  map[string]int
 	dlq        int
 	duplicates int
-	late       int
-	tooLate    int
-	changelog  int
-	stats      int // fraud-stats records
+	// Records dead-lettered because their transaction_id was seen with
+	// other contents (also counted in dlq).
+	idConflicts int
+	late        int
+	tooLate     int
+	changelog   int
+	stats       int // fraud-stats records
 	// Records scored without a profile, and of those the ones whose
 	// profile Redis could not deliver (profile.go).
 	profileMissing     int
@@ -137,6 +141,7 @@ func (c *batchCounts) merge(o *batchCounts) {
 	}
 	c.dlq += o.dlq
 	c.duplicates += o.duplicates
+	c.idConflicts += o.idConflicts
 	c.late += o.late
 	c.tooLate += o.tooLate
 	c.changelog += o.changelog
@@ -164,8 +169,8 @@ type task struct {
 
 	gen    watermark.Generator
 	cards  map[string]*cardState
-	seen   map[string]int64 // transaction_id → de-duplication time, Unix ms
-	expiry expiry           // card → bucket of its last time
+	seen   map[string]seenAt // transaction_id → de-duplication time and fingerprint
+	expiry expiry            // card → bucket of its last time
 
 	dirty     []string // cards to write to the changelog at flush, each once
 	metaDirty bool
@@ -193,7 +198,7 @@ func newTask(partition int32, params *taskParams) *task {
 		params:    params,
 		gen:       watermark.NewGenerator(params.maxDelay),
 		cards:     make(map[string]*cardState),
-		seen:      make(map[string]int64),
+		seen:      make(map[string]seenAt),
 		stats:     newStatsWindows(partition, params),
 		hbuf:      make([]time.Duration, 0, len(horizons)),
 		aggs:      make([]windowing.Agg, len(horizons)),
@@ -202,7 +207,7 @@ func newTask(partition int32, params *taskParams) *task {
 
 // process handles one input record and returns the records to produce in
 // the open transaction: a scored record, a dead letter, or nothing for a
-// duplicate; the slice is valid until the next call. Everything but the
+// redelivery; the slice is valid until the next call. Everything but the
 // HeaderScoredAt header is a function of the records processed so far, so
 // a replay produces byte-identical values.
 //
@@ -220,11 +225,13 @@ func (t *task) process(r *kgo.Record, c *batchCounts) []*kgo.Record {
 }
 
 // outcome is one input record on its way through process: decoded, then
-// scored and not yet encoded, dead-lettered, or dropped as a duplicate.
+// scored and not yet encoded, dead-lettered, or dropped as a redelivery.
 type outcome struct {
 	in      *kgo.Record
 	err     error          // from decoding or validation
 	scored  event.Scored   // scored.Transaction is set by decode
+	fp      uint64         // the transaction's event.Fingerprint, set by decode
+	canon   []byte         // scratch space for the canonical encoding
 	has     bool           // scored is complete
 	dead    *kgo.Record    // the dead letter, if any
 	reasons []event.Reason // owns scored.Reasons: the scorer reuses its own
@@ -241,7 +248,20 @@ func (o *outcome) decode(r *kgo.Record) {
 		// against the arrival time, and a replay must not re-judge it.
 		o.err = o.scored.Transaction.Validate(time.Time{}, 0)
 	}
+	if o.err == nil {
+		var err error
+		o.canon, err = o.scored.Transaction.AppendCanonical(o.canon[:0])
+		if err != nil {
+			o.err = fmt.Errorf("canonical encoding: %w", err) // unreachable for a valid transaction
+			return
+		}
+		o.fp = event.Fingerprint(o.canon)
+	}
 }
+
+// errIDReused is the dead-letter reason of a record whose transaction_id
+// the partition has seen with other contents.
+var errIDReused = errors.New("transaction_id reused with different content")
 
 // score is the stateful step of process, on a decoded outcome: update the
 // card's state, compute the features and score, or dead-letter the record
@@ -258,8 +278,20 @@ func (t *task) score(o *outcome, c *batchCounts) {
 	wm := t.gen.Current()
 	floor := t.params.floor(wm)
 
-	if at, ok := t.seen[tx.TransactionID]; ok && at > floor {
-		c.duplicates++
+	// A transaction_id within the horizon is taken: the same contents
+	// again are a redelivery (dropped, counted), other contents a
+	// different transaction reusing the id, which is dead-lettered, never
+	// dropped. An unknown fingerprint (0: restored from a version 2
+	// changelog) is taken for a redelivery, as before.
+	if prev, ok := t.seen[tx.TransactionID]; ok && prev.at > floor {
+		if prev.fp == 0 || prev.fp == o.fp {
+			c.duplicates++
+			return
+		}
+		c.dlq++
+		c.idConflicts++
+		o.dead = deadLetter(r, fmt.Errorf("%w (transaction_id %q, first seen with fingerprint %016x, this record %016x)",
+			errIDReused, tx.TransactionID, prev.fp, o.fp))
 		return
 	}
 	// lateness classifies the client's event time (the record's late flag
@@ -324,8 +356,8 @@ func (t *task) score(o *outcome, c *batchCounts) {
 	cs.observe(cents)
 	at := max(ts, wm)
 	last := cs.last
-	cs.addID(tx.TransactionID, at)
-	t.seen[tx.TransactionID] = at
+	cs.addID(tx.TransactionID, at, o.fp)
+	t.seen[tx.TransactionID] = seenAt{at, o.fp}
 	t.expiry.moved(last, cs.last, tx.CardID)
 	t.markDirty(tx.CardID, cs)
 	wmAfter := t.gen.Observe(ts)
@@ -449,7 +481,7 @@ func (t *task) touch(card string, wm, floor int64) *cardState {
 // may have come back, on any card, after it expired).
 func (t *task) forgetIDs(cs *cardState, floor int64) {
 	cs.pruneIDs(floor, func(x seenID) {
-		if at, ok := t.seen[x.id]; ok && at <= floor {
+		if s, ok := t.seen[x.id]; ok && s.at <= floor {
 			delete(t.seen, x.id)
 		}
 	})
@@ -555,12 +587,12 @@ func (t *task) rebuildIndexes() {
 	for _, cs := range t.cards {
 		n += len(cs.ids)
 	}
-	t.seen = make(map[string]int64, n) // sized once: growing it is most of a big restore
+	t.seen = make(map[string]seenAt, n) // sized once: growing it is most of a big restore
 	t.expiry = expiry{}
 	for card, cs := range t.cards {
 		for _, x := range cs.ids {
-			if at, ok := t.seen[x.id]; !ok || x.at > at {
-				t.seen[x.id] = x.at
+			if s, ok := t.seen[x.id]; !ok || x.at > s.at {
+				t.seen[x.id] = seenAt{x.at, x.fp}
 			}
 		}
 		t.expiry.add(cs.last, card)

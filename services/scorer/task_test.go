@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -93,6 +94,104 @@ func TestTaskScoresAndDeduplicates(t *testing.T) {
 	}
 }
 
+// TestTaskTransactionIDReuse: a record repeating a transaction_id with the
+// same contents is a redelivery and dropped, whatever its offset and
+// ingest_time; one with other contents is another transaction reusing the
+// id, dead-lettered with its reason and counted, never dropped. The first
+// contents keep the id, also across a restore from the changelog.
+func TestTaskTransactionIDReuse(t *testing.T) {
+	p := testParams()
+	tk := newTask(3, p)
+	c := newBatchCounts()
+	base := time.Unix(0, t0).UTC()
+	first := testTx("t1", "c1", base)
+	first.IngestTime = base.Add(time.Second)
+	if out := tk.process(txRecord(t, 3, 10, first), &c); len(out) != 1 || out[0].Topic != event.TopicScored {
+		t.Fatalf("first: %+v", out)
+	}
+	redelivered := first
+	redelivered.IngestTime = base.Add(time.Minute) // ingest produced it again
+	other := first
+	other.AmountMinor = 999_999 // same card, so the same partition
+	otherTime := first
+	otherTime.EventTime = base.Add(time.Second)
+
+	cl := changelog{}
+	cl.apply(tk.flush())
+	restored := restoreTask(t, 3, p, cl)
+
+	for _, tk := range map[string]*task{"live": tk, "restored": restored} {
+		c := newBatchCounts()
+		tests := []struct {
+			name string
+			tx   event.Transaction
+			dead bool
+		}{
+			{"exact redelivery", first, false},
+			{"redelivery with another ingest_time", redelivered, false},
+			{"other amount", other, true},
+			{"other event_time", otherTime, true},
+			{"the first contents again", first, false},
+			{"the other contents again", other, true},
+		}
+		for i, tt := range tests {
+			out := tk.process(txRecord(t, 3, int64(11+i), tt.tx), &c)
+			switch {
+			case !tt.dead && len(out) != 0:
+				t.Fatalf("%s: produced %+v, want it dropped", tt.name, out)
+			case tt.dead && (len(out) != 1 || out[0].Topic != event.TopicDLQ):
+				t.Fatalf("%s: produced %+v, want one dead letter", tt.name, out)
+			case tt.dead:
+				if e, _ := header(out[0], event.HeaderError); !strings.HasPrefix(e, "transaction_id reused with different content") ||
+					!strings.Contains(e, `"t1"`) {
+					t.Errorf("%s: error header %q", tt.name, e)
+				}
+				if out[0].Partition != 3 || string(out[0].Key) != "c1" {
+					t.Errorf("%s: dead letter on partition %d key %q", tt.name, out[0].Partition, out[0].Key)
+				}
+			}
+		}
+		if c.duplicates != 3 || c.idConflicts != 3 || c.dlq != 3 || c.records != 6 || len(c.decisions) != 0 {
+			t.Errorf("counts %+v, want 3 redeliveries and 3 reuses dead-lettered", c)
+		}
+	}
+}
+
+// TestTaskVersion2IDs: ids restored from a version 2 changelog have no
+// fingerprint; a repeat of one is taken for a redelivery, as version 2 did.
+func TestTaskVersion2IDs(t *testing.T) {
+	p := testParams()
+	tk := newTask(0, p)
+	c := newBatchCounts()
+	base := time.Unix(0, t0).UTC()
+	tx := testTx("t1", "c1", base)
+	tk.process(txRecord(t, 0, 0, tx), &c)
+	cs := tk.cards["c1"]
+	v3, _ := cs.appendBinary(nil)
+	cs.ids[0].fp = 0
+	v2, _ := cs.appendBinary(nil)
+	// Version 2 is version 3 without the 8 fingerprint bytes after the id.
+	idEnd := bytes.Index(v2, []byte("t1")) + len("t1")
+	v2 = append(v2[:idEnd:idEnd], v2[idEnd+8:]...)
+	v2[0] = 2
+	back := newTask(0, p)
+	if err := back.load("c1", v2); err != nil {
+		t.Fatalf("version 2: %v", err)
+	}
+	back.rebuildIndexes()
+	if got := back.seen["t1"]; got.fp != 0 || got.at != tx.EventTime.UnixMilli() {
+		t.Errorf("version 2 id restored as %+v", got)
+	}
+	other := tx
+	other.AmountMinor = 5
+	if out := back.process(txRecord(t, 0, 1, other), &c); len(out) != 0 {
+		t.Errorf("a repeat of a version 2 id produced %+v, want it dropped", out)
+	}
+	if v3[0] != cardStateVersion || cardStateVersion != 3 {
+		t.Errorf("card state written as version %d", v3[0])
+	}
+}
+
 func TestTaskDeadLetters(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -170,8 +269,9 @@ func TestTaskVelocityOutOfOrder(t *testing.T) {
 // records far behind the watermark (they count at the oldest open time)
 // and redelivered ids, through a task
 // (which evicts as it goes, flushing at random batch ends) and compares
-// every count and sum, late flag and duplicate drop with a brute-force
-// model that never evicts anything.
+// every count and sum, late flag, redelivery drop and dead letter of a
+// reused transaction_id with a brute-force model that never evicts
+// anything.
 func TestTaskAgainstOracle(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	tk := newTask(0, testParams())
@@ -182,6 +282,11 @@ func TestTaskAgainstOracle(t *testing.T) {
 	kept := map[string][]rec{}      // what the oracle's card states hold
 	firstSeen := map[string]int64{} // transaction_id → de-duplication time
 	firstET := map[string]int64{}
+	type contents struct {
+		card   string
+		amount int64
+	}
+	firstAs := map[string]contents{} // what an id was first scored with
 	maxSeen, has := int64(0), false
 	clock := t0 / 1e6
 	var ids []string
@@ -195,12 +300,17 @@ func TestTaskAgainstOracle(t *testing.T) {
 			et = clock - rng.Int64N(ms(30*time.Hour)) // beyond the horizon sometimes
 		}
 		id := fmt.Sprintf("tx-%d", i)
+		card := fmt.Sprintf("card-%d", rng.IntN(8))
+		amount := 100 + rng.Int64N(5000)
+		reuse := false
 		if len(ids) > 0 && rng.IntN(20) == 0 {
 			id = ids[rng.IntN(len(ids))] // a redelivered transaction
 			et = firstET[id]
+			// or, once in three, another transaction reusing its id
+			if reuse = rng.IntN(3) == 0; !reuse {
+				card, amount = firstAs[id].card, firstAs[id].amount
+			}
 		}
-		card := fmt.Sprintf("card-%d", rng.IntN(8))
-		amount := 100 + rng.Int64N(5000)
 
 		// Oracle.
 		wm := int64(watermark.None)
@@ -210,6 +320,16 @@ func TestTaskAgainstOracle(t *testing.T) {
 		floor := watermark.Sub(wm, ms(DefaultAllowedLateness+retention))
 		first, seen := firstSeen[id]
 		wantDup := seen && first > floor
+		if wantDup && reuse && firstAs[id] != (contents{card, amount}) {
+			wantDup = false
+			x := testTx(id, card, time.UnixMilli(et).UTC())
+			x.AmountMinor = amount
+			out := tk.process(txRecord(t, 0, int64(i), x), &c)
+			if len(out) != 1 || out[0].Topic != event.TopicDLQ {
+				t.Fatalf("record %d: %s reused with other contents gave %+v, want a dead letter", i, id, out)
+			}
+			continue
+		}
 		wantLate := et <= watermark.Sub(wm, ms(DefaultAllowedLateness))
 		// A too-late record counts at the oldest open time instead
 		// (docs/design/event-time.md).
@@ -253,6 +373,7 @@ func TestTaskAgainstOracle(t *testing.T) {
 		// Sums are in US cents at the reference rate.
 		kept[card] = append(kept[card], rec{ts, int64(event.USCents(amount, x.Currency))})
 		firstSeen[id] = max(ts, wm)
+		firstAs[id] = contents{card, amount} // the id counts again once expired
 		if _, ok := firstET[id]; !ok {
 			firstET[id] = et
 		}
@@ -273,7 +394,10 @@ func TestTaskAgainstOracle(t *testing.T) {
 	if held > len(ids)/2 {
 		t.Errorf("card series hold %d records of %d; eviction not working", held, len(ids))
 	}
-	t.Logf("dedup set %d ids, series %d records, too late %d, duplicates %d", len(tk.seen), held, c.tooLate, c.duplicates)
+	if c.duplicates == 0 || c.idConflicts == 0 || c.dlq != c.idConflicts {
+		t.Errorf("counts %+v: want redeliveries dropped and reuses dead-lettered", c)
+	}
+	t.Logf("dedup set %d ids, series %d records, too late %d, duplicates %d, reused ids %d", len(tk.seen), held, c.tooLate, c.duplicates, c.idConflicts)
 }
 
 // changelog is the compacted view of a scorer-state partition: the latest
@@ -365,7 +489,8 @@ func TestTaskRestoreIsByteIdentical(t *testing.T) {
 
 // randomStream is a partition's input: cards paying every few minutes over
 // days, out of order by up to ~8s, some records late or too late, some
-// transaction ids delivered twice, with locations.
+// transaction ids delivered twice, a few reused by other transactions,
+// with locations.
 func randomStream(t testing.TB, partition int32, n, cards int) []*kgo.Record {
 	rng := rand.New(rand.NewPCG(uint64(partition), 99))
 	var in []*kgo.Record
@@ -374,7 +499,11 @@ func randomStream(t testing.TB, partition int32, n, cards int) []*kgo.Record {
 	for i := range n {
 		clock = clock.Add(time.Duration(rng.IntN(int(10 * time.Second))))
 		if i > 0 && rng.IntN(25) == 0 {
-			in = append(in, txRecord(t, partition, int64(i), sent[rng.IntN(len(sent))]))
+			x := sent[rng.IntN(len(sent))]
+			if rng.IntN(5) == 0 { // another transaction reusing the id: dead-lettered
+				x.AmountMinor++
+			}
+			in = append(in, txRecord(t, partition, int64(i), x))
 			continue
 		}
 		et := clock.Add(-time.Duration(rng.IntN(int(8 * time.Second))))
