@@ -31,6 +31,7 @@ const (
 	KindInProgress                      // 409: the first request with this key is still running
 	KindRateLimited                     // 429: the key's rate limit is exhausted
 	KindRedisUnavailable                // 503: Redis failed (fail-closed)
+	KindRequestTimeout                  // 408: the body did not arrive within the body timeout
 )
 
 // problemTypeBase prefixes every problem type URI. The fragment names the
@@ -60,6 +61,7 @@ var kinds = [...]struct {
 		"A request with this Idempotency-Key is still in progress", "idempotency_in_progress"},
 	KindRateLimited:      {http.StatusTooManyRequests, "rate-limited", "Rate limit exceeded", "rate_limited"},
 	KindRedisUnavailable: {http.StatusServiceUnavailable, "redis-unavailable", "Redis is unavailable", "redis_unavailable"},
+	KindRequestTimeout:   {http.StatusRequestTimeout, "request-timeout", "Request body not received in time", "request_timeout"},
 }
 
 func (k Kind) status() int { return kinds[k].status }
