@@ -14,6 +14,7 @@ func alertsFlags(f *flags) func() alerts.Config {
 	d := alerts.DefaultConfig()
 	addr := f.String("addr", "ALERTS_ADDR", d.Addr, "HTTP listen address of the dashboard and analyst API")
 	kafka := f.kafka()
+	httpLimits := f.httpLimits("ALERTS", d.HTTP)
 	db := f.String("database-url", "DATABASE_URL", "", "postgres://… for PostgreSQL, or sqlite:PATH for an SQLite file")
 	group := f.String("group-id", "ALERTS_GROUP_ID", d.GroupID, "consumer group of the database sink (partition assignment only)")
 	session := f.Duration("session-timeout", "ALERTS_SESSION_TIMEOUT", d.SessionTimeout, "how long the sink's group waits for a silent (crashed) member")
@@ -28,7 +29,7 @@ func alertsFlags(f *flags) func() alerts.Config {
 	retention := f.Duration("stats-retention", "ALERTS_STATS_RETENTION", d.StatsRetention, "event time of fraud-stats windows kept for the charts")
 	token := f.String("token", "ALERTS_TOKEN", "", "dashboard and API token (Bearer or login cookie); required when --addr is not loopback")
 	return func() alerts.Config {
-		return alerts.Config{Addr: *addr, Kafka: kafka(), DatabaseURL: *db, GroupID: *group,
+		return alerts.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), DatabaseURL: *db, GroupID: *group,
 			SessionTimeout: *session, RebalanceTimeout: *rebalance,
 			BatchSize: *batch, FlushInterval: *flush, DBMaxConns: *conns, SSEBuffer: *sseBuf,
 			SSEMaxClients: *sseMax, SSEHeartbeat: *beat, StartupTimeout: *startup,

@@ -12,12 +12,12 @@ import (
 
 func runDev(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("dev", stderr)
-	dataDir := f.String("data-dir", "FRAUDSTREAM_DATA_DIR", ".data", "broker log and SQLite database; a second run resumes them")
+	dataDir := f.String("data-dir", "FRAUDSTREAM_DATA_DIR", ".data", "broker log, SQLite database and the in-process Redis snapshot; a second run resumes them")
 	kafka := f.kafka()
 	listen := f.String("broker-listen", "BROKER_LISTEN", "127.0.0.1:9092", "embedded broker address (unused with KAFKA_BROKERS)")
 	partitions := f.Int("partitions", "BROKER_PARTITIONS", 6, "partitions of the embedded broker's topics")
 	db := f.String("database-url", "DATABASE_URL", "", "database of alerts (default: SQLite in the data dir)")
-	redisURL := f.String("redis-url", "REDIS_URL", "", "Redis of ingest (default: an in-process Redis-protocol server, in memory)")
+	redisURL := f.String("redis-url", "REDIS_URL", "", "Redis of ingest (default: an in-process Redis-protocol server, snapshotted to the data dir every second and at a clean stop)")
 	ingestAddr := f.String("ingest-addr", "INGEST_ADDR", "127.0.0.1:8081", "ingest listen address")
 	scorerAddr := f.String("scorer-addr", "SCORER_ADDR", "127.0.0.1:8082", "scorer listen address")
 	alertsAddr := f.String("alerts-addr", "ALERTS_ADDR", "127.0.0.1:8080", "dashboard listen address")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
 	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 )
 
@@ -146,6 +147,20 @@ func (f *flags) kafka() func() kafkaopt.Config {
 	return func() kafkaopt.Config {
 		return kafkaopt.Config{Brokers: *brokers, TLS: *tls, TLSCAFile: *ca,
 			SASLMechanism: *mech, SASLUser: *user, SASLPassword: *pass}
+	}
+}
+
+// httpLimits adds the HTTP server limits of a service whose variables
+// start with prefix (INGEST, SCORER, ALERTS) and returns them after parse.
+func (f *flags) httpLimits(prefix string, d httpserver.Limits) func() httpserver.Limits {
+	header := f.Duration("read-header-timeout", prefix+"_READ_HEADER_TIMEOUT", d.ReadHeaderTimeout, "longest time to receive a request's headers")
+	body := f.Duration("body-timeout", prefix+"_BODY_TIMEOUT", d.BodyTimeout, "longest time to receive a request's whole body, however it trickles in; slower requests get 408")
+	idle := f.Duration("idle-timeout", prefix+"_IDLE_TIMEOUT", d.IdleTimeout, "how long a keep-alive connection may wait for its next request")
+	headerBytes := f.Int("max-header-bytes", prefix+"_MAX_HEADER_BYTES", d.MaxHeaderBytes, "largest request line and headers; more get 431")
+	conns := f.Int("max-conns", prefix+"_MAX_CONNS", d.MaxConns, "most HTTP connections open at once; more are closed as they are accepted")
+	return func() httpserver.Limits {
+		return httpserver.Limits{ReadHeaderTimeout: *header, BodyTimeout: *body, IdleTimeout: *idle,
+			MaxHeaderBytes: *headerBytes, MaxConns: *conns}
 	}
 }
 

@@ -13,6 +13,7 @@ func ingestFlags(f *flags) func() ingest.Config {
 	d := ingest.DefaultConfig()
 	addr := f.String("addr", "INGEST_ADDR", d.Addr, "HTTP listen address")
 	kafka := f.kafka()
+	httpLimits := f.httpLimits("INGEST", d.HTTP)
 	skew := f.Duration("max-skew", "INGEST_MAX_SKEW", d.MaxSkew, "how far in the future an event_time may be")
 	body := f.Int("max-body-bytes", "INGEST_MAX_BODY_BYTES", int(d.MaxBodyBytes), "largest body of POST /v1/transactions")
 	batchBody := f.Int("max-batch-body-bytes", "INGEST_MAX_BATCH_BODY_BYTES", int(d.MaxBatchBodyBytes), "largest body of POST /v1/transactions/batch")
@@ -29,7 +30,7 @@ func ingestFlags(f *flags) func() ingest.Config {
 	rate := f.Int("rate-limit", "INGEST_RATE_LIMIT", d.RateLimit, `transactions per second per API key (per key: ";rate=N" in INGEST_API_KEYS)`)
 	burst := f.Int("rate-burst", "INGEST_RATE_BURST", d.RateBurst, `burst per API key (per key: ";burst=N" in INGEST_API_KEYS)`)
 	return func() ingest.Config {
-		return ingest.Config{Addr: *addr, Kafka: kafka(), MaxSkew: *skew, MaxBodyBytes: int64(*body),
+		return ingest.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), MaxSkew: *skew, MaxBodyBytes: int64(*body),
 			MaxBatchBodyBytes: int64(*batchBody), MaxBatchItems: *batchItems, ProduceTimeout: *produce,
 			MaxBufferedRecords: *buffered, APIKeys: *keys, AllowAnonymous: *anon,
 			RedisURL: *redisURL, RedisTimeout: *redisTimeout, RedisFailOpen: *failOpen,

@@ -29,6 +29,11 @@ func TestBadSettingIsNamed(t *testing.T) {
 		{[]string{"scorer"}, map[string]string{"SCORER_MODEL_FILE": "/no/such/model.json"}, "SCORER_MODEL_FILE"},
 		{[]string{"train"}, nil, "TRAIN_INPUT"},
 		{[]string{"train", "--input", "/no/such/file"}, nil, "TRAIN_INPUT"},
+		{[]string{"ingest"}, map[string]string{"INGEST_API_KEYS": "a:" + strings.Repeat("0", 64), "INGEST_BODY_TIMEOUT": "0s"}, "INGEST_BODY_TIMEOUT"},
+		{[]string{"ingest"}, map[string]string{"INGEST_API_KEYS": "a:" + strings.Repeat("0", 64), "INGEST_MAX_CONNS": "0"}, "INGEST_MAX_CONNS"},
+		{[]string{"scorer"}, map[string]string{"SCORER_READ_HEADER_TIMEOUT": "-1s"}, "SCORER_READ_HEADER_TIMEOUT"},
+		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_IDLE_TIMEOUT": "never"}, "ALERTS_IDLE_TIMEOUT"},
+		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_MAX_CONNS": "100"}, "ALERTS_MAX_CONNS"},
 		{[]string{"nope"}, nil, `unknown command "nope"`},
 	}
 	for _, tc := range tests {

@@ -15,6 +15,7 @@ func scorerFlags(f *flags) func() scorer.Config {
 	host, _ := os.Hostname()
 	addr := f.String("addr", "SCORER_ADDR", d.Addr, "listen address of /healthz, /readyz and /metrics")
 	kafka := f.kafka()
+	httpLimits := f.httpLimits("SCORER", d.HTTP)
 	group := f.String("group-id", "SCORER_GROUP_ID", d.GroupID, "consumer group shared by all scorer instances")
 	txid := f.String("transactional-id", "SCORER_TRANSACTIONAL_ID", "fraudstream-scorer-"+host,
 		"transactional id, unique per running instance and stable across its restarts")
@@ -34,7 +35,7 @@ func scorerFlags(f *flags) func() scorer.Config {
 	cacheTTL := f.Duration("profile-cache-ttl", "SCORER_PROFILE_CACHE_TTL", d.ProfileCacheTTL, "how long a looked-up card profile is used before it is looked up again")
 	cacheSize := f.Int("profile-cache-size", "SCORER_PROFILE_CACHE_SIZE", d.ProfileCacheSize, "most card profiles cached (at least twice --max-batch-records)")
 	return func() scorer.Config {
-		return scorer.Config{Addr: *addr, Kafka: kafka(), GroupID: *group, TransactionalID: *txid,
+		return scorer.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), GroupID: *group, TransactionalID: *txid,
 			CommitInterval: *commit, MaxBatchRecords: *batch, TransactionTimeout: *txTimeout,
 			ReviewThreshold: *review, DeclineThreshold: *decline, ModelFile: *modelFile,
 			MaxOutOfOrder: *outOfOrder, AllowedLateness: *lateness, StatsIdleTimeout: *statsIdle,

@@ -175,10 +175,11 @@ func New(cfg Config, deps Deps) (svc *Service, err error) {
 		return nil, err
 	}
 
-	ln, err := httpserver.Listen(cfg.Addr)
+	ln, err := httpserver.Listen(cfg.Addr, cfg.HTTP.MaxConns, log)
 	if err != nil {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
+	reg.MustRegister(ln.Collectors()...)
 
 	s := &Service{cfg: cfg, log: log, store: store, m: m, auth: newAuth(cfg.Token), sink: sk, live: lv, hub: h,
 		rules: rb, stats: sb, ln: ln, ready: make(chan struct{}), done: make(chan struct{})}
@@ -220,7 +221,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.live.run(gctx) })
 	g.Go(func() error { return s.rules.run(gctx) })
 	g.Go(func() error { return s.stats.run(gctx) })
-	g.Go(func() error { return httpserver.Serve(gctx, s.ln, s.handler, s.log) })
+	g.Go(func() error { return httpserver.Serve(gctx, s.ln, s.handler, s.cfg.HTTP, s.log) })
 	g.Go(func() error {
 		select {
 		case <-s.ready:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
 
@@ -270,6 +271,10 @@ func decodeJSONBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			writeProblem(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body must be at most %d bytes", maxBodyBytes))
+			return false
+		}
+		if errors.Is(err, httpserver.ErrBodyTimeout) {
+			writeProblem(w, r, http.StatusRequestTimeout, "the body did not arrive within the body timeout (ALERTS_BODY_TIMEOUT)")
 			return false
 		}
 		writeProblem(w, r, http.StatusBadRequest, "malformed JSON body: "+err.Error())

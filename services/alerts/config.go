@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
 	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 )
 
@@ -112,6 +113,23 @@ type Config struct {
 	// card data is never served to the network without it. /healthz,
 	// /readyz and /metrics stay open for probes and scrapers.
 	Token string
+
+	// HTTP bounds slow and silent clients and open connections
+	// (ALERTS_READ_HEADER_TIMEOUT, ALERTS_BODY_TIMEOUT, ALERTS_IDLE_TIMEOUT,
+	// ALERTS_MAX_HEADER_BYTES, ALERTS_MAX_CONNS; defaults as in
+	// httpserver.DefaultLimits except MaxConns, 2048, which must exceed
+	// SSEMaxClients). The stream is not cut by them: there is no write
+	// timeout.
+	HTTP httpserver.Limits
+}
+
+// DefaultMaxConns leaves room beside DefaultSSEMaxClients streams.
+const DefaultMaxConns = 2048
+
+func defaultHTTPLimits() httpserver.Limits {
+	l := httpserver.DefaultLimits()
+	l.MaxConns = DefaultMaxConns
+	return l
 }
 
 // DefaultConfig returns a Config with every default filled in. Kafka
@@ -119,6 +137,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Addr:             DefaultAddr,
+		HTTP:             defaultHTTPLimits(),
 		GroupID:          DefaultGroupID,
 		SessionTimeout:   DefaultSessionTimeout,
 		RebalanceTimeout: DefaultRebalanceTimeout,
@@ -144,6 +163,9 @@ func (c Config) Validate() error {
 	if _, err := parseDatabaseURL(c.DatabaseURL); err != nil {
 		return err
 	}
+	if err := c.HTTP.Validate("ALERTS"); err != nil {
+		return err
+	}
 	checks := []struct {
 		ok  bool
 		env string
@@ -156,6 +178,8 @@ func (c Config) Validate() error {
 		{c.DBMaxConns > 0, "ALERTS_DB_MAX_CONNS: must be positive"},
 		{c.SSEBuffer > 0, "ALERTS_SSE_BUFFER: must be positive"},
 		{c.SSEMaxClients > 0, "ALERTS_SSE_MAX_CLIENTS: must be positive"},
+		// Streams hold connections: leave room for the API and probes.
+		{c.HTTP.MaxConns > c.SSEMaxClients, fmt.Sprintf("ALERTS_MAX_CONNS: %d must exceed ALERTS_SSE_MAX_CLIENTS (%d)", c.HTTP.MaxConns, c.SSEMaxClients)},
 		{c.SSEHeartbeat > 0, "ALERTS_SSE_HEARTBEAT: must be positive"},
 		{c.StartupTimeout > 0, "ALERTS_STARTUP_TIMEOUT: must be positive"},
 		{c.StatsRetention > 0, "ALERTS_STATS_RETENTION: must be positive"},

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
 
@@ -222,8 +223,16 @@ func (s *Service) putRules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
 		writeProblem(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body must be at most %d bytes", maxBodyBytes))
+		return
+	case errors.Is(err, httpserver.ErrBodyTimeout):
+		writeProblem(w, r, http.StatusRequestTimeout, "the body did not arrive within the body timeout (ALERTS_BODY_TIMEOUT)")
+		return
+	case err != nil:
+		writeProblem(w, r, http.StatusBadRequest, "could not read the body: "+err.Error())
 		return
 	}
 	rs, err := event.DecodeRuleSet(body)

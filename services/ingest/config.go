@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
 	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
@@ -42,6 +43,13 @@ type Config struct {
 
 	// Kafka is how to reach the brokers (KAFKA_BROKERS, KAFKA_TLS, …).
 	Kafka kafkaopt.Config
+
+	// HTTP bounds slow and silent clients and open connections
+	// (INGEST_READ_HEADER_TIMEOUT, INGEST_BODY_TIMEOUT,
+	// INGEST_IDLE_TIMEOUT, INGEST_MAX_HEADER_BYTES, INGEST_MAX_CONNS;
+	// defaults in httpserver.DefaultLimits). Requests are authenticated
+	// before any body byte is read.
+	HTTP httpserver.Limits
 
 	// MaxSkew is how far in the future an event_time may be, measured
 	// against ingest's clock (INGEST_MAX_SKEW, default 5m).
@@ -138,6 +146,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Addr:               DefaultAddr,
+		HTTP:               httpserver.DefaultLimits(),
 		MaxSkew:            DefaultMaxSkew,
 		MaxBodyBytes:       DefaultMaxBodyBytes,
 		MaxBatchBodyBytes:  DefaultMaxBatchBodyBytes,
@@ -158,6 +167,9 @@ func (c Config) Validate() error {
 		return errors.New("INGEST_ADDR: a listen address such as 127.0.0.1:8081 is required")
 	}
 	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	if err := c.HTTP.Validate("INGEST"); err != nil {
 		return err
 	}
 	if c.MaxSkew <= 0 {

@@ -123,11 +123,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: create Kafka producer: %w", err)
 	}
-	ln, err := httpserver.Listen(cfg.Addr)
+	ln, err := httpserver.Listen(cfg.Addr, cfg.HTTP.MaxConns, log)
 	if err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
+	reg.MustRegister(ln.Collectors()...)
 	// The Redis client connects lazily; /readyz reports whether it answers.
 	rdb := redis.NewClient(ropts)
 	s := &Service{
@@ -166,7 +167,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	stopAdmitter := make(chan struct{})
 	go s.runAdmitter(stopAdmitter)
-	err := httpserver.Serve(ctx, s.ln, s.handler, s.log)
+	err := httpserver.Serve(ctx, s.ln, s.handler, s.cfg.HTTP, s.log)
 	close(stopAdmitter)
 	<-s.admitterStopped
 	close(stopRecorder)

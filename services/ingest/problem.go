@@ -32,6 +32,7 @@ const (
 	KindRateLimited                       // 429: the key's rate limit is exhausted
 	KindRedisUnavailable                  // 503: Redis failed (fail-closed)
 	KindTransactionIDConflict             // 409: transaction_id taken by a transaction with other contents
+	KindRequestTimeout                    // 408: the body did not arrive within the body timeout
 )
 
 // problemTypeBase prefixes every problem type URI. The fragment names the
@@ -63,6 +64,7 @@ var kinds = [...]struct {
 	KindRedisUnavailable: {http.StatusServiceUnavailable, "redis-unavailable", "Redis is unavailable", "redis_unavailable"},
 	KindTransactionIDConflict: {http.StatusConflict, "transaction-id-reused",
 		"transaction_id is taken by a different transaction", "transaction_id_conflict"},
+	KindRequestTimeout: {http.StatusRequestTimeout, "request-timeout", "Request body not received in time", "request_timeout"},
 }
 
 func (k Kind) status() int { return kinds[k].status }

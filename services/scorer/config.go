@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
 	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
 	"github.com/fraudstream/fraudstream/services/scorer/model"
@@ -45,6 +46,12 @@ type Config struct {
 
 	// Kafka is how to reach the brokers (KAFKA_BROKERS, KAFKA_TLS, …).
 	Kafka kafkaopt.Config
+
+	// HTTP bounds slow and silent clients and open connections
+	// (SCORER_READ_HEADER_TIMEOUT, SCORER_BODY_TIMEOUT, SCORER_IDLE_TIMEOUT,
+	// SCORER_MAX_HEADER_BYTES, SCORER_MAX_CONNS; defaults in
+	// httpserver.DefaultLimits).
+	HTTP httpserver.Limits
 
 	// GroupID is the consumer group of all scorer instances; partitions of
 	// raw-transactions are divided among its members.
@@ -201,6 +208,7 @@ func (c Config) withDefaults() Config {
 	if c.ProfileCacheSize == 0 {
 		c.ProfileCacheSize = DefaultProfileCacheSize
 	}
+	c.HTTP = c.HTTP.WithDefaults()
 	return c
 }
 
@@ -209,6 +217,9 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	if err := c.HTTP.Validate("SCORER"); err != nil {
 		return err
 	}
 	switch {

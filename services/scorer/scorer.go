@@ -129,12 +129,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	mux := http.NewServeMux()
 	httpserver.MountOps(mux, reg, s.ready)
 	s.handler = mux
-	ln, err := httpserver.Listen(cfg.Addr)
+	ln, err := httpserver.Listen(cfg.Addr, cfg.HTTP.MaxConns, log)
 	if err != nil {
 		params.profiles.close()
 		return nil, fmt.Errorf("scorer: %w", err)
 	}
 	s.ln = ln
+	reg.MustRegister(ln.Collectors()...)
 	return s, nil
 }
 
@@ -150,7 +151,7 @@ func (s *Service) Run(ctx context.Context) error {
 	defer cancel()
 	httpDone := make(chan error, 1)
 	go func() {
-		err := httpserver.Serve(ctx, s.ln, s.handler, s.log)
+		err := httpserver.Serve(ctx, s.ln, s.handler, s.cfg.HTTP, s.log)
 		cancel() // a dead listener stops the scorer too: it could not be probed
 		httpDone <- err
 	}()

@@ -1,7 +1,8 @@
 // Package devstack runs the whole pipeline in one process: the embedded
 // broker (unless real Kafka is given), an in-process Redis-protocol server
 // (miniredis, unless a Redis URL is given) for ingest's idempotency records,
-// rate limits and card profiles, ingest, scorer and alerts on SQLite
+// rate limits and card profiles, snapshotted to the data dir so a restart
+// keeps them (redisnap.go), ingest, scorer and alerts on SQLite
 // (unless a database URL is given), and simulated traffic. It is what
 // `fraudstream dev` and `make run` start, and what the in-process
 // integration tests drive, so the tests exercise exactly what a user runs.
@@ -45,7 +46,8 @@ type Config struct {
 	// DatabaseURL overrides the SQLite file in DataDir.
 	DatabaseURL string
 	// RedisURL, when set, is used instead of the in-process miniredis,
-	// which keeps its data in memory only.
+	// whose data is snapshotted to DataDir/redis.snapshot about every
+	// second and at a clean stop, and restored at start.
 	RedisURL string
 	// Listen addresses of the services; defaults as in each service.
 	IngestAddr, ScorerAddr, AlertsAddr string
@@ -81,6 +83,7 @@ type Stack struct {
 	log      *slog.Logger
 	broker   *devbroker.Broker    // nil with external Kafka
 	redis    *miniredis.Miniredis // nil with external Redis
+	snap     *redisSnapshot       // nil with external Redis
 	redisURL string
 	ingest   *ingest.Service
 	scorer   *scorer.Service
@@ -116,12 +119,21 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (s *Stack, err err
 
 	s.redisURL = cfg.RedisURL
 	if s.redisURL == "" {
-		s.redis = miniredis.NewMiniRedis()
-		if err := s.redis.StartAddr("127.0.0.1:0"); err != nil {
-			s.redis = nil
+		m := miniredis.NewMiniRedis()
+		snap := newRedisSnapshot(m, cfg.DataDir, log.With("service", "redis"))
+		// Restored before the server listens: no client sees a partial state.
+		n, err := snap.restore(time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("start in-process redis: %w", err)
 		}
+		s.redis, s.snap = m, snap
 		s.redisURL = "redis://" + s.redis.Addr()
+		if n > 0 {
+			log.Info("in-process redis restored", "keys", n, "from", snap.path)
+		}
 	}
 
 	ic := ingest.DefaultConfig()
@@ -180,10 +192,28 @@ func (s *Stack) Alerts() *alerts.Service { return s.alerts }
 func (s *Stack) APIKey() string { return s.cfg.APIKey }
 
 // Run runs every service (and the traffic) until ctx is done or one of them
-// fails, then stops them all and, last, the embedded broker, so no client
-// loses its broker while it shuts down.
-func (s *Stack) Run(ctx context.Context) error {
+// fails, then stops them all, snapshots the in-process Redis once they have
+// written their last answers, and, last, stops the embedded broker, so no
+// client loses its broker while it shuts down.
+func (s *Stack) Run(ctx context.Context) (err error) {
 	defer s.close()
+	if s.snap != nil {
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			s.snap.run(stop)
+		}()
+		defer func() {
+			close(stop)
+			<-done
+			n, serr := s.snap.save(time.Now())
+			if serr != nil {
+				err = errors.Join(err, serr)
+				return
+			}
+			s.log.Info("in-process redis saved", "keys", n, "to", s.snap.path)
+		}()
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return named("ingest", s.ingest.Run(gctx)) })
 	g.Go(func() error { return named("scorer", s.scorer.Run(gctx)) })

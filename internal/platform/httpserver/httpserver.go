@@ -1,6 +1,8 @@
 // Package httpserver runs the HTTP side of every fraudstream service: one
 // listener, graceful shutdown with a deadline, and the operational endpoints
-// /healthz, /readyz and /metrics mounted the same way everywhere.
+// /healthz, /readyz and /metrics mounted the same way everywhere, and the
+// limits that keep slow or silent clients from holding connections
+// (Limits, Listener; docs/design/http-limits.md).
 package httpserver
 
 import (
@@ -22,29 +24,26 @@ import (
 // its context is cancelled. Streams (SSE) are cut at that point.
 const ShutdownTimeout = 10 * time.Second
 
-// Listen binds addr, naming it in the error so a bad setting is obvious.
-func Listen(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %q: %w", addr, err)
-	}
-	return ln, nil
-}
-
 // Serve serves h on ln until ctx is done, then shuts down gracefully:
 // listeners close at once, in-flight requests get ShutdownTimeout to finish.
-// It returns nil after a clean shutdown.
+// It returns nil after a clean shutdown. lim bounds headers, bodies, idle
+// connections and header size (ln, from Listen, bounds connections); see
+// docs/design/http-limits.md.
 //
 // Request contexts derive from ctx, so they are cancelled when shutdown
 // starts: long-lived streams (SSE) end at once instead of holding shutdown
 // for ShutdownTimeout. A handler whose work must complete regardless, such
 // as waiting for a broker acknowledgement it already asked for, detaches
 // with context.WithoutCancel.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, lim Limits, log *slog.Logger) error {
+	if err := lim.Validate("HTTP"); err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           limitBody(lim.BodyTimeout, h),
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 func TestServeOpsAndGracefulShutdown(t *testing.T) {
-	ln, err := Listen("127.0.0.1:0")
+	ln, err := Listen("127.0.0.1:0", 16, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestServeOpsAndGracefulShutdown(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, ln, mux, slog.New(slog.DiscardHandler)) }()
+	go func() { served <- Serve(ctx, ln, mux, DefaultLimits(), slog.New(slog.DiscardHandler)) }()
 	base := "http://" + ln.Addr().String()
 
 	get := func(path string) (int, string) {
@@ -83,7 +83,7 @@ func TestServeOpsAndGracefulShutdown(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Errorf("Serve: %v", err)
 	}
-	if _, err := Listen("127.0.0.1:-1"); err == nil || !strings.Contains(err.Error(), `"127.0.0.1:-1"`) {
+	if _, err := Listen("127.0.0.1:-1", 16, nil); err == nil || !strings.Contains(err.Error(), `"127.0.0.1:-1"`) {
 		t.Errorf("bad address not named: %v", err)
 	}
 }
