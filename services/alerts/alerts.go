@@ -180,7 +180,7 @@ func New(cfg Config, deps Deps) (svc *Service, err error) {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
 
-	s := &Service{cfg: cfg, log: log, store: store, m: m, auth: newAuth(cfg.Token), sink: sk, live: lv, hub: h,
+	s := &Service{cfg: cfg, log: log, store: store, m: m, auth: newAuth(cfg, store, log), sink: sk, live: lv, hub: h,
 		rules: rb, stats: sb, ln: ln, ready: make(chan struct{}), done: make(chan struct{})}
 	s.handler = s.routes(reg)
 	go func() {
