@@ -85,6 +85,26 @@ type Store interface {
 	// training set, in transaction_id order after afterID, at most limit.
 	Labeled(ctx context.Context, afterID string, limit int) ([]Stored, error)
 
+	// CreateSession stores a new dashboard login session.
+	CreateSession(ctx context.Context, s Session) error
+
+	// Session returns the session stored under key, ended or not, or
+	// ErrNotFound.
+	Session(ctx context.Context, key []byte) (Session, error)
+
+	// TouchSession moves the session's IdleUntil forward to idleUntil,
+	// never back and never past its ExpiresAt. A missing session is no
+	// error: there is nothing to extend.
+	TouchSession(ctx context.Context, key []byte, idleUntil time.Time) error
+
+	// DeleteSession removes the session stored under key (a logout); a
+	// missing one is no error.
+	DeleteSession(ctx context.Context, key []byte) error
+
+	// DeleteEndedSessions removes the sessions whose IdleUntil or
+	// ExpiresAt is not after now, and returns how many.
+	DeleteEndedSessions(ctx context.Context, now time.Time) (int, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 
@@ -109,6 +129,16 @@ type Label struct {
 	Analyst       string    `json:"analyst,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// Session is a dashboard login, stored so that every replica accepts it
+// and a logout on one ends it on all (see auth.go). Key is a keyed hash of
+// the random id the cookie holds; the id itself is never stored.
+type Session struct {
+	Key       []byte // 32 bytes
+	CreatedAt time.Time
+	IdleUntil time.Time // the session ends then unless it is used before
+	ExpiresAt time.Time // the session ends then in any case
 }
 
 // Query selects stored transactions for the alert queue and card history.

@@ -275,6 +275,50 @@ func (s *pgStore) Labeled(ctx context.Context, afterID string, limit int) ([]Sto
 	return scanPGStored(rows)
 }
 
+func (s *pgStore) CreateSession(ctx context.Context, ss Session) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO dashboard_sessions (session_key, created_at, idle_until, expires_at)
+		VALUES ($1, $2, $3, $4)`, ss.Key, ss.CreatedAt.UTC(), ss.IdleUntil.UTC(), ss.ExpiresAt.UTC()); err != nil {
+		return fmt.Errorf("create session: %w", err)
+	}
+	return nil
+}
+
+func (s *pgStore) Session(ctx context.Context, key []byte) (Session, error) {
+	ss := Session{Key: key}
+	err := s.pool.QueryRow(ctx, `SELECT created_at, idle_until, expires_at FROM dashboard_sessions WHERE session_key = $1`, key).
+		Scan(&ss.CreatedAt, &ss.IdleUntil, &ss.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, fmt.Errorf("session: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("read session: %w", err)
+	}
+	return ss, nil
+}
+
+func (s *pgStore) TouchSession(ctx context.Context, key []byte, idleUntil time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE dashboard_sessions SET idle_until = LEAST($2, expires_at)
+		WHERE session_key = $1 AND idle_until < LEAST($2, expires_at)`, key, idleUntil.UTC()); err != nil {
+		return fmt.Errorf("touch session: %w", err)
+	}
+	return nil
+}
+
+func (s *pgStore) DeleteSession(ctx context.Context, key []byte) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM dashboard_sessions WHERE session_key = $1`, key); err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+func (s *pgStore) DeleteEndedSessions(ctx context.Context, now time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM dashboard_sessions WHERE idle_until <= $1 OR expires_at <= $1`, now.UTC())
+	if err != nil {
+		return 0, fmt.Errorf("delete ended sessions: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 func (s *pgStore) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("postgres: %w", err)

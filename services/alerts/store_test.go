@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -423,6 +424,87 @@ func TestStoreConformance(t *testing.T) {
 				}
 				if labelled != 2 {
 					t.Fatalf("Transactions shows %d labels, want 2", labelled)
+				}
+			})
+			t.Run("Sessions", func(t *testing.T) {
+				s := openTestStore(t, b.url(t))
+				ctx := context.Background()
+				t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+				key := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+				want := Session{Key: key(1), CreatedAt: t0, IdleUntil: t0.Add(30 * time.Minute), ExpiresAt: t0.Add(12 * time.Hour)}
+				if err := s.CreateSession(ctx, want); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.CreateSession(ctx, want); err == nil {
+					t.Fatal("a second session under the same key was stored")
+				}
+				if err := s.CreateSession(ctx, Session{Key: []byte("short"), CreatedAt: t0, IdleUntil: t0, ExpiresAt: t0}); err == nil {
+					t.Fatal("a session key of 5 bytes was stored")
+				}
+				read := func(k []byte) Session {
+					t.Helper()
+					got, err := s.Session(ctx, k)
+					if err != nil {
+						t.Fatalf("Session: %v", err)
+					}
+					return got
+				}
+				if got := read(key(1)); !bytes.Equal(got.Key, want.Key) || !got.CreatedAt.Equal(want.CreatedAt) ||
+					!got.IdleUntil.Equal(want.IdleUntil) || !got.ExpiresAt.Equal(want.ExpiresAt) {
+					t.Fatalf("Session = %+v, want %+v", got, want)
+				}
+				if _, err := s.Session(ctx, key(2)); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("Session(missing) err = %v, want ErrNotFound", err)
+				}
+				tests := []struct {
+					name  string
+					touch time.Time
+					want  time.Time
+				}{
+					{"forward", t0.Add(time.Hour), t0.Add(time.Hour)},
+					{"never back", t0.Add(10 * time.Minute), t0.Add(time.Hour)},
+					{"never past the absolute expiry", t0.Add(13 * time.Hour), t0.Add(12 * time.Hour)},
+				}
+				for _, tt := range tests {
+					t.Run(tt.name, func(t *testing.T) {
+						if err := s.TouchSession(ctx, key(1), tt.touch); err != nil {
+							t.Fatal(err)
+						}
+						if got := read(key(1)).IdleUntil; !got.Equal(tt.want) {
+							t.Fatalf("IdleUntil = %s, want %s", got, tt.want)
+						}
+					})
+				}
+				if err := s.TouchSession(ctx, key(2), t0); err != nil {
+					t.Fatalf("TouchSession(missing) = %v, want nil", err)
+				}
+
+				// Ended by idleness, ended by age, alive: only the first two go.
+				idle := Session{Key: key(3), CreatedAt: t0, IdleUntil: t0.Add(time.Minute), ExpiresAt: t0.Add(time.Hour)}
+				old := Session{Key: key(4), CreatedAt: t0, IdleUntil: t0.Add(2 * time.Minute), ExpiresAt: t0.Add(2 * time.Minute)}
+				for _, ss := range []Session{idle, old} {
+					if err := s.CreateSession(ctx, ss); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if n, err := s.DeleteEndedSessions(ctx, t0.Add(2*time.Minute)); err != nil || n != 2 {
+					t.Fatalf("DeleteEndedSessions = %d, %v; want 2", n, err)
+				}
+				for _, k := range [][]byte{key(3), key(4)} {
+					if _, err := s.Session(ctx, k); !errors.Is(err, ErrNotFound) {
+						t.Fatalf("ended session %x still stored: %v", k[:1], err)
+					}
+				}
+				read(key(1))
+
+				if err := s.DeleteSession(ctx, key(1)); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Session(ctx, key(1)); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("Session after delete err = %v, want ErrNotFound", err)
+				}
+				if err := s.DeleteSession(ctx, key(1)); err != nil {
+					t.Fatalf("DeleteSession(missing) = %v, want nil", err)
 				}
 			})
 			t.Run("AdoptsPreGooseSchema", func(t *testing.T) {
