@@ -209,3 +209,16 @@ func (b *ruleBook) caughtUp(ends map[int32]int64) {
 		b.log.Info("fraud-rules read; scoring with rule set", "version", b.current().Version())
 	}
 }
+
+// ruleDisabled is the hook of the run-time guard: a rule over its budget
+// is switched off in this instance until the next rule set version, and
+// the partition keeps flowing without it (docs/design/rule-cost.md).
+func ruleDisabled(log *slog.Logger, m *metrics) func(ruleID, reason string) {
+	return func(ruleID, reason string) {
+		log.Error("rule disabled in this scorer: over its budget; it counts as not matched until a new rule set version is applied",
+			"rule", ruleID, "reason", reason)
+		if m != nil {
+			m.rulesDisabled.WithLabelValues(ruleID).Inc()
+		}
+	}
+}
