@@ -34,7 +34,7 @@ type metrics struct {
 
 	ruleSetVersion prometheus.Gauge
 	rulesRejected  prometheus.Counter
-	ruleErrors     prometheus.Counter // rule evaluations that failed at run time
+	ruleErrors     prometheus.Counter     // rule evaluations that failed at run time
 	rulesDisabled  *prometheus.CounterVec // by rule: disabled by the run-time guard
 }
 
