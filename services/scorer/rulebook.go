@@ -22,7 +22,9 @@ import (
 // compiled, behind an atomic pointer that the tasks load per record. A
 // record naming an older or equal version is ignored; one that does not
 // decode or compile is refused, logged with every problem and counted,
-// and the rule set in force stays. Until fraud-rules holds a set, the
+// and the rule set in force stays; that includes a set over the rules
+// package's static cost limits, produced to the topic without the API
+// (docs/design/rule-cost.md). Until fraud-rules holds a set, the
 // built-in default (rules.Default, version 1) or the one given in
 // Deps.Rules applies.
 //

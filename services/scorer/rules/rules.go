@@ -15,6 +15,12 @@
 // discovered while scoring. Check is that test for callers that only
 // validate (alerts, before publishing to fraud-rules).
 //
+// Every accepted rule has a bounded cost per transaction: Compile bounds
+// each expression from its syntax tree (cost.go) and refuses one without a
+// bound within Limits, Check also measures rules on sample transactions,
+// and at run time a rule over its budget is disabled in its Set
+// (WithRunBudget, WithDisableHook). See docs/design/rule-cost.md.
+//
 // A matching rule becomes an event.Reason. Active rules move the score:
 // the model probability and the weights w of the matching active rules
 // combine as independent evidence (see Combine),
