@@ -456,13 +456,12 @@ func (a *analyzer) builtin(n *ast.BuiltinNode) (bound, error) {
 	return bound{}, a.fail(n, "builtin %s is not allowed in a rule", n.Name)
 }
 
+// maxElem bounds one element of any of args (for min, max and concat,
+// which return an element or join the elements of their arguments).
 func maxElem(args []bound) int64 {
 	m := int64(1)
 	for _, b := range args {
-		m = max(m, b.elem, 1)
-		if b.size == 1 {
-			m = max(m, b.size)
-		}
+		m = max(m, b.elem)
 	}
 	return m
 }

@@ -71,7 +71,7 @@ type compiled struct {
 	id     string
 	fast   func(*Env) bool // nil when the rule runs on prog
 	prog   *vm.Program
-	guard  *guard // run-time guard of a rule on prog; nil on the fast path
+	guard  *guard // run-time guard, used only while the rule runs on prog
 }
 
 // Option configures Compile.
@@ -166,9 +166,7 @@ func Compile(rs event.RuleSet, opts ...Option) (*Set, error) {
 			},
 		}
 		c.fast, _ = lowerBool(prog.Node())
-		if c.fast == nil {
-			c.guard = new(guard)
-		}
+		c.guard = new(guard)
 		s.rules = append(s.rules, c)
 	}
 	if setSteps > s.limits.MaxSetSteps {
