@@ -23,6 +23,8 @@ func TestBadSettingIsNamed(t *testing.T) {
 		{[]string{"alerts", "--database-url", "mysql://x"}, nil, "DATABASE_URL"},
 		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_SESSION_TIMEOUT": "100ms"}, "ALERTS_SESSION_TIMEOUT"},
 		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_REBALANCE_TIMEOUT": "later"}, "ALERTS_REBALANCE_TIMEOUT"},
+		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_RULE_BUDGET": "0s"}, "ALERTS_RULE_BUDGET"},
+		{[]string{"scorer"}, map[string]string{"SCORER_RULE_BUDGET": "1h"}, "SCORER_RULE_BUDGET"},
 		{[]string{"broker", "--partitions", "0"}, nil, "--partitions"},
 		{[]string{"scorer"}, map[string]string{"KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"},
 		{[]string{"scorer"}, map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},

@@ -26,6 +26,7 @@ const (
 	DefaultSSEHeartbeat   = 15 * time.Second
 	DefaultStartupTimeout = 30 * time.Second
 	DefaultStatsRetention = time.Hour
+	DefaultRuleBudget     = 100 * time.Microsecond
 	// The sink group's timeouts: franz-go's defaults.
 	DefaultSessionTimeout   = 45 * time.Second
 	DefaultRebalanceTimeout = 60 * time.Second
@@ -110,6 +111,13 @@ type Config struct {
 	// (ALERTS_STATS_RETENTION, default 1h).
 	StatsRetention time.Duration
 
+	// RuleBudget is the measured time one rule may take per transaction
+	// before PUT /api/v1/rules publishes it: main gives it to the scorer's
+	// checker (Deps.RuleChecker), which evaluates rules on sample
+	// transactions (docs/design/rule-cost.md). ALERTS_RULE_BUDGET,
+	// default 100µs, between 1µs and 1s.
+	RuleBudget time.Duration
+
 	// Token, when set, is required for the dashboard's data, the analyst
 	// API and the stream, as the cookie set by POST /api/v1/login or as
 	// "Authorization: Bearer TOKEN" (ALERTS_TOKEN, at least 16
@@ -172,6 +180,7 @@ func DefaultConfig() Config {
 		StatsRetention:   DefaultStatsRetention,
 		LoginIdleTimeout: DefaultLoginIdleTimeout,
 		LoginMaxAge:      DefaultLoginMaxAge,
+		RuleBudget:       DefaultRuleBudget,
 	}
 }
 
@@ -208,6 +217,7 @@ func (c Config) Validate() error {
 		{c.StatsRetention > 0, "ALERTS_STATS_RETENTION: must be positive"},
 		{c.LoginIdleTimeout >= time.Second, fmt.Sprintf("ALERTS_LOGIN_IDLE_TIMEOUT: %s is below 1s", c.LoginIdleTimeout)},
 		{c.LoginMaxAge >= c.LoginIdleTimeout, fmt.Sprintf("ALERTS_LOGIN_MAX_AGE: %s is below ALERTS_LOGIN_IDLE_TIMEOUT (%s)", c.LoginMaxAge, c.LoginIdleTimeout)},
+		{c.RuleBudget >= time.Microsecond && c.RuleBudget <= time.Second, fmt.Sprintf("ALERTS_RULE_BUDGET: %s must be between 1µs and 1s", c.RuleBudget)},
 		{c.Token == "" || len(c.Token) >= MinTokenLength, fmt.Sprintf("ALERTS_TOKEN: must be at least %d characters", MinTokenLength)},
 		{c.Token != "" || isLoopback(c.Addr), "ALERTS_TOKEN: required when ALERTS_ADDR listens beyond localhost (" + c.Addr + ")"},
 	}
