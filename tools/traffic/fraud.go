@@ -15,8 +15,6 @@ func (w *world) addFraud() {
 	if w.p.Prevalence <= 0 {
 		return
 	}
-	legit := len(w.out)
-	target := int(math.Round(w.p.Prevalence / (1 - w.p.Prevalence) * float64(legit)))
 	var pats []Pattern
 	var cum []float64
 	total := 0.0
@@ -27,7 +25,9 @@ func (w *world) addFraud() {
 			cum = append(cum, total)
 		}
 	}
-	for tries := 0; w.fraud < target && tries < 100*target+100; tries++ {
+	// Breached merchants add legitimate visits too, so the share is
+	// checked against everything generated so far.
+	for tries := 0; float64(w.fraud) < w.p.Prevalence*float64(len(w.out)) && tries < 1_000_000; tries++ {
 		u := w.rng.Float64() * total
 		k := sort.SearchFloat64s(cum, u)
 		if k == len(pats) {
@@ -92,7 +92,7 @@ func (w *world) episode(p Pattern) {
 	case AmountSpike:
 		steps = w.spike(w.victim())
 	case ImpossibleTravel:
-		steps = w.clone(w.victim())
+		steps = w.clone()
 	}
 	for _, s := range steps {
 		if !s.Tx.EventTime.Before(w.end) {
@@ -150,7 +150,7 @@ func (w *world) cardTesting(i int) []Labeled {
 
 // takeover: the account's credentials are stolen and the fraudster shops
 // online from a new device and address. Either 3–6 purchases of 1–5 times
-// the card's habit within the hour (2–15 minutes apart) at electronics,
+// the card's habit within the hour (2–10 minutes apart) at electronics,
 // digital-goods and gift-card (miscellaneous) merchants, or a slow
 // escalation: 4–8 purchases 20 minutes to 3 hours apart, from 5–20 USD
 // growing 1.6–2.2 times each step up to a few hundred dollars.
@@ -163,7 +163,7 @@ func (w *world) takeover(i int) []Labeled {
 		t := w.randomTime(time.Hour)
 		for n := range 3 + w.rng.IntN(4) {
 			if n > 0 {
-				t = t.Add(time.Duration((2 + 13*w.rng.Float64()) * float64(time.Minute)))
+				t = t.Add(time.Duration((2 + 8*w.rng.Float64()) * float64(time.Minute)))
 			}
 			k := kinds[w.rng.IntN(len(kinds))]
 			shop := w.onlineShop(h.home)
@@ -221,6 +221,9 @@ func (w *world) compromisedMerchant() []Labeled {
 	for _, j := range w.rng.Perm(len(locals))[:n] {
 		h := &w.holders[locals[j]]
 		visit := t0.Add(time.Duration(w.rng.Float64() * (2 + 10*w.rng.Float64()) * float64(time.Hour)))
+		if h.isAway(visit) {
+			continue // idle or abroad: not among the merchant's customers that day
+		}
 		cat := categories[k]
 		l := w.tx(w.rng, h, home, home, cat.mcc, breached, cat.median*h.wealth*math.Exp(w.rng.NormFloat64()*cat.sigma), event.ChannelCardPresent, visit)
 		out = append(out, l)
@@ -282,12 +285,15 @@ func (w *world) spike(i int) []Labeled {
 // minutes to 3 hours after a genuine purchase at home, while the genuine
 // card keeps buying at home: its home purchases in the 24 hours after the
 // first use of the copy are tagged as look-alikes.
-func (w *world) clone(i int) []Labeled {
-	h := &w.holders[i]
+func (w *world) clone() []Labeled {
+	var h *holder
 	var anchors []int
-	for _, n := range h.tx {
-		if l := w.out[n]; l.Tx.Channel == event.ChannelCardPresent && l.Tx.MerchantCountry == cities[h.home].country && l.LookAlike == "" {
-			anchors = append(anchors, n)
+	for try := 0; len(anchors) == 0 && try < 100; try++ {
+		h = &w.holders[w.victim()]
+		for _, n := range h.tx {
+			if l := w.out[n]; l.Tx.Channel == event.ChannelCardPresent && l.Tx.MerchantCountry == cities[h.home].country && l.LookAlike == "" {
+				anchors = append(anchors, n)
+			}
 		}
 	}
 	t := w.randomTime(4 * time.Hour)

@@ -47,12 +47,27 @@ type holder struct {
 	rate    float64 // purchases a day
 	devices []device
 	phone   int // index of the device used for in-app purchases
+	// away are the periods the holder buys nothing at home: idle, or
+	// travelling (from take-off to the first purchase back home).
+	away []window
 	// tx are the indexes in world.out of the holder's legitimate
 	// transactions, in event-time order once live returns.
 	tx []int
 }
 
 type device struct{ id, ip string }
+
+type window struct{ from, to time.Time }
+
+// isAway reports whether the holder is idle or travelling at t.
+func (h *holder) isAway(t time.Time) bool {
+	for _, w := range h.away {
+		if !t.Before(w.from) && t.Before(w.to) {
+			return true
+		}
+	}
+	return false
+}
 
 // world generates one population.
 type world struct {
@@ -171,8 +186,10 @@ func (w *world) live(i int) {
 	case kind < hb.Idle:
 		idleFrom = w.start.Add(time.Duration(rng.Float64() * float64(w.end.Sub(w.start)) / 2))
 		idleTo = idleFrom.Add(time.Duration((26 + 34*rng.Float64()) * float64(time.Hour)))
+		h.away = append(h.away, window{idleFrom, idleTo})
 	case kind < hb.Idle+hb.Travellers:
 		trip = w.plan(rng, h)
+		h.away = append(h.away, window{trip[0].from, trip[1].arrival})
 	}
 	type slot struct {
 		t   time.Time
@@ -193,7 +210,6 @@ func (w *world) live(i int) {
 			slot{t: s.arrival, tag: LookAlikeTravelArrival})
 	}
 	slices.SortFunc(slots, func(a, b slot) int { return a.t.Compare(b.t) })
-	firstAfterIdle := true
 	arrived := map[int]bool{}
 	for _, s := range slots {
 		if s.t.Before(w.start) || !s.t.Before(w.end) {
@@ -222,17 +238,13 @@ func (w *world) live(i int) {
 				tag = LookAlikeTravel
 			}
 		}
-		if !idleTo.IsZero() && !s.t.Before(idleTo) && firstAfterIdle {
-			firstAfterIdle = false
-			tag = LookAlikeIdleThenHome
-		}
 		w.legit(rng, i, where, s.t, tag)
 	}
 	// Genuine big purchases and bursts come on top of the daily rhythm.
 	for d := range days {
 		for range poisson(rng, hb.BigPerDay) {
 			t := w.at(h.home, d, 10+10*rng.Float64())
-			if w.inTrip(trip, t) || (!idleFrom.IsZero() && !t.Before(idleFrom) && t.Before(idleTo)) || !t.Before(w.end) || t.Before(w.start) {
+			if h.isAway(t) || !t.Before(w.end) || t.Before(w.start) {
 				continue
 			}
 			w.bigPurchase(rng, i, t)
@@ -242,7 +254,7 @@ func (w *world) live(i int) {
 		for d := range days {
 			for range poisson(rng, hb.BurstsPerDay) {
 				t := w.at(h.home, d, w.drawHour(rng))
-				if w.inTrip(trip, t) || (!idleFrom.IsZero() && !t.Before(idleFrom) && t.Before(idleTo)) || t.Before(w.start) {
+				if h.isAway(t) || t.Before(w.start) {
 					continue
 				}
 				w.burst(rng, i, t, rng.Float64() < hb.InApp)
@@ -250,15 +262,14 @@ func (w *world) live(i int) {
 		}
 	}
 	slices.SortStableFunc(h.tx, func(a, b int) int { return w.out[a].Tx.EventTime.Compare(w.out[b].Tx.EventTime) })
-}
-
-func (w *world) inTrip(trip []stay, t time.Time) bool {
-	for _, s := range trip {
-		if !t.Before(s.from) && t.Before(s.to) {
-			return true
+	if !idleTo.IsZero() {
+		for _, n := range h.tx {
+			if !w.out[n].Tx.EventTime.Before(idleTo) {
+				w.out[n].LookAlike = LookAlikeIdleThenHome
+				break
+			}
 		}
 	}
-	return false
 }
 
 // plan draws a trip: an airport purchase before take-off, a flight at
@@ -352,19 +363,19 @@ func (w *world) bigPurchase(rng *rand.Rand, i int, t time.Time) {
 	w.add(i, l, LookAlikeBigPurchase)
 }
 
-// burst is 3–12 in-app purchases of 0.99–9.99 USD at the holder's app
-// store from their phone, 20 s–4 min apart, or 2–6 transit taps of
+// burst is 2–8 in-app purchases of 0.99–9.99 USD at the holder's app
+// store from their phone, 20 s–4 min apart (a game session), or 2–6 transit taps of
 // 1.50–4 USD at one transit operator, 2–25 minutes apart.
 func (w *world) burst(rng *rand.Rand, i int, t time.Time, inApp bool) {
 	h := &w.holders[i]
 	if inApp {
 		store := "m-app-" + strconv.Itoa(int(h.fav[catDigital][0])%3)
 		d := h.devices[h.phone]
-		for n := range 3 + rng.IntN(10) {
+		for n := range 2 + rng.IntN(7) {
 			if n > 0 {
 				t = t.Add(time.Duration((20 + 220*rng.Float64()) * float64(time.Second)))
 			}
-			if !t.Before(w.end) {
+			if !t.Before(w.end) || h.isAway(t) {
 				return
 			}
 			price := []float64{99, 199, 299, 499, 999}[rng.IntN(5)]
@@ -379,7 +390,7 @@ func (w *world) burst(rng *rand.Rand, i int, t time.Time, inApp bool) {
 		if n > 0 {
 			t = t.Add(time.Duration((2 + 23*rng.Float64()) * float64(time.Minute)))
 		}
-		if !t.Before(w.end) {
+		if !t.Before(w.end) || h.isAway(t) {
 			return
 		}
 		l := w.tx(rng, h, h.home, h.home, categories[catTransit].mcc, operator, 150+250*rng.Float64(), event.ChannelCardPresent, t)
