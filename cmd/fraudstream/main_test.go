@@ -29,6 +29,10 @@ func TestBadSettingIsNamed(t *testing.T) {
 		{[]string{"scorer"}, map[string]string{"SCORER_MODEL_FILE": "/no/such/model.json"}, "SCORER_MODEL_FILE"},
 		{[]string{"train"}, nil, "TRAIN_INPUT"},
 		{[]string{"train", "--input", "/no/such/file"}, nil, "TRAIN_INPUT"},
+		{[]string{"quality", "--populations", "suburbia"}, nil, "QUALITY_POPULATIONS"},
+		{[]string{"quality"}, map[string]string{"QUALITY_SCALE": "-1"}, "QUALITY_SCALE"},
+		{[]string{"quality", "--review-threshold", "0.9", "--decline-threshold", "0.8"}, nil, "QUALITY_REVIEW_THRESHOLD"},
+		{[]string{"quality", "--seed", "0"}, nil, "QUALITY_SEED"},
 		{[]string{"nope"}, nil, `unknown command "nope"`},
 	}
 	for _, tc := range tests {

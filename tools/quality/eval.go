@@ -37,6 +37,35 @@ type Config struct {
 	Scorer scorer.Config
 }
 
+// Validate reports the first setting Eval cannot use, named by the
+// environment variable of fraudstream quality.
+func (c Config) Validate() error {
+	for _, names := range [][]string{c.Populations, c.Reference} {
+		for _, n := range names {
+			if _, err := traffic.PresetByName(n); err != nil {
+				return fmt.Errorf("QUALITY_POPULATIONS/QUALITY_REFERENCE: %w", err)
+			}
+		}
+	}
+	if c.Populations != nil && len(c.Populations) == 0 && len(c.Reference) == 0 {
+		return errors.New("QUALITY_POPULATIONS: no population to evaluate")
+	}
+	if c.Scale != 0 && (!(c.Scale > 0) || c.Scale > 100) {
+		return fmt.Errorf("QUALITY_SCALE: %v, want more than 0 and at most 100", c.Scale)
+	}
+	r, d := c.Scorer.ReviewThreshold, c.Scorer.DeclineThreshold
+	if r == 0 {
+		r = scorer.DefaultReviewThreshold
+	}
+	if d == 0 {
+		d = scorer.DefaultDeclineThreshold
+	}
+	if !(r > 0 && r <= d && d <= 1) {
+		return fmt.Errorf("QUALITY_REVIEW_THRESHOLD %v and QUALITY_DECLINE_THRESHOLD %v: want 0 < review ≤ decline ≤ 1", r, d)
+	}
+	return nil
+}
+
 // Result is one model tested on one population.
 type Result struct {
 	Population string
@@ -77,6 +106,9 @@ func TrainedOn(populations []string) string { return "trained on " + strings.Joi
 // trains a model (scorer.Train's features and fit) on all the other
 // populations and scores it with that model and the default rules.
 func Eval(cfg Config) (Evaluation, error) {
+	if err := cfg.Validate(); err != nil {
+		return Evaluation{}, err
+	}
 	if cfg.Populations == nil {
 		cfg.Populations = HeldOut
 	}
@@ -85,9 +117,6 @@ func Eval(cfg Config) (Evaluation, error) {
 	}
 	if cfg.Scale == 0 {
 		cfg.Scale = 1
-	}
-	if !(cfg.Scale > 0) || math.IsInf(cfg.Scale, 0) {
-		return Evaluation{}, fmt.Errorf("scale %v must be positive", cfg.Scale)
 	}
 	ev := Evaluation{Config: cfg}
 	type pop struct {

@@ -121,13 +121,13 @@ func Presets() []Preset {
 			Name: "urban-commuters",
 			Description: "European and North American city dwellers: daily rhythm of commute and lunch, transit taps and in-app bursts, " +
 				"some idle cards, a few trips, 1.5 % fraud of every kind",
-			Cards: 2500, Days: 3, Prevalence: 0.015,
+			Cards: 4000, Days: 3, Prevalence: 0.015,
 			Habits: Habits{
 				Countries: []string{"US", "GB", "DE", "FR", "NL", "CA"},
 				PerDay:    3, Rhythm: RhythmCommuter, Online: 1, ForeignOnline: 0.04, Devices: 2,
 				Idle: 0.08, Travellers: 0.04, BigPerDay: 0.01, Bursty: 0.4, BurstsPerDay: 0.25, InApp: 0.3,
 			},
-			Mix: map[Pattern]float64{CardTesting: 0.25, AccountTakeover: 0.25, CompromisedMerchant: 0.25, AmountSpike: 0.1, ImpossibleTravel: 0.15},
+			Mix: map[Pattern]float64{CardTesting: 0.25, AccountTakeover: 0.3, CompromisedMerchant: 0.1, AmountSpike: 0.15, ImpossibleTravel: 0.2},
 		},
 		{
 			Name: "travellers-and-gamers",
