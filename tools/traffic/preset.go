@@ -249,13 +249,13 @@ func Summarize(ls []Labeled) Summary {
 	s := Summary{ByPattern: map[Pattern]int{}, Episodes: map[Pattern]int{}, ByVariant: map[string]int{}, LookAlikes: map[string]int{}}
 	episodes := map[string]bool{}
 	var first, last time.Time
-	for i, l := range ls {
+	for _, l := range ls {
 		if l.Retry {
 			continue
 		}
 		s.Transactions++
 		s.ByPattern[l.Pattern]++
-		if i == 0 || l.Tx.EventTime.Before(first) {
+		if s.Transactions == 1 || l.Tx.EventTime.Before(first) {
 			first = l.Tx.EventTime
 		}
 		if l.Tx.EventTime.After(last) {

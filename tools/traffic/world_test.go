@@ -285,3 +285,19 @@ func TestPresetValidate(t *testing.T) {
 		t.Errorf("unknown preset: %v", err)
 	}
 }
+
+func TestSummarize(t *testing.T) {
+	at := func(h int) time.Time { return popStart.Add(time.Duration(h) * time.Hour) }
+	ls := []Labeled{
+		{Tx: event.Transaction{EventTime: at(5)}, Pattern: Normal, Retry: true},
+		{Tx: event.Transaction{EventTime: at(2)}, Pattern: Normal, LookAlike: LookAlikeBigPurchase},
+		{Tx: event.Transaction{EventTime: at(1)}, Pattern: AccountTakeover, Variant: VariantBurst, Episode: "e1"},
+		{Tx: event.Transaction{EventTime: at(3)}, Pattern: AccountTakeover, Variant: VariantBurst, Episode: "e1"},
+		{Tx: event.Transaction{EventTime: at(4)}, Pattern: Normal},
+	}
+	s := Summarize(ls)
+	if s.Transactions != 4 || s.Fraud != 2 || s.Prevalence != 0.5 || s.Span != 3*time.Hour ||
+		s.Episodes[AccountTakeover] != 1 || s.ByVariant["account_takeover/burst"] != 2 || s.LookAlikes[LookAlikeBigPurchase] != 1 {
+		t.Errorf("summary %+v", s)
+	}
+}
