@@ -2,7 +2,6 @@ package traffic
 
 import (
 	"cmp"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -484,6 +483,3 @@ func poisson(rng *rand.Rand, mean float64) int {
 		k++
 	}
 }
-
-// String names the population and its seed.
-func (w *world) String() string { return fmt.Sprintf("%s/%d", w.p.Name, w.seed) }
