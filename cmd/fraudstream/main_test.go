@@ -36,6 +36,10 @@ func TestBadSettingIsNamed(t *testing.T) {
 		{[]string{"scorer"}, map[string]string{"SCORER_READ_HEADER_TIMEOUT": "-1s"}, "SCORER_READ_HEADER_TIMEOUT"},
 		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_IDLE_TIMEOUT": "never"}, "ALERTS_IDLE_TIMEOUT"},
 		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_MAX_CONNS": "100"}, "ALERTS_MAX_CONNS"},
+		{[]string{"quality", "--populations", "suburbia"}, nil, "QUALITY_POPULATIONS"},
+		{[]string{"quality"}, map[string]string{"QUALITY_SCALE": "-1"}, "QUALITY_SCALE"},
+		{[]string{"quality", "--review-threshold", "0.9", "--decline-threshold", "0.8"}, nil, "QUALITY_REVIEW_THRESHOLD"},
+		{[]string{"quality", "--seed", "0"}, nil, "QUALITY_SEED"},
 		{[]string{"nope"}, nil, `unknown command "nope"`},
 	}
 	for _, tc := range tests {
