@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -266,7 +265,7 @@ func encodeRecord(r Record) ([]byte, error) {
 // in, and a newer writer's extra fields must not make old rows unreadable.
 func decodeRecord(b []byte, scoredAt time.Time) (event.Scored, error) {
 	var s event.Scored
-	if err := json.Unmarshal(b, &s); err != nil {
+	if err := event.Unmarshal(b, &s, event.IgnoreUnknown); err != nil {
 		return event.Scored{}, fmt.Errorf("decode stored record: %w", err)
 	}
 	s.ScoredAt = scoredAt
