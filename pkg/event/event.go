@@ -47,6 +47,13 @@ const (
 	HeaderScoredAt = "fraudstream-scored-at"
 	// HeaderError carries the reason a record was dead-lettered.
 	HeaderError = "fraudstream-error"
+	// HeaderSourceTopic, HeaderSourcePartition and HeaderSourceOffset
+	// locate the record a dead letter was made from (partition and offset
+	// in decimal), so that a dead letter written twice, which an
+	// at-least-once writer may do, is recognisable as one.
+	HeaderSourceTopic     = "fraudstream-source-topic"
+	HeaderSourcePartition = "fraudstream-source-partition"
+	HeaderSourceOffset    = "fraudstream-source-offset"
 )
 
 // Topic names of the pipeline.
@@ -57,11 +64,14 @@ const (
 	TopicState  = "scorer-state"
 	TopicDLQ    = "raw-transactions.dlq"
 	TopicRules  = "fraud-rules"
+	// TopicScoredDLQ holds the scored-transactions records the alerts
+	// sink cannot store, on the partition number they were read from.
+	TopicScoredDLQ = "scored-transactions.dlq"
 )
 
-// Topics lists every topic of the pipeline. The first five are
+// Topics lists every topic of the pipeline. All but fraud-rules are
 // co-partitioned with raw-transactions; fraud-rules has one partition.
-var Topics = []string{TopicRaw, TopicScored, TopicStats, TopicState, TopicDLQ, TopicRules}
+var Topics = []string{TopicRaw, TopicScored, TopicStats, TopicState, TopicDLQ, TopicScoredDLQ, TopicRules}
 
 // Limits of the wire format.
 const (
