@@ -75,6 +75,10 @@ func decodeKeysChecked(b []byte, v any, t reflect.Type, unknown Unknown) error {
 // drop lists the byte ranges of members to remove before encoding/json
 // sees the text: with IgnoreUnknown, those whose key encoding/json would
 // match to a field by folding case.
+//
+// It allocates little: keys are views of b, and the path to the value
+// being scanned is a stack of segments that becomes a JSON pointer only
+// for an error.
 type keyChecker struct {
 	b       []byte
 	i       int
@@ -82,21 +86,30 @@ type keyChecker struct {
 	syntax  bool
 	err     *ValidationError
 	drop    [][2]int
+	path    []string // keys and array indexes down to the current value
 }
 
 func (c *keyChecker) scan(t reflect.Type) {
-	c.value(t, "")
+	c.value(t)
 	c.space()
 	if c.i != len(c.b) {
 		c.syntax = true
 	}
 }
 
-func (c *keyChecker) fail(pointer, format string, args ...any) {
-	if c.err == nil {
-		c.err = &ValidationError{}
-		c.err.add(pointer, format, args...)
+// fail records a problem with the current path's last key, unless one is
+// recorded already.
+func (c *keyChecker) fail(format string, args ...any) {
+	if c.err != nil {
+		return
 	}
+	var ptr strings.Builder
+	for _, seg := range c.path {
+		ptr.WriteByte('/')
+		ptr.WriteString(escapePointer(seg))
+	}
+	c.err = &ValidationError{}
+	c.err.add(ptr.String(), format, args...)
 }
 
 func (c *keyChecker) space() {
@@ -112,7 +125,7 @@ func (c *keyChecker) space() {
 
 // value scans one value at c.i; t is the Go type it decodes into, nil
 // when none (an ignored member) or when the type reads it as a whole.
-func (c *keyChecker) value(t reflect.Type, ptr string) {
+func (c *keyChecker) value(t reflect.Type) {
 	c.space()
 	if c.i >= len(c.b) {
 		c.syntax = true
@@ -121,7 +134,7 @@ func (c *keyChecker) value(t reflect.Type, ptr string) {
 	t = deref(t)
 	switch c.b[c.i] {
 	case '{':
-		c.object(t, ptr)
+		c.object(t)
 	case '[':
 		var elem reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
@@ -134,7 +147,9 @@ func (c *keyChecker) value(t reflect.Type, ptr string) {
 			return
 		}
 		for n := 0; !c.syntax; n++ {
-			c.value(elem, ptr+"/"+strconv.Itoa(n))
+			c.path = append(c.path, strconv.Itoa(n))
+			c.value(elem)
+			c.path = c.path[:len(c.path)-1]
 			c.space()
 			if c.i >= len(c.b) {
 				c.syntax = true
@@ -174,13 +189,14 @@ func (c *keyChecker) value(t reflect.Type, ptr string) {
 // object scans an object; t is a struct type whose fields its keys must
 // name, or any other type (a map, an ignored value), for which only
 // duplicates are checked.
-func (c *keyChecker) object(t reflect.Type, ptr string) {
+func (c *keyChecker) object(t reflect.Type) {
 	var fs *fieldSet
-	if t != nil && t.Kind() == reflect.Struct && !opaque(t) {
-		fs = fieldsOf(t)
+	if t != nil && t.Kind() == reflect.Struct {
+		fs = fieldsOf(t) // nil for a type that decodes itself
 	}
-	var seen uint64          // fields of fs seen, by index
-	var others []string      // other keys seen
+	var seen uint64 // fields of fs seen, by index
+	var buf [8]string
+	others := buf[:0]        // other keys seen
 	var index map[string]int // others by key, once there are many
 	c.i++                    // '{'
 	c.space()
@@ -196,7 +212,7 @@ func (c *keyChecker) object(t reflect.Type, ptr string) {
 			c.syntax = true
 			return
 		}
-		kp := ptr + "/" + escapePointer(key)
+		c.path = append(c.path, key)
 		dup := false
 		var ft reflect.Type
 		known := false
@@ -228,16 +244,16 @@ func (c *keyChecker) object(t reflect.Type, ptr string) {
 			}
 		}
 		if dup {
-			c.fail(kp, "duplicate key: each key may appear once in an object")
+			c.fail("duplicate key: each key may appear once in an object")
 		}
 		var folded string
 		if fs != nil && !known {
 			folded = fs.fold(key)
 			if c.unknown == RejectUnknown {
 				if folded != "" {
-					c.fail(kp, "unknown field (keys are case-sensitive: did you mean %q?)", folded)
+					c.fail("unknown field (keys are case-sensitive: did you mean %q?)", folded)
 				} else {
-					c.fail(kp, "unknown field")
+					c.fail("unknown field")
 				}
 			}
 		}
@@ -247,7 +263,8 @@ func (c *keyChecker) object(t reflect.Type, ptr string) {
 			return
 		}
 		c.i++
-		c.value(ft, kp)
+		c.value(ft)
+		c.path = c.path[:len(c.path)-1]
 		if c.syntax {
 			return
 		}
@@ -309,7 +326,7 @@ func (c *keyChecker) str() (string, bool) {
 			c.i = j + 1
 			raw := c.b[start:c.i]
 			if plain {
-				return string(raw[1 : len(raw)-1]), true
+				return bytesString(raw[1 : len(raw)-1]), true // a view: c.b outlives the check
 			}
 			// Escapes or non-ASCII: decode exactly as encoding/json
 			// does (surrogate pairs, invalid UTF-8 become U+FFFD).
@@ -367,7 +384,7 @@ func opaque(t reflect.Type) bool {
 }
 
 // fieldSet is what encoding/json decodes the keys of an object into for
-// one struct type.
+// one struct type; nil for a type that decodes itself.
 type fieldSet struct {
 	byName map[string]field
 	names  []string
@@ -395,8 +412,11 @@ func fieldsOf(t reflect.Type) *fieldSet {
 	if fs, ok := fieldSets.Load(t); ok {
 		return fs.(*fieldSet)
 	}
-	fs := &fieldSet{byName: map[string]field{}}
-	addFields(fs, t)
+	var fs *fieldSet
+	if !opaque(t) {
+		fs = &fieldSet{byName: map[string]field{}}
+		addFields(fs, t)
+	}
 	v, _ := fieldSets.LoadOrStore(t, fs)
 	return v.(*fieldSet)
 }
