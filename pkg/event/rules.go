@@ -49,11 +49,24 @@ func (rs RuleSet) Encode() ([]byte, error) {
 	return json.Marshal(rs)
 }
 
-// DecodeRuleSet decodes and validates a rule set. Whether each expression
-// compiles against the features is the scorer's check, not this package's.
+// DecodeRuleSet decodes and validates a rule set given by a client (the
+// body of PUT /api/v1/rules): unknown fields, keys in another case and
+// duplicate keys are refused. Whether each expression compiles against
+// the features is the scorer's check, not this package's.
 func DecodeRuleSet(b []byte) (RuleSet, error) {
+	return decodeRuleSet(b, RejectUnknown)
+}
+
+// DecodeRuleSetRecord decodes and validates a fraud-rules record value:
+// as DecodeRuleSet, except that unknown fields are ignored, so that rule
+// sets published by a newer release still load (IgnoreUnknown).
+func DecodeRuleSetRecord(b []byte) (RuleSet, error) {
+	return decodeRuleSet(b, IgnoreUnknown)
+}
+
+func decodeRuleSet(b []byte, unknown Unknown) (RuleSet, error) {
 	var rs RuleSet
-	if err := decodeStrict(b, &rs); err != nil {
+	if err := Unmarshal(b, &rs, unknown); err != nil {
 		return RuleSet{}, err
 	}
 	return rs, rs.Validate()

@@ -89,7 +89,7 @@ func (b *rulesBook) apply(r *kgo.Record) {
 	if string(r.Key) != event.RuleSetKey || r.Value == nil {
 		return
 	}
-	rs, err := event.DecodeRuleSet(r.Value)
+	rs, err := event.DecodeRuleSetRecord(r.Value)
 	if err != nil {
 		b.log.Warn("rules: skipping invalid rule set", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
@@ -34,6 +34,9 @@ type Record struct {
 	// topic (not the raw-transactions position, which Scored carries).
 	Partition int32
 	Offset    int64
+	// Source is the consumed record, for a dead letter should the row be
+	// refused; nil for rows not read from Kafka.
+	Source *kgo.Record
 }
 
 // Store is the alerts database. PostgreSQL and SQLite implement it, and one
@@ -46,9 +49,15 @@ type Record struct {
 type Store interface {
 	// SaveBatch stores rows and sets, for topic, the next offset to consume
 	// of each partition in offsets, in one database transaction. A row whose
-	// transaction_id is already stored is skipped; a stored offset only ever
-	// moves forward, so a zombie writer cannot rewind it. It returns how
+	// transaction_id is already stored (or held by an earlier row of rows)
+	// with the same record is a redelivery and skipped; a stored offset only
+	// ever moves forward, so a zombie writer cannot rewind it. It returns how
 	// many rows were new.
+	//
+	// A row whose transaction_id is stored with a different record is a
+	// conflict: then SaveBatch stores nothing and returns a *ConflictError
+	// listing every conflicting row of the batch. The caller dead-letters
+	// them and saves the batch again without them (docs/design/dead-letters.md).
 	SaveBatch(ctx context.Context, topic string, rows []Record, offsets map[int32]int64) (stored int, err error)
 
 	// Offsets returns the next offset to consume per partition of topic;
@@ -110,6 +119,32 @@ type Store interface {
 
 	// Close releases the connections.
 	Close() error
+}
+
+// Conflict is a row SaveBatch refused: its transaction_id is stored from
+// another scored-transactions record with different content.
+type Conflict struct {
+	Row Record
+	// StoredPartition and StoredOffset locate the record stored under the
+	// same transaction_id.
+	StoredPartition int32
+	StoredOffset    int64
+}
+
+func (c Conflict) Error() string {
+	return fmt.Sprintf("transaction_id %s reused with different content: already stored from %s partition %d offset %d",
+		c.Row.Scored.Transaction.TransactionID, event.TopicScored, c.StoredPartition, c.StoredOffset)
+}
+
+// ConflictError is SaveBatch's error when rows reuse a stored
+// transaction_id with different content; nothing of the batch is saved.
+type ConflictError struct {
+	Conflicts []Conflict
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("save batch: %d rows reuse a stored transaction_id with different content, first: %v",
+		len(e.Conflicts), e.Conflicts[0].Error())
 }
 
 // Dispositions an analyst can give an alert.
@@ -296,7 +331,7 @@ func encodeRecord(r Record) ([]byte, error) {
 // in, and a newer writer's extra fields must not make old rows unreadable.
 func decodeRecord(b []byte, scoredAt time.Time) (event.Scored, error) {
 	var s event.Scored
-	if err := json.Unmarshal(b, &s); err != nil {
+	if err := event.Unmarshal(b, &s, event.IgnoreUnknown); err != nil {
 		return event.Scored{}, fmt.Errorf("decode stored record: %w", err)
 	}
 	s.ScoredAt = scoredAt

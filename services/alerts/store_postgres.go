@@ -114,6 +114,14 @@ func (s *pgStore) SaveBatch(ctx context.Context, topic string, rows []Record, of
 			return 0, fmt.Errorf("save batch: insert: %w", err)
 		}
 		stored = int(tag.RowsAffected())
+		if stored < len(rows) {
+			// Some ids were stored already (or twice in rows): each is a
+			// redelivery if its record is the same, else a conflict. Only
+			// batches with such rows pay for this look-up.
+			if err := pgConflicts(ctx, tx, rows); err != nil {
+				return 0, err // rolled back
+			}
+		}
 	}
 	if len(offsets) > 0 {
 		parts := make([]int32, 0, len(offsets))
@@ -133,6 +141,47 @@ func (s *pgStore) SaveBatch(ctx context.Context, topic string, rows []Record, of
 		return 0, fmt.Errorf("save batch: commit: %w", err)
 	}
 	return stored, nil
+}
+
+// pgConflicts returns a *ConflictError for the rows of scored_in_v2 whose
+// transaction_id is stored from another position with another record
+// (jsonb equality: the same content, whatever the key order), nil if
+// there are none.
+func pgConflicts(ctx context.Context, tx pgx.Tx, rows []Record) error {
+	res, err := tx.Query(ctx, `SELECT i.kafka_partition, i.kafka_offset, s.kafka_partition, s.kafka_offset
+		FROM scored_in_v2 i JOIN scored_transactions s ON s.transaction_id = i.transaction_id
+		WHERE (s.kafka_partition, s.kafka_offset) <> (i.kafka_partition, i.kafka_offset)
+		  AND s.record <> i.record::jsonb
+		ORDER BY i.kafka_partition, i.kafka_offset`)
+	if err != nil {
+		return fmt.Errorf("save batch: find conflicts: %w", err)
+	}
+	defer res.Close()
+	type pos struct {
+		p int32
+		o int64
+	}
+	byPos := make(map[pos]Record, len(rows))
+	for _, r := range rows {
+		byPos[pos{r.Partition, r.Offset}] = r
+	}
+	var conflicts []Conflict
+	for res.Next() {
+		var in pos
+		var c Conflict
+		if err := res.Scan(&in.p, &in.o, &c.StoredPartition, &c.StoredOffset); err != nil {
+			return fmt.Errorf("save batch: find conflicts: %w", err)
+		}
+		c.Row = byPos[in]
+		conflicts = append(conflicts, c)
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("save batch: find conflicts: %w", err)
+	}
+	if len(conflicts) > 0 {
+		return &ConflictError{Conflicts: conflicts}
+	}
+	return nil
 }
 
 func (s *pgStore) Offsets(ctx context.Context, topic string) (map[int32]int64, error) {

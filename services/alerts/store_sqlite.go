@@ -103,6 +103,7 @@ func (s *sqliteStore) SaveBatch(ctx context.Context, topic string, rows []Record
 	}
 	defer ins.Close()
 	stored := 0
+	var conflicts []Conflict
 	for _, r := range rows {
 		rec, err := encodeRecord(r)
 		if err != nil {
@@ -115,9 +116,28 @@ func (s *sqliteStore) SaveBatch(ctx context.Context, topic string, rows []Record
 		if err != nil {
 			return 0, fmt.Errorf("save batch: insert %s: %w", t.TransactionID, err)
 		}
-		if n, err := res.RowsAffected(); err == nil {
-			stored += int(n)
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("save batch: insert %s: %w", t.TransactionID, err)
 		}
+		if n == 1 {
+			stored++
+			continue
+		}
+		// Already stored: a redelivery if the record is the same.
+		var held string
+		var c Conflict
+		if err := tx.QueryRowContext(ctx, `SELECT record, kafka_partition, kafka_offset FROM scored_transactions WHERE transaction_id = ?`,
+			t.TransactionID).Scan(&held, &c.StoredPartition, &c.StoredOffset); err != nil {
+			return 0, fmt.Errorf("save batch: read stored %s: %w", t.TransactionID, err)
+		}
+		if held != string(rec) {
+			c.Row = r
+			conflicts = append(conflicts, c)
+		}
+	}
+	if len(conflicts) > 0 {
+		return 0, &ConflictError{Conflicts: conflicts} // rolled back
 	}
 	for p, next := range offsets {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO sink_offsets (topic, partition, next_offset) VALUES (?, ?, ?)

@@ -80,6 +80,41 @@ func scored(id string, decision string) event.Scored {
 	}
 }
 
+// checkConflicts checks that err is a *ConflictError listing exactly want,
+// each naming the record stored at (storedP, storedO).
+func checkConflicts(t *testing.T, err error, want []Record, storedP int32, storedO int64) {
+	t.Helper()
+	var ce *ConflictError
+	if !errors.As(err, &ce) {
+		t.Fatalf("SaveBatch error %v, want a *ConflictError", err)
+	}
+	if len(ce.Conflicts) != len(want) {
+		t.Fatalf("conflicts %v, want %d", ce.Conflicts, len(want))
+	}
+	for i, c := range ce.Conflicts {
+		if c.Row.Partition != want[i].Partition || c.Row.Offset != want[i].Offset ||
+			c.StoredPartition != storedP || c.StoredOffset != storedO {
+			t.Errorf("conflict %d: row %d/%d stored %d/%d; want row %d/%d stored %d/%d", i,
+				c.Row.Partition, c.Row.Offset, c.StoredPartition, c.StoredOffset, want[i].Partition, want[i].Offset, storedP, storedO)
+		}
+		if !strings.Contains(c.Error(), "reused with different content") {
+			t.Errorf("conflict error %q does not say why", c.Error())
+		}
+	}
+}
+
+// checkUnchanged checks that a refused batch left count rows and offs.
+func checkUnchanged(t *testing.T, s Store, count int64, offs map[int32]int64) {
+	t.Helper()
+	ctx := context.Background()
+	if n, _ := s.Count(ctx); n != count {
+		t.Fatalf("Count = %d after a refused batch, want %d", n, count)
+	}
+	if got, _ := s.Offsets(ctx, event.TopicScored); fmt.Sprint(got) != fmt.Sprint(offs) {
+		t.Fatalf("Offsets = %v after a refused batch, want %v", got, offs)
+	}
+}
+
 func rec(id string, p int32, off int64) Record {
 	return Record{Scored: scored(id, event.DecisionReview), Partition: p, Offset: off}
 }
@@ -169,15 +204,49 @@ func TestStoreConformance(t *testing.T) {
 			t.Run("DuplicateInOneBatch", func(t *testing.T) {
 				s := openTestStore(t, b.url(t))
 				ctx := context.Background()
-				first := rec("dup", 0, 0)
-				second := rec("dup", 0, 1)
-				second.Scored.Score = 0.99
-				if n, err := s.SaveBatch(ctx, event.TopicScored, []Record{first, second}, map[int32]int64{0: 2}); err != nil || n != 1 {
+				// The same record twice (at two offsets) is stored once,
+				// silently.
+				if n, err := s.SaveBatch(ctx, event.TopicScored, []Record{rec("dup", 0, 0), rec("dup", 0, 1)}, map[int32]int64{0: 2}); err != nil || n != 1 {
 					t.Fatalf("SaveBatch = %d, %v; want 1", n, err)
 				}
-				got, _ := s.Transaction(ctx, "dup")
+				// One id with two contents in one batch: the second is a
+				// conflict and nothing is saved.
+				first := rec("dup2", 0, 2)
+				second := rec("dup2", 0, 3)
+				second.Scored.Score = 0.99
+				_, err := s.SaveBatch(ctx, event.TopicScored, []Record{first, second, rec("other", 0, 4)}, map[int32]int64{0: 5})
+				checkConflicts(t, err, []Record{second}, 0, 2)
+				checkUnchanged(t, s, 1, map[int32]int64{0: 2})
+				// Without it, the rest is saved and the first one stays.
+				if n, err := s.SaveBatch(ctx, event.TopicScored, []Record{first, rec("other", 0, 4)}, map[int32]int64{0: 5}); err != nil || n != 2 {
+					t.Fatalf("SaveBatch = %d, %v; want 2", n, err)
+				}
+				got, _ := s.Transaction(ctx, "dup2")
 				if got.Score != first.Scored.Score {
 					t.Fatalf("stored score %v, want the first occurrence's %v", got.Score, first.Scored.Score)
+				}
+			})
+			t.Run("ConflictWithStored", func(t *testing.T) {
+				s := openTestStore(t, b.url(t))
+				ctx := context.Background()
+				if _, err := s.SaveBatch(ctx, event.TopicScored, []Record{rec("a", 1, 0), rec("b", 1, 1)}, map[int32]int64{1: 2}); err != nil {
+					t.Fatal(err)
+				}
+				// transaction_id "a" again, another transaction: refused,
+				// with everything else of the batch, and named.
+				other := rec("a", 1, 5)
+				other.Scored.Transaction.AmountMinor = 99
+				_, err := s.SaveBatch(ctx, event.TopicScored, []Record{rec("c", 1, 4), other}, map[int32]int64{1: 6})
+				checkConflicts(t, err, []Record{other}, 1, 0)
+				checkUnchanged(t, s, 2, map[int32]int64{1: 2})
+				// "b" again with the same content (a redelivery, even at
+				// another offset) is no conflict: skipped silently.
+				if n, err := s.SaveBatch(ctx, event.TopicScored, []Record{rec("b", 1, 6), rec("c", 1, 7)}, map[int32]int64{1: 8}); err != nil || n != 1 {
+					t.Fatalf("SaveBatch of a redelivery = %d, %v; want 1 new row, no error", n, err)
+				}
+				got, _ := s.Transaction(ctx, "a")
+				if got.Transaction.AmountMinor != 12345 {
+					t.Fatalf("stored amount %d, want the first record's", got.Transaction.AmountMinor)
 				}
 			})
 			t.Run("OffsetsOnlyMoveForward", func(t *testing.T) {

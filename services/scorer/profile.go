@@ -288,7 +288,7 @@ func (p *profiles) fetch(ctx context.Context, now time.Time) error {
 }
 
 func decodeProfileInfo(s string) (profileInfo, error) {
-	pr, err := event.DecodeProfile([]byte(s))
+	pr, err := event.DecodeProfileRecord([]byte(s))
 	if err != nil {
 		return profileInfo{}, err
 	}

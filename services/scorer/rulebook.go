@@ -79,7 +79,7 @@ func (b *ruleBook) apply(r *kgo.Record) error {
 }
 
 func (b *ruleBook) applyValue(v []byte) error {
-	rs, err := event.DecodeRuleSet(v)
+	rs, err := event.DecodeRuleSetRecord(v)
 	if err != nil {
 		return err
 	}
