@@ -67,11 +67,19 @@ const (
 	// TopicScoredDLQ holds the scored-transactions records the alerts
 	// sink cannot store, on the partition number they were read from.
 	TopicScoredDLQ = "scored-transactions.dlq"
+	// The entity stage (docs/design/entities.md): the repartition topic
+	// keyed by entity, the aggregator's changelog co-partitioned with it,
+	// and the broadcast table every scorer reads (one partition).
+	TopicEntityEvents   = "entity-events"
+	TopicEntityState    = "entity-state"
+	TopicEntityFeatures = "entity-features"
 )
 
-// Topics lists every topic of the pipeline. All but fraud-rules are
-// co-partitioned with raw-transactions; fraud-rules has one partition.
-var Topics = []string{TopicRaw, TopicScored, TopicStats, TopicState, TopicDLQ, TopicScoredDLQ, TopicRules}
+// Topics lists every topic of the pipeline. All but fraud-rules and
+// entity-features have the partition count of raw-transactions;
+// fraud-rules and entity-features have one partition.
+var Topics = []string{TopicRaw, TopicScored, TopicStats, TopicState, TopicDLQ, TopicScoredDLQ, TopicRules,
+	TopicEntityEvents, TopicEntityState, TopicEntityFeatures}
 
 // Limits of the wire format.
 const (

@@ -201,6 +201,15 @@ func appendFeatures(b []byte, f *Features, ok *bool) []byte {
 	b = strconv.AppendInt(b, f.RiskTier, 10)
 	b = append(b, `,"profile_missing":`...)
 	b = strconv.AppendBool(b, f.ProfileMissing)
+	b = append(b, `,"device_cards_24h":`...)
+	b = strconv.AppendInt(b, f.DeviceCards24h, 10)
+	b = append(b, `,"ip_cards_24h":`...)
+	b = strconv.AppendInt(b, f.IPCards24h, 10)
+	b = append(b, `,"visited_compromised_merchant":`...)
+	b = strconv.AppendBool(b, f.VisitedCompromisedMerchant)
+	if f.EntityStale {
+		b = append(b, `,"entity_stale":true`...)
+	}
 	return append(b, '}')
 }
 
@@ -375,7 +384,7 @@ func appendString(b []byte, s string) []byte {
 // plus the strings.
 const (
 	transactionSizeBase = 288
-	scoredSizeBase      = 896 // the transaction, the features and the rest
+	scoredSizeBase      = 992 // the transaction, the features and the rest
 	reasonSizeBase      = 64
 	statsSizeBase       = 384
 )

@@ -50,6 +50,21 @@ type Features struct {
 	AccountAgeDays      float64 `json:"account_age_days"`
 	RiskTier            int64   `json:"risk_tier"`
 	ProfileMissing      bool    `json:"profile_missing"`
+
+	// Entity features: the entity-features table as of the state time
+	// minus the join lag (docs/design/entities.md). DeviceCards24h and
+	// IPCards24h are the distinct cards seen at the transaction's device
+	// and IP in 24 hours, 0 while below the table's threshold.
+	DeviceCards24h int64 `json:"device_cards_24h"`
+	IPCards24h     int64 `json:"ip_cards_24h"`
+	// VisitedCompromisedMerchant: the card paid, before this transaction
+	// and within the card's merchant memory, at a merchant the table holds
+	// as compromised.
+	VisitedCompromisedMerchant bool `json:"visited_compromised_merchant"`
+	// EntityStale: the table was not complete through the join time within
+	// the scorer's wait, and the entity features are zero (the degraded
+	// case in which a replay may differ).
+	EntityStale bool `json:"entity_stale,omitempty"`
 }
 
 // Reason explains part of a score: a rule that matched or a model feature

@@ -38,6 +38,11 @@ type Env struct {
 	AccountAgeDays       float64 `expr:"account_age_days"`
 	RiskTier             int     `expr:"risk_tier"`
 	ProfileMissing       bool    `expr:"profile_missing"`
+	// Entity features (docs/design/entities.md).
+	DeviceCards24h             int  `expr:"device_cards_24h"`
+	IPCards24h                 int  `expr:"ip_cards_24h"`
+	VisitedCompromisedMerchant bool `expr:"visited_compromised_merchant"`
+	EntityStale                bool `expr:"entity_stale"`
 
 	// Transaction fields.
 	AmountMinor int `expr:"amount_minor"`
@@ -99,6 +104,11 @@ func (e *Env) Fill(tx *event.Transaction, f *event.Features) {
 		AccountAgeDays:       f.AccountAgeDays,
 		RiskTier:             int(f.RiskTier),
 		ProfileMissing:       f.ProfileMissing,
+
+		DeviceCards24h:             int(f.DeviceCards24h),
+		IPCards24h:                 int(f.IPCards24h),
+		VisitedCompromisedMerchant: f.VisitedCompromisedMerchant,
+		EntityStale:                f.EntityStale,
 
 		AmountMinor:      int(tx.AmountMinor),
 		AmountUSD:        event.AmountUSD(tx.AmountMinor, tx.Currency),
@@ -163,6 +173,10 @@ var variables = []variable{
 	{name: "account_age_days", kind: kindFloat, f: func(e *Env) float64 { return e.AccountAgeDays }},
 	{name: "risk_tier", kind: kindInt, i: func(e *Env) int { return e.RiskTier }},
 	{name: "profile_missing", kind: kindBool, b: func(e *Env) bool { return e.ProfileMissing }},
+	{name: "device_cards_24h", kind: kindInt, i: func(e *Env) int { return e.DeviceCards24h }},
+	{name: "ip_cards_24h", kind: kindInt, i: func(e *Env) int { return e.IPCards24h }},
+	{name: "visited_compromised_merchant", kind: kindBool, b: func(e *Env) bool { return e.VisitedCompromisedMerchant }},
+	{name: "entity_stale", kind: kindBool, b: func(e *Env) bool { return e.EntityStale }},
 	{name: "amount_minor", kind: kindInt, i: func(e *Env) int { return e.AmountMinor }},
 	{name: "amount_usd", kind: kindFloat, f: func(e *Env) float64 { return e.AmountUSD }},
 	{name: "currency", kind: kindString, s: func(e *Env) string { return e.Currency }},
