@@ -9,6 +9,7 @@ import (
 	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
 	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/services/scorer/entity"
 	"github.com/fraudstream/fraudstream/services/scorer/model"
 )
 
@@ -163,6 +164,65 @@ type Config struct {
 	// bounded before they arrive (docs/design/rule-cost.md); this is the
 	// backstop. SCORER_RULE_BUDGET, default 1ms, at most 1s.
 	RuleRunBudget time.Duration
+
+	// Entities is the entity stage (docs/design/entities.md).
+	Entities EntityConfig
+}
+
+// EntityConfig are the settings of the entity stage: the scorer's join
+// with the entity-features table and the aggregator's thresholds.
+type EntityConfig struct {
+	// Enabled turns the stage on in the service: entity events are
+	// written to entity-events, entity-features is followed, and records
+	// wait for it. It needs `fraudstream entities` running. Offline
+	// scoring (training, quality) always runs the stage in process.
+	// SCORER_ENTITIES, default false.
+	Enabled bool
+	// Lag: a record at state time ts is joined with the table as of
+	// ts − Lag. It must exceed SCORER_ALLOWED_LATENESS +
+	// SCORER_MAX_OUT_OF_ORDER, the earliest a partition can promise its
+	// events are complete. SCORER_ENTITY_LAG, default 2m.
+	Lag time.Duration
+	// Wait bounds how long a record waits for the table to be complete
+	// through its join time; after it, the record is scored with
+	// entity_stale and no entity features. SCORER_ENTITY_WAIT, default 2s.
+	Wait time.Duration
+	// Memory is how long a card remembers the merchants it paid at, and
+	// the aggregator's compromise window. SCORER_ENTITY_MEMORY, default 7d
+	// (168h).
+	Memory time.Duration
+	// MinFlagged, MinFlaggedShare and MinCards are the aggregator's
+	// thresholds (entity.Config); zero means its default.
+	MinFlagged      int64
+	MinFlaggedShare float64
+	MinCards        int64
+}
+
+// Defaults of EntityConfig.
+const (
+	DefaultEntityLag    = 2 * time.Minute
+	DefaultEntityWait   = 2 * time.Second
+	DefaultEntityMemory = 7 * 24 * time.Hour
+)
+
+func (c EntityConfig) withDefaults() EntityConfig {
+	if c.Lag == 0 {
+		c.Lag = DefaultEntityLag
+	}
+	if c.Wait == 0 {
+		c.Wait = DefaultEntityWait
+	}
+	if c.Memory == 0 {
+		c.Memory = DefaultEntityMemory
+	}
+	return c
+}
+
+// aggregator is the aggregator's configuration.
+func (c EntityConfig) aggregator() entity.Config {
+	c = c.withDefaults()
+	return entity.Config{CompromiseWindow: c.Memory, MinFlagged: c.MinFlagged, MinFlaggedShare: c.MinFlaggedShare,
+		MinCards: c.MinCards}.WithDefaults()
 }
 
 // DefaultConfig returns a Config with every default filled in; Kafka and
@@ -218,6 +278,7 @@ func (c Config) withDefaults() Config {
 		c.ProfileCacheSize = DefaultProfileCacheSize
 	}
 	c.HTTP = c.HTTP.WithDefaults()
+	c.Entities = c.Entities.withDefaults()
 	if c.RuleRunBudget == 0 {
 		c.RuleRunBudget = DefaultRuleRunBudget
 	}
@@ -272,6 +333,15 @@ func (c Config) Validate() error {
 			c.ProfileCacheSize, c.MaxBatchRecords)
 	case c.RuleRunBudget < 0 || c.RuleRunBudget > time.Second:
 		return fmt.Errorf("SCORER_RULE_BUDGET: %s must be between 1ns and 1s", c.RuleRunBudget)
+	case c.Entities.Lag <= c.AllowedLateness+c.MaxOutOfOrder:
+		return fmt.Errorf("SCORER_ENTITY_LAG: %s must exceed SCORER_ALLOWED_LATENESS + SCORER_MAX_OUT_OF_ORDER (%s): no partition can promise its entity events complete sooner",
+			c.Entities.Lag, c.AllowedLateness+c.MaxOutOfOrder)
+	case c.Entities.Wait < 0 || c.Entities.Wait > time.Minute:
+		return fmt.Errorf("SCORER_ENTITY_WAIT: %s must be between 0 and 1m", c.Entities.Wait)
+	case c.Entities.Memory < 24*time.Hour || c.Entities.Memory > 90*24*time.Hour:
+		return fmt.Errorf("SCORER_ENTITY_MEMORY: %s must be between 24h and 2160h (90 days)", c.Entities.Memory)
+	case c.Entities.MinFlaggedShare < 0 || c.Entities.MinFlaggedShare > 1:
+		return fmt.Errorf("SCORER_ENTITY_MIN_FLAGGED_SHARE: %v must be between 0 and 1", c.Entities.MinFlaggedShare)
 	}
 	if c.RedisURL != "" {
 		if _, err := redisOptions(c.RedisURL, c.RedisTimeout); err != nil {

@@ -317,6 +317,16 @@ func (b *batch) run(w *worker) {
 			w.counts.changelog++
 			b.sess.Produce(b.ctx, r, b.promise)
 		}
+		// Entity events after the scored records they come from, and the
+		// progress promise after the events (entities.go).
+		recs, err := w.t.takeEntityRecords()
+		if err != nil {
+			b.promise(nil, err) // unreachable: the events are plain values; the batch aborts
+		}
+		for _, r := range recs {
+			w.counts.entityEvents++
+			b.sess.Produce(b.ctx, r, b.promise)
+		}
 	}
 	<-emitted
 	w.counts.merge(&w.emits)

@@ -32,6 +32,8 @@ type metrics struct {
 	profileErrors      prometheus.Counter // lookups, counted at once
 	profileKeys        prometheus.Counter
 	profileBad         prometheus.Counter
+	entityStale        prometheus.Counter
+	entityEvents       prometheus.Counter
 
 	quarantined prometheus.Gauge // partitions set aside (quarantine.go)
 
@@ -97,6 +99,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "profile_missing_total",
 			Help: "Transactions scored in committed batches without a card profile (none stored, no Redis configured, or Redis unavailable).",
 		}),
+		entityStale: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "entity_stale_total",
+			Help: "Transactions scored in committed batches without entity features (entity_stale): the entity-features table was not complete through their join time within SCORER_ENTITY_WAIT.",
+		}),
+		entityEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "entity_events_total",
+			Help: "Records written to entity-events in committed batches (visits, flags, progress).",
+		}),
 		profileUnavailable: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "profile_unavailable_total",
 			Help: "Transactions scored in committed batches without a card profile because Redis failed or was too slow and none was cached.",
@@ -143,6 +153,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.scored, m.dlq, m.duplicates, m.idReused, m.tooLate, m.late, m.changelog,
 		m.restores, m.restoreRec, m.txns, m.batchSize,
 		m.stats, m.profileMissing, m.profileUnavailable, m.profileErrors, m.profileKeys, m.profileBad,
+		m.entityStale, m.entityEvents,
 		m.quarantined, m.ruleSetVersion, m.rulesRejected, m.ruleErrors, m.rulesDisabled} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register scorer metrics: %w", err)
@@ -166,6 +177,8 @@ func (m *metrics) committed(c *batchCounts) {
 	m.stats.Add(float64(c.stats))
 	m.profileMissing.Add(float64(c.profileMissing))
 	m.profileUnavailable.Add(float64(c.profileUnavailable))
+	m.entityStale.Add(float64(c.entityStale))
+	m.entityEvents.Add(float64(c.entityEvents))
 }
 
 func (m *metrics) restored(st restoreStats) {

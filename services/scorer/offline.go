@@ -7,6 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/pkg/watermark"
+	"github.com/fraudstream/fraudstream/services/scorer/entity"
 )
 
 // Offline scores transactions in this process, without Kafka, with the
@@ -20,6 +22,7 @@ import (
 // An Offline is not safe for concurrent use.
 type Offline struct {
 	t      *task
+	agg    *entity.Aggregator // the entity stage, in process (entities.go)
 	counts batchCounts
 	offset int64
 	since  int // records since the last flush
@@ -40,7 +43,46 @@ func NewOffline(cfg Config, deps Deps) (*Offline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Offline{t: newTask(0, p), counts: newBatchCounts()}, nil
+	// The entity stage runs in process: every record's entity events go
+	// straight to one aggregator, with this partition's progress after
+	// them, and its entries straight to the table, so a record's join
+	// sees what the online stage would once complete (with no wait).
+	p.entities = &entityParams{table: entity.NewTable(cfg.Entities.Memory), lag: cfg.Entities.Lag, memory: cfg.Entities.Memory}
+	return &Offline{t: newTask(0, p), counts: newBatchCounts(), agg: entity.NewAggregator(cfg.Entities.aggregator())}, nil
+}
+
+// feedEntities hands the task's queued entity events to the aggregator,
+// then the partition's progress as of after next (nil: after the last
+// record), and the aggregator's entries to the table. With one partition,
+// the promise can include the next record: once it is observed, the
+// watermark is wm' = max(wm, ts − max delay), and it and every later
+// record count above wm' − lateness (eventtime.go), so its own join, at
+// ts − lag < wm' − lateness, finds the table complete.
+func (o *Offline) feedEntities(next *event.Transaction) {
+	evs := o.t.entEvents
+	o.t.entEvents = evs[:0]
+	through, ok := o.t.progressThrough()
+	if next != nil {
+		p := o.t.params
+		wm := o.t.gen.Current()
+		ts := p.stateTime(next.EventTime.UnixMilli(), next.IngestTime, wm)
+		wm = max(wm, watermark.Sub(ts, watermark.Millis(p.maxDelay)))
+		through, ok = watermark.Sub(wm, watermark.Millis(p.lateness)), true
+	}
+	if ok && through > o.t.progressSent {
+		o.t.progressSent = through
+		evs = append(evs, event.EntityEvent{Kind: event.EntityProgress, Sources: 1, Time: time.UnixMilli(through)})
+	}
+	tab := o.t.params.entities.table
+	for _, ev := range evs {
+		out, advanced := o.agg.Add(ev)
+		for _, e := range out {
+			tab.Apply(e)
+		}
+		if advanced {
+			tab.Apply(event.EntityEntry{Kind: event.EntryComplete, AsOf: time.UnixMilli(o.agg.Complete()), Partitions: 1})
+		}
+	}
 }
 
 // Score scores tx as the next record of the partition. ok is false when tx
@@ -56,11 +98,13 @@ func (o *Offline) Score(tx event.Transaction) (s event.Scored, ok bool, err erro
 	}
 	r := &kgo.Record{Topic: event.TopicRaw, Key: []byte(tx.CardID), Value: v, Offset: o.offset}
 	o.offset++
+	o.feedEntities(&tx)
 	out := o.t.process(r, &o.counts)
 	if o.since++; o.since >= offlineFlushEvery {
 		o.since = 0
 		o.t.flush()
 		o.t.stats.take()
+		o.agg.TakeChanges() // keeps its dirty sets from growing; nothing reads them
 	}
 	for _, rec := range out {
 		switch rec.Topic {

@@ -32,6 +32,8 @@ type taskParams struct {
 	lookback        *windowing.Lookback
 	// profiles looks card profiles up; nil without Redis (profile.go).
 	profiles *profiles
+	// entities is the entity stage (entities.go); nil when it is off.
+	entities *entityParams
 	// now stamps HeaderScoredAt. It never reaches a record value or a
 	// feature: those depend only on the partition's records.
 	now func() time.Time
@@ -127,6 +129,10 @@ type batchCounts struct {
 	// profile Redis could not deliver (profile.go).
 	profileMissing     int
 	profileUnavailable int
+	// Records scored with entity_stale, and entity-events records
+	// written (entities.go).
+	entityStale  int
+	entityEvents int
 }
 
 func newBatchCounts() batchCounts {
@@ -148,6 +154,8 @@ func (c *batchCounts) merge(o *batchCounts) {
 	c.stats += o.stats
 	c.profileMissing += o.profileMissing
 	c.profileUnavailable += o.profileUnavailable
+	c.entityStale += o.entityStale
+	c.entityEvents += o.entityEvents
 }
 
 // task processes one input partition. It owns that partition's state: the
@@ -177,6 +185,15 @@ type task struct {
 
 	stats *statsWindows // fraud-stats windows (stats.go)
 
+	// The entity stage (entities.go): merchant memories, their changelog
+	// and eviction, the events queued for entity-events, and the last
+	// progress sent.
+	mem          map[string]*cardMemory
+	memDirty     []string
+	memExpiry    expiry
+	entEvents    []event.EntityEvent
+	progressSent int64
+
 	restored bool // state read from the changelog; set by the service
 	// lastActive is when the batch loop last handed the task records
 	// (processing time, for idle firing only: idle.go).
@@ -199,6 +216,7 @@ func newTask(partition int32, params *taskParams) *task {
 		gen:       watermark.NewGenerator(params.maxDelay),
 		cards:     make(map[string]*cardState),
 		seen:      make(map[string]seenAt),
+		mem:       make(map[string]*cardMemory),
 		stats:     newStatsWindows(partition, params),
 		hbuf:      make([]time.Duration, 0, len(horizons)),
 		aggs:      make([]windowing.Agg, len(horizons)),
@@ -328,6 +346,9 @@ func (t *task) score(o *outcome, c *batchCounts) {
 			c.profileUnavailable++
 		}
 	}
+	if t.params.entities != nil {
+		t.joinEntities(&feats, tx, ts, c)
+	}
 
 	// Update state: ts is never too late (eventtime.go), so every record
 	// counts for its card.
@@ -367,6 +388,9 @@ func (t *task) score(o *outcome, c *batchCounts) {
 	sc, reasons := t.scorer.score(tx, &feats, set, t.params.model)
 	o.reasons = append(o.reasons[:0], reasons...)
 	decision := decide(sc, t.params.review, t.params.decline)
+	if t.params.entities != nil {
+		t.entityEvents(tx, ts, decision)
+	}
 	tx.Schema = event.SchemaTransaction
 	o.has = true
 	o.scored.Features = feats
@@ -509,7 +533,7 @@ func (t *task) flush() []*kgo.Record {
 		t.markDirty(card, cs)
 	})
 	if len(t.dirty) == 0 && !t.metaDirty && len(t.stats.dirty) == 0 {
-		return nil
+		return t.flushEntities(nil)
 	}
 	keys := t.dirty
 	slices.Sort(keys) // a deterministic changelog is easier to inspect
@@ -549,7 +573,7 @@ func (t *task) flush() []*kgo.Record {
 			Key: []byte(metaKey), Value: appendMeta(nil, t.gen.MaxSeen())})
 		t.metaDirty = false
 	}
-	return t.stats.changelog(out)
+	return t.flushEntities(t.stats.changelog(out))
 }
 
 // load installs one changelog entry during a restore: a card's state, a
@@ -566,6 +590,9 @@ func (t *task) load(key string, value []byte) error {
 	}
 	if isStatsKey(key) {
 		return t.stats.load(key, value)
+	}
+	if isMemKey(key) {
+		return t.loadMem(key, value)
 	}
 	if value == nil {
 		delete(t.cards, key)
@@ -598,6 +625,10 @@ func (t *task) rebuildIndexes() {
 		t.expiry.add(cs.last, card)
 	}
 	t.stats.rebuild(t.gen.Current())
+	t.memExpiry = expiry{}
+	for card, m := range t.mem {
+		t.memExpiry.add(m.last(), card)
+	}
 }
 
 // deadLetter wraps an input record that cannot be scored for the DLQ

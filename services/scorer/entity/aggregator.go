@@ -83,11 +83,84 @@ type pending struct {
 	Time   int64  `json:"t"`
 }
 
-// entState is one entity's history: each card's last visit and last flag
-// within the horizons.
+// entState is one entity's history: its visits and its flags.
 type entState struct {
-	Visits map[string]int64 `json:"v,omitempty"`
-	Flags  map[string]int64 `json:"f,omitempty"`
+	Visits cardLog `json:"v"`
+	Flags  cardLog `json:"f"`
+}
+
+// cardLog counts the distinct cards whose last event lies in (c − h, c]
+// for a few horizons h, incrementally: events are appended in time order
+// (each advance applies times above the previous one, sorted), so each
+// horizon's expired entries are a prefix of the log, passed by a pointer.
+// An entry superseded by a later event of its card no longer counts.
+// Invariant: Count[i] = the entries at or after Ptr[i] that are their
+// card's last.
+type cardLog struct {
+	Base    int64            `json:"b"` // absolute index of Entries[0]
+	Entries []logEntry       `json:"e"`
+	Last    map[string]int64 `json:"l"` // card → absolute index of its last entry
+	Ptr     []int64          `json:"p"`
+	Count   []int64          `json:"c"`
+}
+
+type logEntry struct {
+	Card string `json:"c"`
+	T    int64  `json:"t"`
+}
+
+func (l *cardLog) empty() bool { return len(l.Last) == 0 }
+
+func (l *cardLog) add(card string, t int64, horizons int) {
+	if l.Last == nil {
+		l.Last = make(map[string]int64)
+		l.Ptr = make([]int64, horizons)
+		l.Count = make([]int64, horizons)
+		for i := range l.Ptr {
+			l.Ptr[i] = l.Base
+		}
+	}
+	if idx, ok := l.Last[card]; ok {
+		if l.Entries[idx-l.Base].T >= t {
+			return
+		}
+		for i := range l.Ptr {
+			if idx >= l.Ptr[i] {
+				l.Count[i]--
+			}
+		}
+	}
+	l.Last[card] = l.Base + int64(len(l.Entries))
+	l.Entries = append(l.Entries, logEntry{card, t})
+	for i := range l.Count {
+		l.Count[i]++
+	}
+}
+
+// advance expires, for each horizon, the entries at or before c − h, and
+// drops the entries every horizon has passed. horizons are ascending.
+func (l *cardLog) advance(c int64, horizons []int64) {
+	if l.Last == nil {
+		return
+	}
+	end := l.Base + int64(len(l.Entries))
+	for i, h := range horizons {
+		for l.Ptr[i] < end && l.Entries[l.Ptr[i]-l.Base].T <= c-h {
+			if l.Last[l.Entries[l.Ptr[i]-l.Base].Card] == l.Ptr[i] {
+				l.Count[i]--
+			}
+			l.Ptr[i]++
+		}
+	}
+	oldest := l.Ptr[len(l.Ptr)-1] // the longest horizon's
+	for l.Base < oldest {
+		e := l.Entries[0]
+		if l.Last[e.Card] == l.Base {
+			delete(l.Last, e.Card)
+		}
+		l.Entries = l.Entries[1:]
+		l.Base++
+	}
 }
 
 // Aggregator is the state of one entity-events partition. Not safe for
@@ -198,14 +271,11 @@ func (a *Aggregator) advance(c int64) []event.EntityEntry {
 			st = &entState{}
 			a.entities[p.Entity] = st
 		}
-		m := &st.Visits
 		if p.Kind == event.EntityFlag {
-			m = &st.Flags
+			st.Flags.add(p.Card, p.Time, 1)
+		} else {
+			st.Visits.add(p.Card, p.Time, 3)
 		}
-		if *m == nil {
-			*m = make(map[string]int64)
-		}
-		(*m)[p.Card] = max((*m)[p.Card], p.Time)
 		touched[p.Entity] = true
 	}
 	a.pending = slices.Delete(a.pending, 0, n)
@@ -233,26 +303,28 @@ type Counts struct {
 	Cards1h, Cards24h, Visitors, Flagged int64
 }
 
-// countAt computes st's aggregates at time c: distinct cards whose last
-// visit (flag) lies in (c − horizon, c].
+// countAt advances st to time c and returns its aggregates: distinct
+// cards whose last visit (flag) lies in (c − horizon, c].
 func (a *Aggregator) countAt(st *entState, c int64) Counts {
 	w := a.cfg.CompromiseWindow.Milliseconds()
+	st.Visits.advance(c, []int64{hour, day, max(w, day)})
+	st.Flags.advance(c, []int64{w})
 	var k Counts
-	for _, t := range st.Visits {
-		if t > c-hour {
-			k.Cards1h++
-		}
-		if t > c-day {
-			k.Cards24h++
-		}
-		if t > c-w {
-			k.Visitors++
+	if st.Visits.Last != nil {
+		k.Cards1h, k.Cards24h = st.Visits.Count[0], st.Visits.Count[1]
+		if w >= day {
+			k.Visitors = st.Visits.Count[2]
+		} else { // a window shorter than a day: count it from the entries
+			for card, idx := range st.Visits.Last {
+				_ = card
+				if st.Visits.Entries[idx-st.Visits.Base].T > c-w {
+					k.Visitors++
+				}
+			}
 		}
 	}
-	for _, t := range st.Flags {
-		if t > c-w {
-			k.Flagged++
-		}
+	if st.Flags.Last != nil {
+		k.Flagged = st.Flags.Count[0]
 	}
 	return k
 }
@@ -275,16 +347,7 @@ func (a *Aggregator) evaluate(e string, c int64) (event.EntityEntry, bool) {
 	var k Counts
 	if st != nil {
 		k = a.countAt(st, c)
-		cut := c - max(a.cfg.CompromiseWindow.Milliseconds(), day)
-		maps := []map[string]int64{st.Visits, st.Flags}
-		for _, m := range maps {
-			for card, t := range m {
-				if t <= cut {
-					delete(m, card)
-				}
-			}
-		}
-		if len(st.Visits) == 0 && len(st.Flags) == 0 {
+		if st.Visits.empty() && st.Flags.empty() {
 			delete(a.entities, e)
 		}
 	}

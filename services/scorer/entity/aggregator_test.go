@@ -122,8 +122,10 @@ func genEvents(rng *rand.Rand, n int, sources int32) []event.EntityEvent {
 }
 
 func TestAggregatorMatchesOracle(t *testing.T) {
-	cfg := Config{CompromiseWindow: 6 * time.Hour, MinFlagged: 2, MinFlaggedShare: 0.3, MinCards: 3}.WithDefaults()
 	for seed := range uint64(40) {
+		// Windows shorter and longer than the 24-hour horizon.
+		window := []time.Duration{6 * time.Hour, 30 * time.Hour}[seed%2]
+		cfg := Config{CompromiseWindow: window, MinFlagged: 2, MinFlaggedShare: 0.3, MinCards: 3}.WithDefaults()
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			evs := genEvents(rng, 600, 1+int32(seed%4))
