@@ -35,6 +35,10 @@ func scorerFlags(f *flags) func() scorer.Config {
 	cacheTTL := f.Duration("profile-cache-ttl", "SCORER_PROFILE_CACHE_TTL", d.ProfileCacheTTL, "how long a looked-up card profile is used before it is looked up again")
 	cacheSize := f.Int("profile-cache-size", "SCORER_PROFILE_CACHE_SIZE", d.ProfileCacheSize, "most card profiles cached (at least twice --max-batch-records)")
 	ruleBudget := f.Duration("rule-budget", "SCORER_RULE_BUDGET", d.RuleRunBudget, "run-time guard: a rule timed above this per transaction 3 times in a row is disabled in this instance")
+	entities := f.Bool("entities", "SCORER_ENTITIES", false, "run the entity stage: write entity-events, aggregate them (a second Kafka session), join entity-features (docs/design/entities.md)")
+	entityLag := f.Duration("entity-lag", "SCORER_ENTITY_LAG", d.Entities.Lag, "a transaction is joined with the entity table as of its time minus this (more than allowed lateness + max out-of-order)")
+	entityWait := f.Duration("entity-wait", "SCORER_ENTITY_WAIT", d.Entities.Wait, "longest wait for the entity table to be complete through a transaction's join time; then it is scored with entity_stale")
+	entityMemory := f.Duration("entity-memory", "SCORER_ENTITY_MEMORY", d.Entities.Memory, "how long a card remembers its merchants, and the window of a merchant's flagged visitors")
 	return func() scorer.Config {
 		return scorer.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), GroupID: *group, TransactionalID: *txid,
 			CommitInterval: *commit, MaxBatchRecords: *batch, TransactionTimeout: *txTimeout,
@@ -42,7 +46,8 @@ func scorerFlags(f *flags) func() scorer.Config {
 			MaxOutOfOrder: *outOfOrder, AllowedLateness: *lateness, StatsIdleTimeout: *statsIdle,
 			SessionTimeout: *session, RebalanceTimeout: *rebalance,
 			RedisURL: *redisURL, RedisTimeout: *redisTimeout, ProfileCacheTTL: *cacheTTL, ProfileCacheSize: *cacheSize,
-			RuleRunBudget: *ruleBudget}
+			RuleRunBudget: *ruleBudget,
+			Entities:      scorer.EntityConfig{Enabled: *entities, Lag: *entityLag, Wait: *entityWait, Memory: *entityMemory}}
 	}
 }
 

@@ -73,13 +73,16 @@ const (
 	TopicEntityEvents   = "entity-events"
 	TopicEntityState    = "entity-state"
 	TopicEntityFeatures = "entity-features"
+	// TopicEntityEventsDLQ holds the entity-events records the aggregator
+	// cannot use, on the partition number they were read from.
+	TopicEntityEventsDLQ = "entity-events.dlq"
 )
 
 // Topics lists every topic of the pipeline. All but fraud-rules and
 // entity-features have the partition count of raw-transactions;
 // fraud-rules and entity-features have one partition.
 var Topics = []string{TopicRaw, TopicScored, TopicStats, TopicState, TopicDLQ, TopicScoredDLQ, TopicRules,
-	TopicEntityEvents, TopicEntityState, TopicEntityFeatures}
+	TopicEntityEvents, TopicEntityState, TopicEntityFeatures, TopicEntityEventsDLQ}
 
 // Limits of the wire format.
 const (

@@ -116,7 +116,15 @@ func (m *cardMemory) visit(merchant string, ts int64) {
 func (t *task) joinEntities(f *event.Features, tx *event.Transaction, ts int64, c *batchCounts) {
 	ep := t.params.entities
 	at := ts - ep.lag.Milliseconds()
-	if !ep.table.Wait(context.Background(), at, ep.wait) {
+	// A record whose join time depends on this batch's own uncommitted
+	// events cannot be served before the batch commits: after one timeout
+	// the rest of the batch does not wait again (flush resets it).
+	wait := ep.wait
+	if t.waitedOut {
+		wait = 0
+	}
+	if !ep.table.Wait(context.Background(), at, wait) {
+		t.waitedOut = true
 		f.EntityStale = true
 		c.entityStale++
 		return

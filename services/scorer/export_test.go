@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/services/scorer/entity"
 	"github.com/fraudstream/fraudstream/services/scorer/model"
 )
 
@@ -64,6 +65,46 @@ func Replay(cfg Config, records []*kgo.Record) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	out := map[string][]byte{}
+	if len(records) == 0 {
+		return out, nil
+	}
+	t, c := newTask(records[0].Partition, p), newBatchCounts()
+	for _, r := range records {
+		for _, o := range t.process(r, &c) {
+			if o.Topic != event.TopicScored {
+				continue
+			}
+			s, err := event.DecodeScored(o.Value)
+			if err != nil {
+				return nil, err
+			}
+			out[s.Transaction.TransactionID] = o.Value
+		}
+	}
+	return out, nil
+}
+
+// ReplayEntities is Replay with the entity stage on: the table is read
+// from entities, the committed entity-features records, in order, and
+// the task waits for nothing (the table is complete as far as those
+// records go). A record joined online with a complete table must replay
+// byte-identically (docs/design/entities.md).
+func ReplayEntities(cfg Config, records, entities []*kgo.Record) (map[string][]byte, error) {
+	cfg = cfg.withDefaults()
+	p, err := newTaskParams(cfg, PredictableDeps(nil), time.Now)
+	if err != nil {
+		return nil, err
+	}
+	tab := entity.NewTable(cfg.Entities.Memory)
+	for _, r := range entities {
+		e, err := event.DecodeEntityEntry(r.Value)
+		if err != nil {
+			return nil, err
+		}
+		tab.Apply(e)
+	}
+	p.entities = &entityParams{table: tab, lag: cfg.Entities.Lag, memory: cfg.Entities.Memory}
 	out := map[string][]byte{}
 	if len(records) == 0 {
 		return out, nil

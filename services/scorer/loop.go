@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
+	"github.com/fraudstream/fraudstream/pkg/event"
 )
 
 // sessionRetryDelay spaces out session re-creations after a failure, so a
@@ -63,9 +64,18 @@ func (s *Service) checkTopics(ctx context.Context) error {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, topicCheckTimeout)
 	defer cancel()
-	err = kafkaopt.CheckTopics(ctx, cl)
+	layout, err := kafkaopt.DescribeTopics(ctx, cl)
+	if err != nil {
+		return err
+	}
+	err = layout.Check()
 	if _, bad := errors.AsType[*kafkaopt.LayoutError](err); bad {
 		return fmt.Errorf("%w: %w", errSessionSetup, err)
+	}
+	if err == nil && s.params.entities != nil {
+		// Set before any task runs in this session (entities.go).
+		s.params.entities.sources = int32(layout[event.TopicRaw].Partitions)
+		s.params.entities.partitions = int32(layout[event.TopicEntityEvents].Partitions)
 	}
 	return err
 }

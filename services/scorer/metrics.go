@@ -34,6 +34,7 @@ type metrics struct {
 	profileBad         prometheus.Counter
 	entityStale        prometheus.Counter
 	entityEvents       prometheus.Counter
+	entityBad          prometheus.Counter
 
 	quarantined prometheus.Gauge // partitions set aside (quarantine.go)
 
@@ -107,6 +108,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "entity_events_total",
 			Help: "Records written to entity-events in committed batches (visits, flags, progress).",
 		}),
+		entityBad: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "entity_table_bad_records_total",
+			Help: "entity-features records this scorer could not decode (skipped: an aggregator bug).",
+		}),
 		profileUnavailable: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "profile_unavailable_total",
 			Help: "Transactions scored in committed batches without a card profile because Redis failed or was too slow and none was cached.",
@@ -153,7 +158,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.scored, m.dlq, m.duplicates, m.idReused, m.tooLate, m.late, m.changelog,
 		m.restores, m.restoreRec, m.txns, m.batchSize,
 		m.stats, m.profileMissing, m.profileUnavailable, m.profileErrors, m.profileKeys, m.profileBad,
-		m.entityStale, m.entityEvents,
+		m.entityStale, m.entityEvents, m.entityBad,
 		m.quarantined, m.ruleSetVersion, m.rulesRejected, m.ruleErrors, m.rulesDisabled} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register scorer metrics: %w", err)

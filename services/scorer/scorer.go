@@ -55,6 +55,7 @@ import (
 	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
 	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/services/scorer/entity"
 	"github.com/fraudstream/fraudstream/services/scorer/rules"
 )
 
@@ -118,6 +119,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("scorer config: %w", err)
 	}
 	params.rules = newRuleBook(set, log, m, ruleOpts...)
+	if cfg.Entities.Enabled {
+		params.entities = &entityParams{table: entity.NewTable(cfg.Entities.Memory), lag: cfg.Entities.Lag,
+			wait: cfg.Entities.Wait, memory: cfg.Entities.Memory}
+	}
 	if params.profiles, err = newProfiles(cfg, log, m, time.Now); err != nil {
 		return nil, fmt.Errorf("scorer config: %w", err)
 	}
@@ -164,6 +169,16 @@ func (s *Service) Run(ctx context.Context) error {
 		defer close(rulesDone)
 		s.params.rules.follow(ctx, s.kafkaOpts)
 	}()
+	var entities sync.WaitGroup
+	if s.params.entities != nil {
+		// The table follower and the aggregator stage (entitystage.go).
+		entities.Go(func() { s.followEntityTable(ctx) })
+		entities.Go(func() {
+			if err := s.runEntityStage(ctx); err != nil {
+				s.log.Error("entity aggregator stopped", "err", err)
+			}
+		})
+	}
 	var err error
 	select {
 	case <-s.params.rules.synced:
@@ -172,6 +187,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	cancel()
 	<-rulesDone
+	entities.Wait()
 	s.params.profiles.close()
 	return errors.Join(err, <-httpDone)
 }

@@ -193,6 +193,7 @@ type task struct {
 	memExpiry    expiry
 	entEvents    []event.EntityEvent
 	progressSent int64
+	waitedOut    bool // a join timed out in this batch (entities.go); reset by flush
 
 	restored bool // state read from the changelog; set by the service
 	// lastActive is when the batch loop last handed the task records
@@ -521,6 +522,7 @@ const changelogSlack = 128
 // metadata and the stats windows changed (stats.go), all on scorer-state
 // partition p. The batch's fraud-stats records come from t.stats.take.
 func (t *task) flush() []*kgo.Record {
+	t.waitedOut = false
 	wm := t.gen.Current()
 	floor := t.params.floor(wm)
 	t.expiry.expire(floor, func(card string) {

@@ -97,9 +97,9 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replica
 	for _, topic := range event.Topics {
 		n, configs := partitions, map[string]*string{}
 		switch topic {
-		case event.TopicState:
+		case event.TopicState, event.TopicEntityState:
 			configs["cleanup.policy"] = &compact
-		case event.TopicRules:
+		case event.TopicRules, event.TopicEntityFeatures:
 			n = 1
 			configs["cleanup.policy"] = &compact
 		}
@@ -210,7 +210,7 @@ func (l Layout) Check() error {
 	var problems []string
 	want := l[event.TopicRaw].Partitions
 	for _, topic := range event.Topics {
-		if topic == event.TopicRaw || topic == event.TopicRules {
+		if topic == event.TopicRaw || topic == event.TopicRules || topic == event.TopicEntityFeatures {
 			continue
 		}
 		if n := l[topic].Partitions; n != want {
@@ -218,10 +218,13 @@ func (l Layout) Check() error {
 				topic, n, event.TopicRaw, want))
 		}
 	}
-	for _, topic := range []string{event.TopicState, event.TopicRules} {
+	for _, topic := range []string{event.TopicState, event.TopicRules, event.TopicEntityState, event.TopicEntityFeatures} {
 		if policy := l[topic].CleanupPolicy; !slices.Contains(strings.Split(policy, ","), "compact") {
 			problems = append(problems, fmt.Sprintf("%s has cleanup.policy=%s: it must be compact", topic, policy))
 		}
+	}
+	if n := l[event.TopicEntityFeatures].Partitions; n != 1 {
+		problems = append(problems, fmt.Sprintf("%s has %d partitions: it must have 1 (a broadcast table read in order)", event.TopicEntityFeatures, n))
 	}
 	if len(problems) > 0 {
 		slices.Sort(problems)
