@@ -66,6 +66,10 @@ func TestCheckTopics(t *testing.T) {
 			case event.TopicRules:
 				n = 1
 				configs["cleanup.policy"] = &compact
+			case event.TopicEntityState:
+				configs["cleanup.policy"] = &compact
+			case event.TopicEntityFeatures:
+				configs["cleanup.policy"] = &compact // but 6 partitions, not 1
 			}
 			// scorer-state is left with the default policy, delete.
 			if _, err := adm.CreateTopic(ctx, n, 1, configs, topic); err != nil {
@@ -78,6 +82,7 @@ func TestCheckTopics(t *testing.T) {
 			t.Fatalf("got %v, want a *LayoutError", err)
 		}
 		want := []string{
+			"entity-features has 6 partitions: it must have 1",
 			"scored-transactions has 3 partitions, raw-transactions has 6",
 			"scorer-state has cleanup.policy=delete: it must be compact",
 		}

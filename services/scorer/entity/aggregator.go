@@ -42,11 +42,12 @@ type Config struct {
 	// be longer.
 	CompromiseWindow time.Duration
 	// MinFlagged is the number of distinct flagged visitors that makes a
-	// merchant compromised (with MinFlaggedShare); default 2.
+	// merchant compromised (with MinFlaggedShare); default 3.
 	MinFlagged int64
 	// MinFlaggedShare is the least share of the merchant's visitors that
-	// must be flagged; default 0.05, so a busy supermarket that two
-	// unlucky customers visited is not compromised.
+	// must be flagged; default 0.2, so a busy supermarket that a few
+	// unlucky customers visited is not compromised (docs/detection.md has
+	// the measurements these defaults come from).
 	MinFlaggedShare float64
 	// MinCards makes a device or IP notable when at least this many
 	// distinct cards used it in 24 hours; default 3.
@@ -59,10 +60,10 @@ func (c Config) WithDefaults() Config {
 		c.CompromiseWindow = 7 * 24 * time.Hour
 	}
 	if c.MinFlagged == 0 {
-		c.MinFlagged = 2
+		c.MinFlagged = 3
 	}
 	if c.MinFlaggedShare == 0 {
-		c.MinFlaggedShare = 0.05
+		c.MinFlaggedShare = 0.2
 	}
 	if c.MinCards == 0 {
 		c.MinCards = 3
