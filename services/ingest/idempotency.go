@@ -220,15 +220,15 @@ type claimer struct {
 
 // newClaimer returns the claimer of a request of n items. A batch may wait
 // up to ProduceTimeout for keys other requests hold before it produces, so
-// its claims are in progress for that much longer than a single's. A claim
+// its claims are in progress for that much longer than a single'ad. A claim
 // lives at least that long, however short IdempotencyTTL is.
-func (s *Service) newClaimer(keyID string, n int) claimer {
-	pend := s.pendingTTL()
+func (ad *admission) newClaimer(keyID string, n int) claimer {
+	pend := ad.pendingTTL()
 	if n > 1 {
-		pend += s.cfg.ProduceTimeout
+		pend += ad.cfg.ProduceTimeout
 	}
-	ttl := max(s.cfg.IdempotencyTTL, pend)
-	return claimer{keyID: keyID, tok: newToken(), ttl: ttl, pend: pend, regTTL: max(s.cfg.TransactionIDTTL, ttl)}
+	ttl := max(ad.cfg.IdempotencyTTL, pend)
+	return claimer{keyID: keyID, tok: newToken(), ttl: ttl, pend: pend, regTTL: max(ad.cfg.TransactionIDTTL, ttl)}
 }
 
 // answersKey is the Redis key of the answers of the request with token tok.
@@ -296,7 +296,7 @@ func newToken() string {
 // pendingTTL is how long after its claim a single POST may still be
 // producing: its produce timeout, and 2s for the Redis round trips around
 // it. After that, a claim without answers is stale.
-func (s *Service) pendingTTL() time.Duration { return s.cfg.ProduceTimeout + 2*time.Second }
+func (ad *admission) pendingTTL() time.Duration { return ad.cfg.ProduceTimeout + 2*time.Second }
 
 // claimSize bounds what writeClaim writes.
 func claimSize(fp string, c claimer) int { return 36 + len(fp) + len(c.tok) + 3*20 }
@@ -373,7 +373,7 @@ func (it *idemItem) stale() bool {
 // idemPollInterval until deadline, claiming each key that is released or
 // goes stale meanwhile. What is still held at the deadline stays
 // idemInProgress. It returns an error only when Redis fails.
-func (s *Service) wait(ctx context.Context, open []*idemItem, c claimer, deadline time.Time) error {
+func (ad *admission) wait(ctx context.Context, open []*idemItem, c claimer, deadline time.Time) error {
 	for len(open) > 0 && !time.Now().Add(idemPollInterval).After(deadline) {
 		select {
 		case <-time.After(idemPollInterval):
@@ -381,7 +381,7 @@ func (s *Service) wait(ctx context.Context, open []*idemItem, c claimer, deadlin
 			return nil
 		}
 		var err error
-		if open, err = s.claim(ctx, open, c); err != nil {
+		if open, err = ad.claim(ctx, open, c); err != nil {
 			return err
 		}
 	}
@@ -394,15 +394,15 @@ func (s *Service) wait(ctx context.Context, open []*idemItem, c claimer, deadlin
 // still held by another request (idemInProgress, or released meanwhile).
 // A batch claims this way after its rate limit passed (admitItems); single
 // POSTs claim inside admitScript.
-func (s *Service) claim(ctx context.Context, items []*idemItem, c claimer) ([]*idemItem, error) {
-	pipe := s.rdb.Pipeline()
+func (ad *admission) claim(ctx context.Context, items []*idemItem, c claimer) ([]*idemItem, error) {
+	pipe := ad.rdb.Pipeline()
 	sets := make([]*redis.BoolCmd, len(items))
 	var sb strings.Builder // one buffer for all the claims built here
 	if len(items) > 0 && items[0].claim == "" {
 		sb.Grow(len(items) * claimSize(items[0].fp, c))
 	}
-	cmds := newSetCommands(s.rdb, c.ttl, true, len(items))
-	regCmds := newSetCommands(s.rdb, c.regTTL, true, len(items))
+	cmds := newSetCommands(ad.rdb, c.ttl, true, len(items))
+	regCmds := newSetCommands(ad.rdb, c.regTTL, true, len(items))
 	regSets := make([]*redis.BoolCmd, len(items)) // nil where the entry is known
 	for i, it := range items {
 		if it.claim == "" {
@@ -436,7 +436,7 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, c claimer) ([]*i
 	if len(taken) == 0 && len(regTaken) == 0 {
 		return nil, nil
 	}
-	pipe = s.rdb.Pipeline()
+	pipe = ad.rdb.Pipeline()
 	gets := make([]*redis.StringCmd, len(taken))
 	pttls := make([]*redis.IntCmd, len(taken))
 	for i, it := range taken {
@@ -474,11 +474,11 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, c claimer) ([]*i
 			open = append(open, it)
 		}
 	}
-	more, err := s.settle(ctx, taken, c)
+	more, err := ad.settle(ctx, taken, c)
 	if err != nil {
 		return nil, err
 	}
-	return append(open, more...), s.undoRegistry(ctx, items)
+	return append(open, more...), ad.undoRegistry(ctx, items)
 }
 
 // setReg records the registry entry v read for the item's transaction_id
@@ -500,19 +500,19 @@ func (it *idemItem) setReg(v string) {
 // older than the registry: an instance of the previous version, or an
 // entry expired) is deleted, since that item is not accepted. Both are
 // compare-and-delete, in one round trip, and only for such items.
-func (s *Service) undoRegistry(ctx context.Context, items []*idemItem) error {
+func (ad *admission) undoRegistry(ctx context.Context, items []*idemItem) error {
 	var pipe redis.Pipeliner
 	for _, it := range items {
 		switch {
 		case it.reg == regOther:
 			if it.outcome == idemOwned && it.pending != "" {
-				pipe = pipeOf(s, pipe)
+				pipe = pipeOf(ad.rdb, pipe)
 				releaseScript.Eval(ctx, pipe, []string{it.key}, it.pending)
 				it.pending = ""
 			}
 			it.outcome = idemTxConflict
 		case it.reg == regWritten && it.outcome == idemConflict:
-			pipe = pipeOf(s, pipe)
+			pipe = pipeOf(ad.rdb, pipe)
 			releaseScript.Eval(ctx, pipe, []string{it.regKey}, it.regFP)
 			it.reg = regUnknown
 		}
@@ -527,9 +527,9 @@ func (s *Service) undoRegistry(ctx context.Context, items []*idemItem) error {
 }
 
 // pipeOf returns p, or a new pipeline when p is nil.
-func pipeOf(s *Service, p redis.Pipeliner) redis.Pipeliner {
+func pipeOf(rdb *redis.Client, p redis.Pipeliner) redis.Pipeliner {
 	if p == nil {
-		return s.rdb.Pipeline()
+		return rdb.Pipeline()
 	}
 	return p
 }
@@ -540,14 +540,14 @@ func pipeOf(s *Service, p redis.Pipeliner) redis.Pipeliner {
 // have answers without one for their item or went stale, and leaves the
 // rest in progress. It returns the items still in progress, including those
 // whose takeover lost to another request.
-func (s *Service) settle(ctx context.Context, items []*idemItem, c claimer) ([]*idemItem, error) {
+func (ad *admission) settle(ctx context.Context, items []*idemItem, c claimer) ([]*idemItem, error) {
 	type answers struct {
 		key   string
 		get   *redis.StringCmd
 		lines []string
 	}
 	var byToken map[string]*answers
-	pipe := s.rdb.Pipeline()
+	pipe := ad.rdb.Pipeline()
 	for _, it := range items {
 		if it.outcome != idemHeld {
 			continue
@@ -602,7 +602,7 @@ func (s *Service) settle(ctx context.Context, items []*idemItem, c claimer) ([]*
 	if len(takeovers) == 0 {
 		return open, nil
 	}
-	pipe = s.rdb.Pipeline()
+	pipe = ad.rdb.Pipeline()
 	cas := make([]*redis.Cmd, len(takeovers))
 	for i, it := range takeovers {
 		keys := []string{it.key}
@@ -646,8 +646,8 @@ return 1`)
 // returned; a claim that could not be deleted is taken over by a retry at
 // once if the request's answers have no 202 for it, otherwise once it is
 // stale.
-func (s *Service) release(ctx context.Context, items []*idemItem) {
-	pipe := s.rdb.Pipeline()
+func (ad *admission) release(ctx context.Context, items []*idemItem) {
+	pipe := ad.rdb.Pipeline()
 	n := 0
 	for _, it := range items {
 		if it.outcome != idemOwned || it.pending == "" {
@@ -661,7 +661,7 @@ func (s *Service) release(ctx context.Context, items []*idemItem) {
 		return
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		s.redisFailed("record_idempotency", err)
+		ad.redisFailed("record_idempotency", err)
 	}
 }
 

@@ -78,7 +78,7 @@ const (
 
 // remember queues ws for the recorder, or writes them at once when the
 // recorder has stopped or is too far behind.
-func (s *Service) remember(ws []idemWrite) {
+func (ad *admission) remember(ws []idemWrite) {
 	if len(ws) == 0 {
 		return
 	}
@@ -86,11 +86,11 @@ func (s *Service) remember(ws []idemWrite) {
 	for _, w := range ws {
 		size += len(w.key) + len(w.val)
 	}
-	r := &s.rec
+	r := &ad.rec
 	r.mu.Lock()
 	if r.closed || r.queued+size > maxRecordQueue {
 		r.mu.Unlock()
-		s.writeRecords(ws)
+		ad.writeRecords(ws)
 		return
 	}
 	r.queue = append(r.queue, ws...)
@@ -104,8 +104,8 @@ func (s *Service) remember(ws []idemWrite) {
 
 // runRecorder writes queued answers until stop is closed, then writes what
 // is left and returns; answers queued later are written by their requests.
-func (s *Service) runRecorder(stop <-chan struct{}) {
-	r := &s.rec
+func (ad *admission) runRecorder(stop <-chan struct{}) {
+	r := &ad.rec
 	var spare []idemWrite
 	for {
 		stopping := false
@@ -119,7 +119,7 @@ func (s *Service) runRecorder(stop <-chan struct{}) {
 		r.queue, r.queued = spare[:0], 0
 		r.closed = stopping
 		r.mu.Unlock()
-		s.writeRecords(q)
+		ad.writeRecords(q)
 		clear(q) // let the records go
 		spare = q
 		if stopping {
@@ -132,7 +132,7 @@ func (s *Service) runRecorder(stop <-chan struct{}) {
 // bytes (but at least one write) at a time, each call bounded by
 // RedisTimeout and detached from any request: the answers were already
 // sent, and at shutdown they must still be written.
-func (s *Service) writeRecords(ws []idemWrite) {
+func (ad *admission) writeRecords(ws []idemWrite) {
 	for len(ws) > 0 {
 		n, size := 1, len(ws[0].key)+len(ws[0].val)
 		for n < min(len(ws), recordChunk) {
@@ -147,9 +147,9 @@ func (s *Service) writeRecords(ws []idemWrite) {
 		// Pipelined plain SETs rather than one script: Redis spends less
 		// per key on them. A plain SET: an answers key is named by its
 		// request's random token, so no other request writes it.
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RedisTimeout)
-		pipe := s.rdb.Pipeline()
-		cmds := newSetCommands(s.rdb, s.cfg.IdempotencyTTL, false, len(chunk))
+		ctx, cancel := context.WithTimeout(context.Background(), ad.cfg.RedisTimeout)
+		pipe := ad.rdb.Pipeline()
+		cmds := newSetCommands(ad.rdb, ad.cfg.IdempotencyTTL, false, len(chunk))
 		for i := range chunk {
 			w := &chunk[i] // not changed until Exec returns
 			_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, cmds.next(&w.key, &w.val)...))
@@ -157,7 +157,7 @@ func (s *Service) writeRecords(ws []idemWrite) {
 		_, err := pipe.Exec(ctx)
 		cancel()
 		if err != nil {
-			s.redisFailed("record_idempotency", err)
+			ad.redisFailed("record_idempotency", err)
 		}
 	}
 }
