@@ -56,8 +56,7 @@ func (s *Service) handleSingle(w http.ResponseWriter, r *http.Request) {
 	tx, canonical, idemKey, e := s.readSingle(w, r)
 	if e != nil {
 		// Every request is charged, valid or not, and 429 comes before
-		// anything else, as when the limit ran ahead of the handler. The
-		// charge is detached from the request's cancellation: a body that
+		// any other answer. The charge is detached from the request's cancellation: a body that
 		// timed out or a client that left cancels it, and must not turn
 		// the answer into a Redis failure.
 		if le := s.adm.charge(w, r.WithContext(context.WithoutCancel(r.Context())), 1); le != nil {

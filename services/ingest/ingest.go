@@ -18,12 +18,11 @@
 // (docs/design/transaction-ids.md).
 //
 // Retries are safe: every transaction is claimed in Redis under its
-// Idempotency-Key (default: its transaction_id) before it is produced, the
-// answers of each request are kept under one key its claims point to, and
-// a retry is replayed the first answer and never writes a second record
-// (see idempotency.go for the Redis format, the handling of concurrent
-// duplicates and crashed claimants, and the crash windows). Each API key has
-// scopes and a GCRA rate limit in Redis shared by all replicas (limits.go).
+// Idempotency-Key (default: its transaction_id) before it is produced, and
+// a retry is replayed the first answer and never writes a second record.
+// Admission (API key, scope, GCRA rate limit shared by all replicas, and
+// the claims) has one entry point, admission.Admit (admission.go); the
+// protocol is docs/design/ingest-idempotency.md.
 // Card profiles are stored in Redis under event.ProfileKey for the scorer.
 //
 // Routes: POST /v1/transactions (one JSON transaction), POST

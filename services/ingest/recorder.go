@@ -7,47 +7,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Recording answers after the response.
-//
-// Once Kafka acknowledged a request's records, the 202 answers of all its
-// items are stored in one write: its answers key (idempotency.go), which
-// the claims of its items name by the request's token and point into by
-// index. That write does not happen before the response: the handler
-// queues it, answers, and the recorder below writes whatever answers are
-// queued in one pipeline, so concurrent requests share a round trip
-// instead of making one each. Why this keeps the promises:
-//
-//   - A retry never writes a second record. Until the answers land, the
-//     key holds this request's claim with the same fingerprint and no
-//     answers, and a retry that finds such a claim waits for it (polling,
-//     up to ProduceTimeout) and then replays the answer; it does not
-//     produce. Nothing else can take the key: a claim without answers is
-//     taken over only once it is older than its pend (ProduceTimeout + 2s
-//     from the claim for a single POST, ProduceTimeout more for a batch,
-//     which may first wait for other requests' keys), and the recorder
-//     writes within one round trip of being woken. The takeover is a
-//     compare-and-set that also checks the answers key is still missing,
-//     so answers that land just before it are not overlooked.
-//   - A retry gets the first answer, with the replay header: the answers
-//     key holds exactly the body the client was sent for each item (for a
-//     batch, the item's result as a single POST's 202 body).
-//   - 202 still means acknowledged: the answers are queued only after the
-//     acks.
-//   - Failures are unchanged: a produce that failed still releases its
-//     claim synchronously, before its 503 is written (release), so a retry
-//     is produced again at once. Its line in the answers is empty, so a
-//     claim whose release failed is taken over as soon as the answers land.
-//
-// The crash window is the one of the earlier two-write protocol: a crash
-// between the response and the write loses the answers after the client
-// may have seen its 202. The claims then have no answers, a later retry
-// (which a client only sends when it did not see the answer) takes the
-// claim over once it is stale and is produced again, and the scorer drops
-// the repeat by transaction_id, as it does for every duplicate ingest
-// cannot rule out (see the package doc). A clean shutdown loses nothing:
-// Run stops the HTTP server, then writes every queued answer before
-// closing Redis. If Redis fails, the write is counted and logged exactly
-// as before (record_idempotency), with the same outcome as a crash.
+// The recorder writes a request's answers after its response, pipelined
+// with other requests'. Invariant: answers are queued only after Kafka's
+// acks, and until they land the claim (same fp, no answers) makes a retry
+// wait, never produce. Why the promises hold and the crash window:
+// docs/design/ingest-idempotency.md#recording-answers-after-the-response.
 
 // idemWrite is one request's answers to store: its answers key and value.
 type idemWrite struct {
