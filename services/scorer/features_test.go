@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
-	"github.com/fraudstream/fraudstream/pkg/windowing"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano()
@@ -138,7 +137,7 @@ func TestAmountRatio(t *testing.T) {
 }
 
 func TestCardStateEncoding(t *testing.T) {
-	lb, err := windowing.NewLookback(windowing.WithRetention(retention))
+	lb, err := newLookback(0)
 	if err != nil {
 		t.Fatal(err)
 	}
