@@ -28,16 +28,16 @@ func (s *Series) AppendBinary(b []byte) ([]byte, error) {
 			b = binary.LittleEndian.AppendUint64(b, v)
 		}
 	}
-	rs := s.recs[s.head:]
+	rs, ts := s.recs[s.head:], s.times[s.head:]
 	b = binary.AppendUvarint(b, uint64(len(rs)))
 	prev := s.cutoff
 	for i := range rs {
 		r := &rs[i]
-		b = binary.AppendUvarint(b, uint64(r.t-prev))
+		b = binary.AppendUvarint(b, uint64(ts[i]-prev))
 		b = binary.AppendVarint(b, r.v)
 		b = append(b, r.flags)
 		b = append(b, r.slot[:len(s.dims)]...)
-		prev = r.t
+		prev = ts[i]
 	}
 	return b, nil
 }
@@ -112,7 +112,8 @@ func (s *Series) decode(data []byte) error {
 			return fmt.Errorf("%w: record", ErrFormat)
 		}
 		p = p[n:]
-		x := rec{t: prev + int64(dt), v: v, flags: p[0]}
+		t := prev + int64(dt)
+		x := rec{v: v, flags: p[0]}
 		if x.flags&^s.lb.flagMask != 0 {
 			return fmt.Errorf("%w: record flags", ErrFormat)
 		}
@@ -124,8 +125,8 @@ func (s *Series) decode(data []byte) error {
 			x.slot[d] = sl
 		}
 		p = p[1+nd:]
-		s.insert(x) // in time order: appends
-		prev = x.t
+		s.insert(t, x) // in time order: appends
+		prev = t
 	}
 	if len(p) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrFormat, len(p))

@@ -23,7 +23,7 @@ func (s *Series) Query(t int64, horizons []time.Duration, out []Agg) error {
 		return checkHorizons(horizons)
 	}
 	span := uint64(t) - uint64(s.cutoff) // > 0, cannot overflow
-	if n := len(s.recs) - s.head; (n == 0 || s.recs[len(s.recs)-1].t <= t) && n <= maxLaneRange {
+	if n := len(s.recs) - s.head; (n == 0 || s.times[len(s.times)-1] <= t) && n <= maxLaneRange {
 		if s.bucketed {
 			if s.fastRun++; s.fastRun >= max(n, bucketIdle) {
 				s.setBuckets(false)
@@ -37,9 +37,9 @@ func (s *Series) Query(t int64, horizons []time.Duration, out []Agg) error {
 	s.fastRun = 0
 	var acc accum
 	var prev int64
-	rs := s.recs[s.head:]
-	next := t                               // the part (next, t] is in acc
-	nextPos := searchFrom(rs, recTime, t+1) // records before nextPos have time ≤ next
+	rs, ts := s.recs[s.head:], s.times[s.head:]
+	next := t                      // the part (next, t] is in acc
+	nextPos := searchFrom(ts, t+1) // records before nextPos have time ≤ next
 	for i, h := range horizons {
 		d := millis(h)
 		if d <= 0 || d < prev {
@@ -51,7 +51,7 @@ func (s *Series) Query(t int64, horizons []time.Duration, out []Agg) error {
 			lo = t - d
 		}
 		if lo < next {
-			pos := searchFrom(rs[:nextPos], recTime, lo+1)
+			pos := searchFrom(ts[:nextPos], lo+1)
 			if nextPos-pos <= scanLimit {
 				// Few records: reading them beats merging buckets.
 				for j := pos; j < nextPos; j++ {
@@ -72,13 +72,13 @@ func (s *Series) Query(t int64, horizons []time.Duration, out []Agg) error {
 // which the prefix sums, the monotonic stacks and the distinct lists give
 // directly. Horizons ascend, so every edge is at or before the previous one.
 func (s *Series) queryInOrder(t int64, span uint64, horizons []time.Duration, out []Agg) error {
-	rs := s.recs[s.head:]
-	mins, maxs := s.mins.e[s.mins.head:], s.maxs.e[s.maxs.head:]
+	rs, ts := s.recs[s.head:], s.times[s.head:]
+	mins, maxs := s.mins.t[s.mins.head:], s.maxs.t[s.maxs.head:] // times
 	dims := s.dims
 	p, mi, ma := len(rs), len(mins), len(maxs)
 	var o [MaxDistinctDims]int // per dimension, the edge in its orderT
-	for d := range dims {
-		o[d] = len(dims[d].orderT)
+	for k := range dims {
+		o[k] = len(dims[k].orderT)
 	}
 	var prev int64
 	for i, h := range horizons {
@@ -92,54 +92,44 @@ func (s *Series) queryInOrder(t int64, span uint64, horizons []time.Duration, ou
 			lo = t - d
 		}
 		g := &out[i]
-		if i >= len(s.hint) {
+		var hi *hints // the hints to use and update, if any
+		switch {
+		case i >= len(s.hint):
 			// Search back from the previous horizon's edges.
-			p = edgeFrom(rs[:p], recTime, lo, p)
+			p = edgeFrom(ts[:p], lo, p)
 			if p == len(rs) {
 				*g = Agg{}
 				continue
 			}
-			mi = edgeFrom(mins[:mi], tvTime, lo, mi)
-			ma = edgeFrom(maxs[:ma], tvTime, lo, ma)
-			for k := range dims {
-				o[k] = edgeFrom(dims[k].orderT[:o[k]], stampTime, lo, o[k])
-			}
-		} else if len(rs) > 0 && lo < rs[0].t {
+			mi = edgeFrom(mins[:mi], lo, mi)
+			ma = edgeFrom(maxs[:ma], lo, ma)
+		case len(rs) > 0 && lo < ts[0]:
 			// Everything retained: the longest horizon, usually.
-			p, mi, ma, o = 0, 0, 0, [MaxDistinctDims]int{}
-		} else {
+			p, mi, ma = 0, 0, 0
+		default:
 			// Search around the last query's edges of this horizon.
 			// The common cases are checked inline: the edge is where it
 			// was, or (records) one further.
-			hi := &s.hint[i]
-			if x := int(hi.rec) - s.head; x >= 0 && x < p && rs[x].t <= lo && (x+1 == p || rs[x+1].t > lo) {
+			hi = &s.hint[i]
+			if x := int(hi.rec) - s.head; x >= 0 && x < p && ts[x] <= lo && (x+1 == p || ts[x+1] > lo) {
 				p = x + 1
 			} else {
-				p = edgeFrom(rs[:p], recTime, lo, min(max(x, 0), p))
+				p = edgeFrom(ts[:p], lo, min(max(x, 0), p))
 			}
 			hi.rec = int32(p + s.head)
 			if p == len(rs) {
 				*g = Agg{}
 				continue
 			}
-			if x := int(hi.min) - s.mins.head; x >= 0 && x < mi && mins[x].t > lo && (x == 0 || mins[x-1].t <= lo) {
+			if x := int(hi.min) - s.mins.head; x >= 0 && x < mi && mins[x] > lo && (x == 0 || mins[x-1] <= lo) {
 				mi = x
 			} else {
-				mi = edgeFrom(mins[:mi], tvTime, lo, min(max(x, 0), mi))
+				mi = edgeFrom(mins[:mi], lo, min(max(x, 0), mi))
 			}
-			if x := int(hi.max) - s.maxs.head; x >= 0 && x < ma && maxs[x].t > lo && (x == 0 || maxs[x-1].t <= lo) {
+			if x := int(hi.max) - s.maxs.head; x >= 0 && x < ma && maxs[x] > lo && (x == 0 || maxs[x-1] <= lo) {
 				ma = x
 			} else {
-				ma = edgeFrom(maxs[:ma], tvTime, lo, min(max(x, 0), ma))
-			}
-			for k := range dims {
-				ord := dims[k].orderT
-				if x := int(hi.ord[k]); x < o[k] && ord[x] > lo && (x == 0 || ord[x-1] <= lo) {
-					o[k] = x
-				} else {
-					o[k] = edgeFrom(ord[:o[k]], stampTime, lo, min(x, o[k]))
-				}
-				hi.ord[k] = uint8(o[k])
+				ma = edgeFrom(maxs[:ma], lo, min(max(x, 0), ma))
 			}
 			hi.min, hi.max = int32(mi+s.mins.head), int32(ma+s.maxs.head)
 		}
@@ -147,16 +137,31 @@ func (s *Series) queryInOrder(t int64, span uint64, horizons []time.Duration, ou
 		f := s.totF - r.cf
 		g.Count = int64(len(rs) - p)
 		g.Sum = s.totV - r.cv
-		g.Min = mins[mi].v
-		g.Max = ^maxs[ma].v
+		g.Min = s.mins.v[s.mins.head+mi]
+		g.Max = ^s.maxs.v[s.maxs.head+ma]
 		g.Flagged[0] = int64(f & 0xffff)
 		g.Flagged[1] = int64(f >> 16 & 0xffff)
 		g.Flagged[2] = int64(f >> 32 & 0xffff)
 		g.Flagged[3] = int64(f >> 48)
 		g.Distinct, g.Saturated = [MaxDistinctDims]int{}, [MaxDistinctDims]bool{}
 		for k := range dims {
-			g.Distinct[k] = len(dims[k].orderT) - o[k]
-			g.Saturated[k] = dims[k].lastOver > lo
+			dm := &dims[k]
+			ord := dm.orderT
+			switch {
+			case p == 0:
+				o[k] = 0 // every last-use time is at or after the first record
+			case hi == nil:
+				o[k] = edgeFrom(ord[:o[k]], lo, o[k])
+			default:
+				if x := int(hi.ord[k]); x < o[k] && ord[x] > lo && (x == 0 || ord[x-1] <= lo) {
+					o[k] = x
+				} else {
+					o[k] = edgeFrom(ord[:o[k]], lo, min(x, o[k]))
+				}
+				hi.ord[k] = uint8(o[k])
+			}
+			g.Distinct[k] = len(ord) - o[k]
+			g.Saturated[k] = dm.lastOver > lo
 		}
 	}
 	return nil
@@ -187,9 +192,9 @@ func (s *Series) addRange(acc *accum, lo, hi int64, li int) {
 			continue // no full bucket of this level fits
 		}
 		// Full buckets a..b.
-		bs := lv.b[lv.head:]
-		j := searchFrom(bs, bucketIdx, a)
-		for ; j < len(bs) && bs[j].idx <= b; j++ {
+		bs, ix := lv.b[lv.head:], lv.idx[lv.head:]
+		j := searchFrom(ix, a)
+		for ; j < len(ix) && ix[j] <= b; j++ {
 			acc.addBucket(&bs[j])
 		}
 		if lo < a*lv.width {
@@ -200,8 +205,8 @@ func (s *Series) addRange(acc *accum, lo, hi int64, li int) {
 		}
 		return
 	}
-	rs := s.recs[s.head:]
-	for j := searchFrom(rs, recTime, lo); j < len(rs) && rs[j].t <= hi; j++ {
+	rs, ts := s.recs[s.head:], s.times[s.head:]
+	for j := searchFrom(ts, lo); j < len(ts) && ts[j] <= hi; j++ {
 		acc.addRec(&rs[j])
 	}
 }
