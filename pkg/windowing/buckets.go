@@ -30,6 +30,13 @@ func (s *Series) setBuckets(on bool) {
 	if !on {
 		return
 	}
+	if s.levels == nil {
+		// Most keys never need buckets: their memory is taken on demand.
+		s.levels = make([]level, len(s.lb.widths))
+		for i, w := range s.lb.widths {
+			s.levels[i].width = w
+		}
+	}
 	rs, ts := s.recs[s.head:], s.times[s.head:]
 	for li := range s.levels {
 		lv := &s.levels[li]

@@ -176,10 +176,7 @@ func NewLookback(opts ...LookbackOption) (*Lookback, error) {
 
 // NewSeries returns the empty state of one key.
 func (l *Lookback) NewSeries() *Series {
-	s := &Series{lb: l, cutoff: MinTime - 1, levels: make([]level, len(l.widths)), dims: make([]dim, l.dims)}
-	for i, w := range l.widths {
-		s.levels[i].width = w
-	}
+	s := &Series{lb: l, cutoff: MinTime - 1, dims: make([]dim, l.dims)}
 	for d := range s.dims {
 		s.dims[d].lastOver = MinTime - 1
 	}

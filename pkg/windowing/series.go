@@ -41,8 +41,8 @@ type Series struct {
 	recs   []rec
 	times  []int64 // times[i] is the event time of recs[i]; ascending
 	head   int     // recs[:head] and times[:head] are evicted
-	levels []level
-	cutoff int64 // records at or below are evicted or refused
+	levels []level // nil until the first query that needs buckets
+	cutoff int64   // records at or below are evicted or refused
 
 	// Suffix structures: exact aggregates of "every retained record with
 	// time > lo", which is what a query at t ≥ the newest record needs (the
