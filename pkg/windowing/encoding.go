@@ -36,7 +36,10 @@ func (s *Series) AppendBinary(b []byte) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(ts[i]-prev))
 		b = binary.AppendVarint(b, r.v)
 		b = append(b, r.flags)
-		b = append(b, r.slot[:len(s.dims)]...)
+		// All MaxDistinctDims slots, then cut back to the Lookback's: a
+		// fixed-size append is a single store, a variable one a memmove.
+		b = append(b, r.slot[:]...)
+		b = b[:len(b)-(MaxDistinctDims-len(s.dims))]
 		prev = ts[i]
 	}
 	return b, nil
