@@ -49,9 +49,9 @@ func usCents(tx *event.Transaction) int64 {
 }
 
 // newLookback is the look-back of the velocity features: the retention of
-// the longest horizon, and the scorer's dimensions and flags. They are part
-// of the encoding of the card state (changelog), so they only grow with a
-// state migration.
+// the longest horizon, and the scorer's dimensions and flags. Those are
+// part of the encoding of the card state (changelog): changing them needs a
+// state migration (TestLookbackStateBytes).
 func newLookback(lateness time.Duration) (*windowing.Lookback, error) {
 	return windowing.NewLookback(windowing.WithRetention(retention), windowing.WithLookbackLateness(lateness),
 		windowing.WithDistinctDims(lookbackDims), windowing.WithFlags(lookbackFlags))
