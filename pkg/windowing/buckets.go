@@ -1,18 +1,17 @@
 package windowing
 
 // A level summarizes the records in buckets of one width, aligned to
-// multiples of it: b[i] covers [idx[i]·width, (idx[i]+1)·width). Only
-// buckets with records exist; from head on, idx ascends. Queries at a time
-// before the newest record merge whole buckets of the coarsest level that
-// fits and finer ones at the edges (Series.addRange).
+// multiples of it (bucket idx covers [idx·width, (idx+1)·width)). Queries
+// at a time before the newest record merge whole buckets of the coarsest
+// level that fits and finer ones at the edges (Series.addRange).
 type level struct {
 	width int64
-	idx   []int64
-	b     []bucket
+	b     []bucket // by idx, from head
 	head  int
 }
 
 type bucket struct {
+	idx      int64
 	count    int64
 	sum      int64
 	min, max int64
@@ -24,7 +23,7 @@ type bucket struct {
 // setBuckets builds (on) or drops (off) the buckets.
 func (s *Series) setBuckets(on bool) {
 	for li := range s.levels {
-		s.levels[li].clear()
+		s.levels[li].b, s.levels[li].head = s.levels[li].b[:0], 0
 	}
 	s.bucketed, s.fastRun = on, 0
 	if !on {
@@ -37,38 +36,38 @@ func (s *Series) setBuckets(on bool) {
 			s.levels[i].width = w
 		}
 	}
-	rs, ts := s.recs[s.head:], s.times[s.head:]
+	rs := s.recs[s.head:]
 	for li := range s.levels {
 		lv := &s.levels[li]
 		for i := range rs {
-			lv.add(ts[i], &rs[i])
+			lv.add(&rs[i])
 		}
 	}
 }
 
-// add counts the record x at time t in its bucket.
-func (lv *level) add(t int64, x *rec) {
+func (lv *level) add(x *rec) {
 	if n := len(lv.b); n > lv.head {
 		// Nearly always the newest bucket or the next one: no division.
-		if off := t - lv.idx[n-1]*lv.width; off >= 0 {
+		last := &lv.b[n-1]
+		if off := x.t - last.idx*lv.width; off >= 0 {
 			if off < lv.width {
-				lv.b[n-1].addRec(x)
+				last.addRec(x)
 			} else {
-				lv.idx = append(lv.idx, floorDiv(t, lv.width))
-				lv.b = append(lv.b, bucket{min: x.v, max: x.v})
+				lv.b = append(lv.b, bucket{idx: floorDiv(x.t, lv.width), min: x.v, max: x.v})
 				lv.b[n].addRec(x)
 			}
 			return
 		}
 	}
-	idx := floorDiv(t, lv.width)
-	i := len(lv.idx)
-	for i > lv.head && lv.idx[i-1] > idx {
+	idx := floorDiv(x.t, lv.width)
+	i := len(lv.b)
+	for i > lv.head && lv.b[i-1].idx > idx {
 		i--
 	}
-	if i == lv.head || lv.idx[i-1] != idx {
-		lv.idx = insertAt(lv.idx, i, idx)
-		lv.b = insertAt(lv.b, i, bucket{min: x.v, max: x.v})
+	if i == lv.head || lv.b[i-1].idx != idx {
+		lv.b = append(lv.b, bucket{})
+		copy(lv.b[i+1:], lv.b[i:])
+		lv.b[i] = bucket{idx: idx, min: x.v, max: x.v}
 	} else {
 		i--
 	}
@@ -78,15 +77,10 @@ func (lv *level) add(t int64, x *rec) {
 // evict drops the buckets whose last millisecond is at or below the cutoff c.
 func (lv *level) evict(c int64) {
 	j := lv.head
-	for j < len(lv.idx) && (lv.idx[j]+1)*lv.width-1 <= c {
+	for j < len(lv.b) && (lv.b[j].idx+1)*lv.width-1 <= c {
 		j++
 	}
-	lv.idx, _ = compact(lv.idx, j)
 	lv.b, lv.head = compact(lv.b, j)
-}
-
-func (lv *level) clear() {
-	lv.idx, lv.b, lv.head = lv.idx[:0], lv.b[:0], 0
 }
 
 func (b *bucket) addRec(x *rec) {

@@ -28,19 +28,19 @@ func (s *Series) AppendBinary(b []byte) ([]byte, error) {
 			b = binary.LittleEndian.AppendUint64(b, v)
 		}
 	}
-	rs, ts := s.recs[s.head:], s.times[s.head:]
+	rs := s.recs[s.head:]
 	b = binary.AppendUvarint(b, uint64(len(rs)))
 	prev := s.cutoff
 	for i := range rs {
 		r := &rs[i]
-		b = binary.AppendUvarint(b, uint64(ts[i]-prev))
+		b = binary.AppendUvarint(b, uint64(r.t-prev))
 		b = binary.AppendVarint(b, r.v)
 		b = append(b, r.flags)
 		// All MaxDistinctDims slots, then cut back to the Lookback's: a
 		// fixed-size append is a single store, a variable one a memmove.
 		b = append(b, r.slot[:]...)
 		b = b[:len(b)-(MaxDistinctDims-len(s.dims))]
-		prev = ts[i]
+		prev = r.t
 	}
 	return b, nil
 }
@@ -115,8 +115,7 @@ func (s *Series) decode(data []byte) error {
 			return fmt.Errorf("%w: record", ErrFormat)
 		}
 		p = p[n:]
-		t := prev + int64(dt)
-		x := rec{v: v, flags: p[0]}
+		x := rec{t: prev + int64(dt), v: v, flags: p[0]}
 		if x.flags&^s.lb.flagMask != 0 {
 			return fmt.Errorf("%w: record flags", ErrFormat)
 		}
@@ -128,8 +127,8 @@ func (s *Series) decode(data []byte) error {
 			x.slot[d] = sl
 		}
 		p = p[1+nd:]
-		s.insert(t, x) // in time order: appends
-		prev = t
+		s.insert(x) // in time order: appends
+		prev = x.t
 	}
 	if len(p) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrFormat, len(p))

@@ -112,14 +112,14 @@ func FuzzLookbackDecode(f *testing.F) {
 			return
 		}
 		var out [1]Agg
-		last := s.times[len(s.times)-1]
+		last := s.recs[len(s.recs)-1].t
 		h := time.Duration(1<<63 - 1)
 		if err := s.Query(last, []time.Duration{h}, out[:]); err != nil {
 			t.Fatal(err)
 		}
 		var want int64
-		for _, t := range s.times[s.head:] {
-			if uint64(last-t) < uint64(millis(h)) {
+		for _, r := range s.recs[s.head:] {
+			if uint64(last-r.t) < uint64(millis(h)) {
 				want++
 			}
 		}

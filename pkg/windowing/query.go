@@ -23,7 +23,7 @@ func (s *Series) Query(t int64, horizons []time.Duration, out []Agg) error {
 		return checkHorizons(horizons)
 	}
 	span := uint64(t) - uint64(s.cutoff) // > 0, cannot overflow
-	if n := len(s.recs) - s.head; (n == 0 || s.times[len(s.times)-1] <= t) && n <= maxLaneRange {
+	if n := len(s.recs) - s.head; (n == 0 || s.recs[len(s.recs)-1].t <= t) && n <= maxLaneRange {
 		if s.bucketed {
 			if s.fastRun++; s.fastRun >= max(n, bucketIdle) {
 				s.setBuckets(false)
@@ -37,9 +37,9 @@ func (s *Series) Query(t int64, horizons []time.Duration, out []Agg) error {
 	s.fastRun = 0
 	var acc accum
 	var prev int64
-	rs, ts := s.recs[s.head:], s.times[s.head:]
+	rs := s.recs[s.head:]
 	next := t                      // the part (next, t] is in acc
-	nextPos := searchFrom(ts, t+1) // records before nextPos have time ≤ next
+	nextPos := searchFrom(rs, t+1) // records before nextPos have time ≤ next
 	for i, h := range horizons {
 		d := millis(h)
 		if d <= 0 || d < prev {
@@ -51,7 +51,7 @@ func (s *Series) Query(t int64, horizons []time.Duration, out []Agg) error {
 			lo = t - d
 		}
 		if lo < next {
-			pos := searchFrom(ts[:nextPos], lo+1)
+			pos := searchFrom(rs[:nextPos], lo+1)
 			if nextPos-pos <= scanLimit {
 				// Few records: reading them beats merging buckets.
 				for j := pos; j < nextPos; j++ {
@@ -72,8 +72,8 @@ func (s *Series) Query(t int64, horizons []time.Duration, out []Agg) error {
 // which the prefix sums, the monotonic stacks and the distinct lists give
 // directly. Horizons ascend, so every edge is at or before the previous one.
 func (s *Series) queryInOrder(t int64, span uint64, horizons []time.Duration, out []Agg) error {
-	rs, ts := s.recs[s.head:], s.times[s.head:]
-	mins, maxs := s.mins.t[s.mins.head:], s.maxs.t[s.maxs.head:] // times
+	rs := s.recs[s.head:]
+	mins, maxs := s.mins.e[s.mins.head:], s.maxs.e[s.maxs.head:]
 	dims := s.dims
 	p, mi, ma := len(rs), len(mins), len(maxs)
 	var o [MaxDistinctDims]int // per dimension, the edge in its orderT
@@ -96,14 +96,14 @@ func (s *Series) queryInOrder(t int64, span uint64, horizons []time.Duration, ou
 		switch {
 		case i >= len(s.hint):
 			// Search back from the previous horizon's edges.
-			p = edgeFrom(ts[:p], lo, p)
+			p = edgeFrom(rs[:p], lo, p)
 			if p == len(rs) {
 				*g = Agg{}
 				continue
 			}
 			mi = edgeFrom(mins[:mi], lo, mi)
 			ma = edgeFrom(maxs[:ma], lo, ma)
-		case len(rs) > 0 && lo < ts[0]:
+		case len(rs) > 0 && lo < rs[0].t:
 			// Everything retained: the longest horizon, usually.
 			p, mi, ma = 0, 0, 0
 		default:
@@ -111,22 +111,22 @@ func (s *Series) queryInOrder(t int64, span uint64, horizons []time.Duration, ou
 			// The common cases are checked inline: the edge is where it
 			// was, or (records) one further.
 			hi = &s.hint[i]
-			if x := int(hi.rec) - s.head; x >= 0 && x < p && ts[x] <= lo && (x+1 == p || ts[x+1] > lo) {
+			if x := int(hi.rec) - s.head; x >= 0 && x < p && rs[x].t <= lo && (x+1 == p || rs[x+1].t > lo) {
 				p = x + 1
 			} else {
-				p = edgeFrom(ts[:p], lo, min(max(x, 0), p))
+				p = edgeFrom(rs[:p], lo, min(max(x, 0), p))
 			}
 			hi.rec = int32(p + s.head)
 			if p == len(rs) {
 				*g = Agg{}
 				continue
 			}
-			if x := int(hi.min) - s.mins.head; x >= 0 && x < mi && mins[x] > lo && (x == 0 || mins[x-1] <= lo) {
+			if x := int(hi.min) - s.mins.head; x >= 0 && x < mi && mins[x].t > lo && (x == 0 || mins[x-1].t <= lo) {
 				mi = x
 			} else {
 				mi = edgeFrom(mins[:mi], lo, min(max(x, 0), mi))
 			}
-			if x := int(hi.max) - s.maxs.head; x >= 0 && x < ma && maxs[x] > lo && (x == 0 || maxs[x-1] <= lo) {
+			if x := int(hi.max) - s.maxs.head; x >= 0 && x < ma && maxs[x].t > lo && (x == 0 || maxs[x-1].t <= lo) {
 				ma = x
 			} else {
 				ma = edgeFrom(maxs[:ma], lo, min(max(x, 0), ma))
@@ -137,8 +137,8 @@ func (s *Series) queryInOrder(t int64, span uint64, horizons []time.Duration, ou
 		f := s.totF - r.cf
 		g.Count = int64(len(rs) - p)
 		g.Sum = s.totV - r.cv
-		g.Min = s.mins.v[s.mins.head+mi]
-		g.Max = ^s.maxs.v[s.maxs.head+ma]
+		g.Min = mins[mi].v
+		g.Max = ^maxs[ma].v
 		g.Flagged[0] = int64(f & 0xffff)
 		g.Flagged[1] = int64(f >> 16 & 0xffff)
 		g.Flagged[2] = int64(f >> 32 & 0xffff)
@@ -192,9 +192,9 @@ func (s *Series) addRange(acc *accum, lo, hi int64, li int) {
 			continue // no full bucket of this level fits
 		}
 		// Full buckets a..b.
-		bs, ix := lv.b[lv.head:], lv.idx[lv.head:]
-		j := searchFrom(ix, a)
-		for ; j < len(ix) && ix[j] <= b; j++ {
+		bs := lv.b[lv.head:]
+		j := searchFrom(bs, a)
+		for ; j < len(bs) && bs[j].idx <= b; j++ {
 			acc.addBucket(&bs[j])
 		}
 		if lo < a*lv.width {
@@ -205,8 +205,8 @@ func (s *Series) addRange(acc *accum, lo, hi int64, li int) {
 		}
 		return
 	}
-	rs, ts := s.recs[s.head:], s.times[s.head:]
-	for j := searchFrom(ts, lo); j < len(ts) && ts[j] <= hi; j++ {
+	rs := s.recs[s.head:]
+	for j := searchFrom(rs, lo); j < len(rs) && rs[j].t <= hi; j++ {
 		acc.addRec(&rs[j])
 	}
 }

@@ -1,13 +1,12 @@
 package windowing
 
-// rec is a stored record (its time is in Series.times); slot[d] is 0 for
-// none, 1+i for dictionary slot i, overSlot for a value the dictionary had
-// no room for. cv and cf are the
+// rec is a stored record; slot[d] is 0 for none, 1+i for dictionary slot i,
+// overSlot for a value the dictionary had no room for. cv and cf are the
 // sum of the values and the packed flag counts (see flagLanes) of all the
 // records before this one since the series was last emptied, modulo 2⁶⁴:
 // prefix sums, so that the sum over a suffix is one subtraction.
 type rec struct {
-	v     int64
+	t, v  int64
 	cv    int64
 	cf    uint64
 	slot  [MaxDistinctDims]uint8
@@ -39,8 +38,7 @@ const maxLaneRange = 1<<16 - 1
 type Series struct {
 	lb     *Lookback
 	recs   []rec
-	times  []int64 // times[i] is the event time of recs[i]; ascending
-	head   int     // recs[:head] and times[:head] are evicted
+	head   int
 	levels []level // nil until the first query that needs buckets
 	cutoff int64   // records at or below are evicted or refused
 
@@ -98,42 +96,42 @@ func (s *Series) Add(r Record) error {
 			return ErrDimension
 		}
 	}
-	x := rec{v: r.Value, flags: r.Flags & s.lb.flagMask}
+	x := rec{t: r.Time, v: r.Value, flags: r.Flags & s.lb.flagMask}
 	for d := range s.dims {
 		if v := r.Distinct[d]; v != 0 {
 			x.slot[d] = s.slotFor(d, v)
 		}
 	}
-	s.insert(r.Time, x)
+	s.insert(x)
 	return nil
 }
 
-// insert adds a record at time t whose slots are assigned to every structure.
-func (s *Series) insert(t int64, x rec) {
+// insert adds a record whose slots are assigned to every structure.
+func (s *Series) insert(x rec) {
 	fl := flagLanes(x.flags)
 	n := len(s.recs)
-	if n == s.head || s.times[n-1] <= t {
+	if n == s.head || s.recs[n-1].t <= x.t {
 		// In order: an append (the common case).
 		x.cv, x.cf = s.totV, s.totF
 		s.recs = append(s.recs, x)
-		s.times = append(s.times, t)
-		s.mins.pushBack(t, x.v)
-		s.maxs.pushBack(t, ^x.v)
+		s.mins.pushBack(x.t, x.v)
+		s.maxs.pushBack(x.t, ^x.v)
 	} else {
 		// Insert after equal times, and add x to the prefix sums after it.
 		i := n
-		for i > s.head && s.times[i-1] > t {
+		for i > s.head && s.recs[i-1].t > x.t {
 			i--
 		}
 		x.cv, x.cf = s.recs[i].cv, s.recs[i].cf
-		s.recs = insertAt(s.recs, i, x)
-		s.times = insertAt(s.times, i, t)
+		s.recs = append(s.recs, rec{})
+		copy(s.recs[i+1:], s.recs[i:])
+		s.recs[i] = x
 		for j := i + 1; j < len(s.recs); j++ {
 			s.recs[j].cv += x.v
 			s.recs[j].cf += fl
 		}
-		s.mins.insert(t, x.v)
-		s.maxs.insert(t, ^x.v)
+		s.mins.insert(x.t, x.v)
+		s.maxs.insert(x.t, ^x.v)
 	}
 	s.totV += x.v
 	s.totF += fl
@@ -141,14 +139,14 @@ func (s *Series) insert(t int64, x rec) {
 		switch sl := x.slot[d]; sl {
 		case 0:
 		case overSlot:
-			s.dims[d].lastOver = max(s.dims[d].lastOver, t)
+			s.dims[d].lastOver = max(s.dims[d].lastOver, x.t)
 		default:
-			s.dims[d].touch(sl, t, s.cutoff)
+			s.dims[d].touch(sl, x.t, s.cutoff)
 		}
 	}
 	if s.bucketed {
 		for li := range s.levels {
-			s.levels[li].add(t, &x)
+			s.levels[li].add(&x)
 		}
 	}
 }
@@ -165,11 +163,10 @@ func (s *Series) Evict(wm int64) (empty bool) {
 	if c > s.cutoff {
 		s.cutoff = c
 		i := s.head
-		for i < len(s.times) && s.times[i] <= c {
+		for i < len(s.recs) && s.recs[i].t <= c {
 			i++
 		}
-		s.recs, _ = compact(s.recs, i)
-		s.times, s.head = compact(s.times, i)
+		s.recs, s.head = compact(s.recs, i)
 		if s.bucketed {
 			for li := range s.levels {
 				s.levels[li].evict(c)
@@ -217,15 +214,15 @@ func compact[T any](s []T, head int) ([]T, int) {
 const shrinkMin = 64
 
 func (s *Series) clear() {
-	s.recs, s.times, s.head = s.recs[:0], s.times[:0], 0
+	s.recs, s.head = s.recs[:0], 0
 	for li := range s.levels {
-		s.levels[li].clear()
+		s.levels[li].b, s.levels[li].head = s.levels[li].b[:0], 0
 	}
 	for d := range s.dims {
 		s.dims[d].clear()
 	}
-	s.mins.clear()
-	s.maxs.clear()
+	s.mins.e, s.mins.head = s.mins.e[:0], 0
+	s.maxs.e, s.maxs.head = s.maxs.e[:0], 0
 	s.totV, s.totF = 0, 0
 	s.bucketed, s.fastRun = false, 0
 }

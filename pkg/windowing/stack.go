@@ -1,56 +1,56 @@
 package windowing
 
-// stack is a monotonic stack of suffix minima (see Series.mins): entry i
-// is a record's time t[i] and (possibly inverted) value v[i]; from head
-// on, both strictly increase.
+// stack is a monotonic stack of suffix minima (see Series.mins): values
+// strictly increase along e[head:], times too.
 type stack struct {
-	t, v []int64
+	e    []tv
 	head int
 }
 
+// tv is an entry of a monotonic stack: the time and (possibly inverted)
+// value of a record.
+type tv struct{ t, v int64 }
+
 // pushBack adds a record later than (or as late as) every other.
 func (st *stack) pushBack(t, v int64) {
-	n := len(st.v)
-	for n > st.head && st.v[n-1] >= v {
-		n--
+	e := st.e
+	for len(e) > st.head && e[len(e)-1].v >= v {
+		e = e[:len(e)-1]
 	}
-	st.t, st.v = append(st.t[:n], t), append(st.v[:n], v)
+	st.e = append(e, tv{t, v})
 }
 
 // insert adds a record that goes after the records with time ≤ t.
 func (st *stack) insert(t, v int64) {
-	k := len(st.t)
-	for k > st.head && st.t[k-1] > t {
+	k := len(st.e)
+	for k > st.head && st.e[k-1].t > t {
 		k--
 	}
 	// Entries before k with a value ≥ v stop being suffix minima; x is one
 	// if it is below the minimum after it.
 	j := k
-	for j > st.head && st.v[j-1] >= v {
+	for j > st.head && st.e[j-1].v >= v {
 		j--
 	}
-	in := k == len(st.v) || v < st.v[k]
+	in := k == len(st.e) || v < st.e[k].v
 	switch {
 	case in && j == k:
-		st.t, st.v = insertAt(st.t, k, t), insertAt(st.v, k, v)
+		st.e = append(st.e, tv{})
+		copy(st.e[k+1:], st.e[k:])
+		st.e[k] = tv{t, v}
 	case in:
-		st.t[j], st.v[j] = t, v
-		st.t, st.v = append(st.t[:j+1], st.t[k:]...), append(st.v[:j+1], st.v[k:]...)
+		st.e[j] = tv{t, v}
+		st.e = append(st.e[:j+1], st.e[k:]...)
 	default:
-		st.t, st.v = append(st.t[:j], st.t[k:]...), append(st.v[:j], st.v[k:]...)
+		st.e = append(st.e[:j], st.e[k:]...)
 	}
 }
 
 // evict drops the entries at or below the cutoff c.
 func (st *stack) evict(c int64) {
 	i := st.head
-	for i < len(st.t) && st.t[i] <= c {
+	for i < len(st.e) && st.e[i].t <= c {
 		i++
 	}
-	st.t, _ = compact(st.t, i)
-	st.v, st.head = compact(st.v, i)
-}
-
-func (st *stack) clear() {
-	st.t, st.v, st.head = st.t[:0], st.v[:0], 0
+	st.e, st.head = compact(st.e, i)
 }
