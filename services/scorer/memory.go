@@ -1,0 +1,316 @@
+package scorer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/fraudstream/fraudstream/pkg/event"
+	"github.com/fraudstream/fraudstream/pkg/windowing"
+)
+
+// Long memory per card (docs/detection.md): what the card has done over
+// weeks rather than the look-back's 24 hours, in a bounded space. A card
+// remembers a few of each kind of value it has used (countries, merchant
+// categories, merchants, devices, networks), each with when it was first
+// and last seen and how often; a value not seen for memoryRetention is
+// forgotten, and a full kind evicts its least useful entry (seen once
+// before others, then least recently). Places (features.go) live as long.
+//
+// Determinism: as with the look-back, every lookup ignores entries at or
+// below the memory floor of the watermark before the record, and pruning
+// only drops entries at or below the floor of the current watermark, so
+// whether a forgotten entry is still held never changes a result.
+const (
+	// memoryRetention is how long a card remembers a value it no longer
+	// uses, and how long a card's state lives without transactions.
+	memoryRetention = 35 * 24 * time.Hour
+
+	// historyKnown is how many remembered transactions make a card known:
+	// below it, a device, address or merchant the card has not used
+	// before says nothing (every value of a new card is new).
+	historyKnown = 3
+
+	// burstWindow is the span of repeat_merchant_10m.
+	burstWindowMin = 10
+)
+
+// memKind is what a memory entry remembers.
+type memKind uint8
+
+const (
+	memCountry memKind = iota
+	memMCC
+	memMerchant
+	memDevice
+	memNetwork // the IP address's network: its /24 (IPv4) or /48 (IPv6)
+	numMemKinds
+)
+
+// memCap bounds the entries of each kind.
+var memCap = [numMemKinds]int{memCountry: 4, memMCC: 6, memMerchant: 8, memDevice: 3, memNetwork: 3}
+
+// memEntry is one remembered value: its 8-byte hash (windowing.Hash), the
+// Unix minutes it was first and last seen, how often (saturating), and
+// for a merchant category the mean logarithm of the card's amounts there
+// (US cents, ×1000, an exponential mean once n saturates).
+type memEntry struct {
+	h           uint64
+	first, last uint32
+	n           uint16
+	kind        memKind
+	logAmt      int16
+}
+
+// memory is a card's long memory. entries holds at most memCap[k] entries
+// of each kind k, in no particular order.
+type memory struct {
+	entries []memEntry
+	// first and last are the Unix ms of the card's first and latest
+	// remembered transactions; count how many there were (saturating).
+	first, last int64
+	count       uint32
+}
+
+func minuteOf(ms int64) uint32 { return uint32(max(floorDiv(ms, 60_000), 0)) }
+
+// live reports whether an entry last seen at minute m is above floor (ms).
+func live(m uint32, floor int64) bool { return int64(m)*60_000 > floor }
+
+// find returns the index of the live entry of kind k and hash h, or -1.
+func (m *memory) find(k memKind, h uint64, floor int64) int {
+	for i := range m.entries {
+		e := &m.entries[i]
+		if e.h == h && e.kind == k && live(e.last, floor) {
+			return i
+		}
+	}
+	return -1
+}
+
+// has reports whether the card remembers any live entry of kind k.
+func (m *memory) has(k memKind, floor int64) bool {
+	for i := range m.entries {
+		if m.entries[i].kind == k && live(m.entries[i].last, floor) {
+			return true
+		}
+	}
+	return false
+}
+
+// recent counts the live entries of kind k last seen at or after minute
+// since.
+func (m *memory) recent(k memKind, since uint32) int64 {
+	var n int64
+	for i := range m.entries {
+		if m.entries[i].kind == k && m.entries[i].last >= since {
+			n++
+		}
+	}
+	return n
+}
+
+// see records value h of kind k at minute min; for memMCC, logAmt is the
+// amount's log ×1000. A full kind evicts the entry seen once and least
+// recently, else the least recently seen one.
+func (m *memory) see(k memKind, h uint64, at uint32, logAmt int16, floor int64) {
+	if i := m.find(k, h, floor); i >= 0 {
+		e := &m.entries[i]
+		if e.n < math.MaxUint16 {
+			e.n++
+		}
+		e.last = max(e.last, at)
+		e.first = min(e.first, at)
+		if k == memMCC {
+			w := int32(min(e.n, 64)) // the mean of the last ~64 amounts
+			e.logAmt = int16(int32(e.logAmt) + (int32(logAmt)-int32(e.logAmt))/w)
+		}
+		return
+	}
+	n, victim := 0, -1
+	for i := range m.entries {
+		e := &m.entries[i]
+		if e.kind != k {
+			continue
+		}
+		n++
+		if victim < 0 || worse(e, &m.entries[victim]) {
+			victim = i
+		}
+	}
+	e := memEntry{h: h, first: at, last: at, n: 1, kind: k, logAmt: logAmt}
+	if n >= memCap[k] {
+		m.entries[victim] = e
+		return
+	}
+	m.entries = append(m.entries, e)
+}
+
+// worse reports whether a is a better eviction victim than b.
+func worse(a, b *memEntry) bool {
+	if (a.n == 1) != (b.n == 1) {
+		return a.n == 1
+	}
+	return a.last < b.last
+}
+
+// prune forgets the entries last seen at or below floor, keeping the
+// others in order.
+func (m *memory) prune(floor int64) {
+	n := 0
+	for _, e := range m.entries {
+		if live(e.last, floor) {
+			m.entries[n] = e
+			n++
+		}
+	}
+	m.entries = m.entries[:n]
+	if m.last <= floor {
+		m.first, m.count = 0, 0
+	}
+}
+
+// networkHash is the hash of the network of address ip (its /24 or /48),
+// 0 when there is none or it does not parse: a household or office keeps
+// its network while its address changes.
+func networkHash(ip string) uint64 {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return 0
+	}
+	bits := 48
+	if a.Is4() || a.Is4In6() {
+		a, bits = a.Unmap(), 24
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return 0
+	}
+	b, _ := p.Addr().MarshalBinary()
+	return windowing.Hash(string(b)) | 1 // never 0
+}
+
+// logMilli is the logarithm of an amount in US cents, ×1000, as memEntry
+// keeps it.
+func logMilli(cents int64) int16 { return int16(min(logCents(cents)*1000, math.MaxInt16)) }
+
+// memoryFeatures fills the features of long memory for a transaction at
+// ts against entries above floor (before the transaction is remembered).
+func memoryFeatures(f *event.Features, m *memory, tx *event.Transaction, ts, floor int64, cents int64) {
+	known := m.last > floor && m.count >= historyKnown
+	if m.last > floor {
+		f.HistoryCount = int64(m.count)
+		f.HistoryDays = float64(ts-m.first) / float64(24*time.Hour/time.Millisecond)
+		f.HistoryDays = max(f.HistoryDays, 0)
+	}
+	f.NewCountry = m.find(memCountry, windowing.Hash(tx.MerchantCountry), floor) < 0
+	now := minuteOf(ts)
+	if i := m.find(memMerchant, windowing.Hash(tx.MerchantID), floor); i >= 0 {
+		e := &m.entries[i]
+		f.MerchantVisits = int64(e.n)
+		f.RepeatMerchant10m = e.last+burstWindowMin >= now
+	} else {
+		f.NewMerchant = true
+	}
+	if i := m.find(memMCC, windowing.Hash(tx.MerchantCategory), floor); i >= 0 {
+		f.AmountRatioMCC = math.Exp(logCents(cents) - float64(m.entries[i].logAmt)/1000)
+	}
+	if tx.DeviceID != "" {
+		h := windowing.Hash(tx.DeviceID)
+		seen := m.find(memDevice, h, floor) >= 0
+		f.NewDevice = known && !seen && m.has(memDevice, floor)
+		f.Devices1h = m.recent(memDevice, now-min(now, 60))
+		if !seen {
+			f.Devices1h++
+		}
+	}
+	if h := networkHash(tx.IP); h != 0 {
+		f.NewIP = known && m.find(memNetwork, h, floor) < 0 && m.has(memNetwork, floor)
+	}
+}
+
+// remember adds a transaction at ts to the card's long memory.
+func (m *memory) remember(tx *event.Transaction, ts, floor int64, cents int64) {
+	at := minuteOf(ts)
+	if m.last <= floor || m.count == 0 {
+		m.first, m.count = ts, 0
+	}
+	m.first = min(m.first, ts)
+	m.last = max(m.last, ts)
+	if m.count < math.MaxUint32 {
+		m.count++
+	}
+	m.see(memCountry, windowing.Hash(tx.MerchantCountry), at, 0, floor)
+	m.see(memMCC, windowing.Hash(tx.MerchantCategory), at, logMilli(cents), floor)
+	m.see(memMerchant, windowing.Hash(tx.MerchantID), at, 0, floor)
+	if tx.DeviceID != "" {
+		m.see(memDevice, windowing.Hash(tx.DeviceID), at, 0, floor)
+	}
+	if h := networkHash(tx.IP); h != 0 {
+		m.see(memNetwork, h, at, 0, floor)
+	}
+}
+
+// appendMemory appends the encoding of m (card state version 3): first
+// and last as zig-zag varints, count and the entry count as uvarints,
+// then per entry its kind byte, hash as 8 little-endian bytes, last as a
+// uvarint, last − first as a uvarint, n as a uvarint and logAmt as a
+// zig-zag varint.
+func appendMemory(b []byte, m *memory) []byte {
+	b = binary.AppendVarint(b, m.first)
+	b = binary.AppendVarint(b, m.last)
+	b = binary.AppendUvarint(b, uint64(m.count))
+	b = binary.AppendUvarint(b, uint64(len(m.entries)))
+	for _, e := range m.entries {
+		b = append(b, byte(e.kind))
+		b = binary.LittleEndian.AppendUint64(b, e.h)
+		b = binary.AppendUvarint(b, uint64(e.last))
+		b = binary.AppendUvarint(b, uint64(e.last-e.first))
+		b = binary.AppendUvarint(b, uint64(e.n))
+		b = binary.AppendVarint(b, int64(e.logAmt))
+	}
+	return b
+}
+
+// decodeMemory reads what appendMemory wrote, checking the bounds.
+func decodeMemory(d *decoder, m *memory) {
+	m.first, m.last = d.varint(), d.varint()
+	m.count = uint32(min(d.uvarint(), math.MaxUint32))
+	n := d.uvarint()
+	max := 0
+	for _, c := range memCap {
+		max += c
+	}
+	if d.err == nil && n > uint64(max) {
+		d.err = fmt.Errorf("%w: %d memory entries, at most %d", errStateFormat, n, max)
+		return
+	}
+	var per [numMemKinds]int
+	m.entries = make([]memEntry, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		k := memKind(d.byte())
+		if k >= numMemKinds || per[k] == memCap[k] {
+			d.err = fmt.Errorf("%w: memory entry kind %d", errStateFormat, k)
+			return
+		}
+		per[k]++
+		e := memEntry{kind: k, h: d.uint64()}
+		e.last = uint32(d.uvarint())
+		e.first = e.last - uint32(min(d.uvarint(), uint64(e.last)))
+		e.n = uint16(min(d.uvarint(), math.MaxUint16))
+		e.logAmt = int16(d.varint())
+		m.entries = append(m.entries, e)
+	}
+}
+
+func (d *decoder) uint64() uint64 {
+	if len(d.p) < 8 {
+		d.fail("uint64")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.p)
+	d.p = d.p[8:]
+	return v
+}
