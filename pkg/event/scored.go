@@ -59,11 +59,14 @@ type Features struct {
 	// holds, HistoryDays how long ago the first of them was.
 	HistoryCount int64   `json:"history_count"`
 	HistoryDays  float64 `json:"history_days"`
-	// NewDevice and NewIP: a card with history, that has paid from known
-	// devices (networks: the address's /24 or /48) before, pays from one
-	// it has not used. Never true for a card without that history.
-	NewDevice bool `json:"new_device"`
-	NewIP     bool `json:"new_ip"`
+	// NewDevice and NewIP: a card with history, that has paid from other
+	// devices (networks: the address's /24 or /48) for more than a day,
+	// pays from one it first used less than a day ago. Never true for a
+	// card without that history. DeviceKnown: the card has used this device
+	// for more than a day.
+	NewDevice   bool `json:"new_device"`
+	NewIP       bool `json:"new_ip"`
+	DeviceKnown bool `json:"device_known"`
 	// Devices1h is how many different devices the card used in the last
 	// hour, this one included.
 	Devices1h int64 `json:"devices_1h"`
@@ -71,6 +74,8 @@ type Features struct {
 	// RepeatMerchant10m says one of those was in the last 10 minutes.
 	MerchantVisits    int64 `json:"merchant_visits"`
 	RepeatMerchant10m bool  `json:"repeat_merchant_10m"`
+	// MerchantDays is how long ago the card first paid this merchant.
+	MerchantDays float64 `json:"merchant_days"`
 	// DistinctMerchants10m counts the merchants of the card's earlier
 	// transactions in the last 10 minutes.
 	DistinctMerchants10m int64 `json:"distinct_merchants_10m"`

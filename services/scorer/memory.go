@@ -33,8 +33,13 @@ const (
 	// before says nothing (every value of a new card is new).
 	historyKnown = 3
 
-	// burstWindow is the span of repeat_merchant_10m.
+	// burstWindowMin is the span of repeat_merchant_10m, in minutes.
 	burstWindowMin = 10
+	// newWithinMin: a device or network first used by the card less than
+	// this long ago (minutes) is new (new_device, new_ip): a stolen
+	// account's device stays new for the whole spree, not only its first
+	// purchase.
+	newWithinMin = 24 * 60
 )
 
 // memKind is what a memory entry remembers.
@@ -90,14 +95,28 @@ func (m *memory) find(k memKind, h uint64, floor int64) int {
 	return -1
 }
 
-// has reports whether the card remembers any live entry of kind k.
-func (m *memory) has(k memKind, floor int64) bool {
+// hasOlder reports whether the card remembers a live entry of kind k
+// first seen before minute before.
+func (m *memory) hasOlder(k memKind, before uint32, floor int64) bool {
 	for i := range m.entries {
-		if m.entries[i].kind == k && live(m.entries[i].last, floor) {
+		e := &m.entries[i]
+		if e.kind == k && e.first < before && live(e.last, floor) {
 			return true
 		}
 	}
 	return false
+}
+
+// fresh reports whether value h of kind k is new to the card: first used
+// less than newWithinMin ago (or not at all), while the card has used
+// others of its kind for longer; and whether it is established: used for
+// longer than that.
+func (m *memory) fresh(k memKind, h uint64, now uint32, floor int64) (isNew, established bool) {
+	since := now - min(now, newWithinMin)
+	if i := m.find(k, h, floor); i >= 0 && m.entries[i].first < since {
+		return false, true
+	}
+	return m.hasOlder(k, since, floor), false
 }
 
 // recent counts the live entries of kind k last seen at or after minute
@@ -211,6 +230,7 @@ func memoryFeatures(f *event.Features, m *memory, tx *event.Transaction, ts, flo
 		e := &m.entries[i]
 		f.MerchantVisits = int64(e.n)
 		f.RepeatMerchant10m = e.last+burstWindowMin >= now
+		f.MerchantDays = float64(now-min(now, e.first)) / (24 * 60)
 	} else {
 		f.NewMerchant = true
 	}
@@ -219,15 +239,17 @@ func memoryFeatures(f *event.Features, m *memory, tx *event.Transaction, ts, flo
 	}
 	if tx.DeviceID != "" {
 		h := windowing.Hash(tx.DeviceID)
-		seen := m.find(memDevice, h, floor) >= 0
-		f.NewDevice = known && !seen && m.has(memDevice, floor)
+		isNew, established := m.fresh(memDevice, h, now, floor)
+		f.NewDevice = known && isNew
+		f.DeviceKnown = established
 		f.Devices1h = m.recent(memDevice, now-min(now, 60))
-		if !seen {
-			f.Devices1h++
+		if i := m.find(memDevice, h, floor); i < 0 || m.entries[i].last < now-min(now, 60) {
+			f.Devices1h++ // this one, unless counted already
 		}
 	}
 	if h := networkHash(tx.IP); h != 0 {
-		f.NewIP = known && m.find(memNetwork, h, floor) < 0 && m.has(memNetwork, floor)
+		isNew, _ := m.fresh(memNetwork, h, now, floor)
+		f.NewIP = known && isNew
 	}
 }
 

@@ -99,7 +99,7 @@ func (cs *cardState) resetShort() {
 // has wholly expired once the look-back floor reaches it, which is when
 // both its look-back state (last) and its long memory have.
 func (cs *cardState) expiresAt() int64 {
-	return max(cs.last, cs.mem.last-(memoryRetention-retention).Milliseconds())
+	return max(cs.last, cs.mem.last+(memoryRetention-retention).Milliseconds())
 }
 
 // addID remembers a transaction_id, keeping ids ordered by time; times

@@ -535,7 +535,7 @@ func TestTaskChangelogNamesEachCardOnce(t *testing.T) {
 		t.Fatalf("flush with nothing changed: %v", got)
 	}
 
-	send("t6", "c3", later.Add(72*time.Hour)) // c1 and c2 expire wholly
+	send("t6", "c3", later.Add(memoryRetention+72*time.Hour)) // c1 and c2 expire wholly, long memory included
 	got = entries()
 	for _, k := range []string{"c1", "c2"} {
 		if len(got[k]) != 1 || got[k][0].Value != nil {

@@ -42,6 +42,8 @@ type Env struct {
 	HistoryDays          float64 `expr:"history_days"`
 	NewDevice            bool    `expr:"new_device"`
 	NewIP                bool    `expr:"new_ip"`
+	DeviceKnown          bool    `expr:"device_known"`
+	MerchantDays         float64 `expr:"merchant_days"`
 	Devices1h            int     `expr:"devices_1h"`
 	MerchantVisits       int     `expr:"merchant_visits"`
 	RepeatMerchant10m    bool    `expr:"repeat_merchant_10m"`
@@ -113,6 +115,8 @@ func (e *Env) Fill(tx *event.Transaction, f *event.Features) {
 		HistoryDays:          f.HistoryDays,
 		NewDevice:            f.NewDevice,
 		NewIP:                f.NewIP,
+		DeviceKnown:          f.DeviceKnown,
+		MerchantDays:         f.MerchantDays,
 		Devices1h:            int(f.Devices1h),
 		MerchantVisits:       int(f.MerchantVisits),
 		RepeatMerchant10m:    f.RepeatMerchant10m,
@@ -187,6 +191,8 @@ var variables = []variable{
 	{name: "history_days", kind: kindFloat, f: func(e *Env) float64 { return e.HistoryDays }},
 	{name: "new_device", kind: kindBool, b: func(e *Env) bool { return e.NewDevice }},
 	{name: "new_ip", kind: kindBool, b: func(e *Env) bool { return e.NewIP }},
+	{name: "device_known", kind: kindBool, b: func(e *Env) bool { return e.DeviceKnown }},
+	{name: "merchant_days", kind: kindFloat, f: func(e *Env) float64 { return e.MerchantDays }},
 	{name: "devices_1h", kind: kindInt, i: func(e *Env) int { return e.Devices1h }},
 	{name: "merchant_visits", kind: kindInt, i: func(e *Env) int { return e.MerchantVisits }},
 	{name: "repeat_merchant_10m", kind: kindBool, b: func(e *Env) bool { return e.RepeatMerchant10m }},
