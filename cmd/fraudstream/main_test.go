@@ -29,6 +29,8 @@ func TestBadSettingIsNamed(t *testing.T) {
 		{[]string{"scorer"}, map[string]string{"SCORER_MODEL_FILE": "/no/such/model.json"}, "SCORER_MODEL_FILE"},
 		{[]string{"train"}, nil, "TRAIN_INPUT"},
 		{[]string{"train", "--input", "/no/such/file"}, nil, "TRAIN_INPUT"},
+		{[]string{"train", "--simulate", "10", "--review-rate", "1.5"}, nil, "TRAIN_REVIEW_RATE"},
+		{[]string{"train", "--simulate", "10", "--review-rate", "0.01", "--decline-rate", "0.02"}, nil, "TRAIN_DECLINE_RATE"},
 		{[]string{"nope"}, nil, `unknown command "nope"`},
 	}
 	for _, tc := range tests {
