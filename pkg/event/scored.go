@@ -53,7 +53,8 @@ type Features struct {
 
 	// Long memory of the card (weeks, bounded; see docs/detection.md).
 	// NewCountry and NewMerchant above are against it too: a country or
-	// merchant the card has not used in that memory.
+	// merchant the card has not used in that memory (new_country is false
+	// for a card without history: it has no country to be new against).
 	//
 	// HistoryCount is how many earlier transactions the card's memory
 	// holds, HistoryDays how long ago the first of them was.
@@ -62,8 +63,8 @@ type Features struct {
 	// NewDevice and NewIP: a card with history, that has paid from other
 	// devices (networks: the address's /24 or /48) for more than a day,
 	// pays from one it first used less than a day ago. Never true for a
-	// card without that history. DeviceKnown: the card has used this device
-	// for more than a day.
+	// card without that history. DeviceKnown: the card first used this
+	// device an hour or more ago (before the current burst).
 	NewDevice   bool `json:"new_device"`
 	NewIP       bool `json:"new_ip"`
 	DeviceKnown bool `json:"device_known"`

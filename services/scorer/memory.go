@@ -40,6 +40,11 @@ const (
 	// account's device stays new for the whole spree, not only its first
 	// purchase.
 	newWithinMin = 24 * 60
+	// knownAfterMin: a device first used by the card at least this long
+	// ago (minutes) was part of its life before the current burst
+	// (device_known): card testing brings its own device, an in-app
+	// burst comes from the holder's.
+	knownAfterMin = 60
 )
 
 // memKind is what a memory entry remembers.
@@ -109,14 +114,16 @@ func (m *memory) hasOlder(k memKind, before uint32, floor int64) bool {
 
 // fresh reports whether value h of kind k is new to the card: first used
 // less than newWithinMin ago (or not at all), while the card has used
-// others of its kind for longer; and whether it is established: used for
-// longer than that.
-func (m *memory) fresh(k memKind, h uint64, now uint32, floor int64) (isNew, established bool) {
+// others of its kind for longer; and whether the card first used it at
+// least knownAfterMin ago.
+func (m *memory) fresh(k memKind, h uint64, now uint32, floor int64) (isNew, known bool) {
 	since := now - min(now, newWithinMin)
-	if i := m.find(k, h, floor); i >= 0 && m.entries[i].first < since {
-		return false, true
+	i := m.find(k, h, floor)
+	known = i >= 0 && m.entries[i].first+knownAfterMin <= now
+	if i >= 0 && m.entries[i].first < since {
+		return false, known
 	}
-	return m.hasOlder(k, since, floor), false
+	return m.hasOlder(k, since, floor), known
 }
 
 // recent counts the live entries of kind k last seen at or after minute
@@ -224,7 +231,8 @@ func memoryFeatures(f *event.Features, m *memory, tx *event.Transaction, ts, flo
 		f.HistoryDays = float64(ts-m.first) / float64(24*time.Hour/time.Millisecond)
 		f.HistoryDays = max(f.HistoryDays, 0)
 	}
-	f.NewCountry = m.find(memCountry, windowing.Hash(tx.MerchantCountry), floor) < 0
+	// A card without history has no country to be new against.
+	f.NewCountry = m.last > floor && m.count > 0 && m.find(memCountry, windowing.Hash(tx.MerchantCountry), floor) < 0
 	now := minuteOf(ts)
 	if i := m.find(memMerchant, windowing.Hash(tx.MerchantID), floor); i >= 0 {
 		e := &m.entries[i]
@@ -239,9 +247,9 @@ func memoryFeatures(f *event.Features, m *memory, tx *event.Transaction, ts, flo
 	}
 	if tx.DeviceID != "" {
 		h := windowing.Hash(tx.DeviceID)
-		isNew, established := m.fresh(memDevice, h, now, floor)
+		isNew, seen := m.fresh(memDevice, h, now, floor)
 		f.NewDevice = known && isNew
-		f.DeviceKnown = established
+		f.DeviceKnown = seen
 		f.Devices1h = m.recent(memDevice, now-min(now, 60))
 		if i := m.find(memDevice, h, floor); i < 0 || m.entries[i].last < now-min(now, 60) {
 			f.Devices1h++ // this one, unless counted already
