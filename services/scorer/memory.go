@@ -214,8 +214,32 @@ func networkHash(ip string) uint64 {
 	if err != nil {
 		return 0
 	}
-	b, _ := p.Addr().MarshalBinary()
-	return windowing.Hash(string(b)) | 1 // never 0
+	b := p.Addr().As16()              // no allocation, unlike MarshalBinary
+	h := uint64(14695981039346656037) // FNV-1a, as windowing.Hash
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h | 1 // never 0
+}
+
+// memKeys are the hashes of a transaction's remembered values, computed
+// once for its features and its remembering (0: none).
+type memKeys struct {
+	country, mcc, merchant, device, network uint64
+}
+
+func keysOf(tx *event.Transaction) memKeys {
+	k := memKeys{
+		country:  windowing.Hash(tx.MerchantCountry),
+		mcc:      windowing.Hash(tx.MerchantCategory),
+		merchant: windowing.Hash(tx.MerchantID),
+		network:  networkHash(tx.IP),
+	}
+	if tx.DeviceID != "" {
+		k.device = windowing.Hash(tx.DeviceID) | 1
+	}
+	return k
 }
 
 // logMilli is the logarithm of an amount in US cents, ×1000, as memEntry
@@ -224,7 +248,7 @@ func logMilli(cents int64) int16 { return int16(min(logCents(cents)*1000, math.M
 
 // memoryFeatures fills the features of long memory for a transaction at
 // ts against entries above floor (before the transaction is remembered).
-func memoryFeatures(f *event.Features, m *memory, tx *event.Transaction, ts, floor int64, cents int64) {
+func memoryFeatures(f *event.Features, m *memory, k *memKeys, ts, floor int64, cents int64) {
 	known := m.last > floor && m.count >= historyKnown
 	if m.last > floor {
 		f.HistoryCount = int64(m.count)
@@ -232,9 +256,9 @@ func memoryFeatures(f *event.Features, m *memory, tx *event.Transaction, ts, flo
 		f.HistoryDays = max(f.HistoryDays, 0)
 	}
 	// A card without history has no country to be new against.
-	f.NewCountry = m.last > floor && m.count > 0 && m.find(memCountry, windowing.Hash(tx.MerchantCountry), floor) < 0
+	f.NewCountry = m.last > floor && m.count > 0 && m.find(memCountry, k.country, floor) < 0
 	now := minuteOf(ts)
-	if i := m.find(memMerchant, windowing.Hash(tx.MerchantID), floor); i >= 0 {
+	if i := m.find(memMerchant, k.merchant, floor); i >= 0 {
 		e := &m.entries[i]
 		f.MerchantVisits = int64(e.n)
 		f.RepeatMerchant10m = e.last+burstWindowMin >= now
@@ -242,11 +266,10 @@ func memoryFeatures(f *event.Features, m *memory, tx *event.Transaction, ts, flo
 	} else {
 		f.NewMerchant = true
 	}
-	if i := m.find(memMCC, windowing.Hash(tx.MerchantCategory), floor); i >= 0 {
+	if i := m.find(memMCC, k.mcc, floor); i >= 0 {
 		f.AmountRatioMCC = math.Exp(logCents(cents) - float64(m.entries[i].logAmt)/1000)
 	}
-	if tx.DeviceID != "" {
-		h := windowing.Hash(tx.DeviceID)
+	if h := k.device; h != 0 {
 		isNew, seen := m.fresh(memDevice, h, now, floor)
 		f.NewDevice = known && isNew
 		f.DeviceKnown = seen
@@ -255,14 +278,14 @@ func memoryFeatures(f *event.Features, m *memory, tx *event.Transaction, ts, flo
 			f.Devices1h++ // this one, unless counted already
 		}
 	}
-	if h := networkHash(tx.IP); h != 0 {
+	if h := k.network; h != 0 {
 		isNew, _ := m.fresh(memNetwork, h, now, floor)
 		f.NewIP = known && isNew
 	}
 }
 
 // remember adds a transaction at ts to the card's long memory.
-func (m *memory) remember(tx *event.Transaction, ts, floor int64, cents int64) {
+func (m *memory) remember(k *memKeys, ts, floor int64, cents int64) {
 	at := minuteOf(ts)
 	if m.last <= floor || m.count == 0 {
 		m.first, m.count = ts, 0
@@ -272,14 +295,17 @@ func (m *memory) remember(tx *event.Transaction, ts, floor int64, cents int64) {
 	if m.count < math.MaxUint32 {
 		m.count++
 	}
-	m.see(memCountry, windowing.Hash(tx.MerchantCountry), at, 0, floor)
-	m.see(memMCC, windowing.Hash(tx.MerchantCategory), at, logMilli(cents), floor)
-	m.see(memMerchant, windowing.Hash(tx.MerchantID), at, 0, floor)
-	if tx.DeviceID != "" {
-		m.see(memDevice, windowing.Hash(tx.DeviceID), at, 0, floor)
+	if m.entries == nil {
+		m.entries = make([]memEntry, 0, 8) // a usual card's, allocated once
 	}
-	if h := networkHash(tx.IP); h != 0 {
-		m.see(memNetwork, h, at, 0, floor)
+	m.see(memCountry, k.country, at, 0, floor)
+	m.see(memMCC, k.mcc, at, logMilli(cents), floor)
+	m.see(memMerchant, k.merchant, at, 0, floor)
+	if k.device != 0 {
+		m.see(memDevice, k.device, at, 0, floor)
+	}
+	if k.network != 0 {
+		m.see(memNetwork, k.network, at, 0, floor)
 	}
 }
 

@@ -128,8 +128,8 @@ func TestCardStateVersion2(t *testing.T) {
 	cs.visit(-1, 52.5, 13.4, 4_000, 0)
 	cs.visit(0, 52.5, 13.4, 5_000, 0)
 	et := time.UnixMilli(6_000_000).UTC()
-	cs.mem.remember(ptr(memTx("c", "m-1", "5411", "DE", "dev-1", "10.0.0.1", et)), et.UnixMilli(), math.MinInt64, 1234)
-	cs.mem.remember(ptr(memTx("c", "m-2", "5732", "DE", "dev-1", "2001:db8::1", et.Add(time.Hour))), et.Add(time.Hour).UnixMilli(), math.MinInt64, 99_000)
+	cs.mem.remember(keysPtr(memTx("c", "m-1", "5411", "DE", "dev-1", "10.0.0.1", et)), et.UnixMilli(), math.MinInt64, 1234)
+	cs.mem.remember(keysPtr(memTx("c", "m-2", "5732", "DE", "dev-1", "2001:db8::1", et.Add(time.Hour))), et.Add(time.Hour).UnixMilli(), math.MinInt64, 99_000)
 	b, _ := cs.appendBinary(nil)
 	if b[0] != 3 {
 		t.Fatalf("version %d", b[0])
@@ -151,4 +151,4 @@ func TestCardStateVersion2(t *testing.T) {
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
+func keysPtr(tx event.Transaction) *memKeys { k := keysOf(&tx); return &k }

@@ -292,7 +292,8 @@ func (t *task) score(o *outcome, c *batchCounts) {
 		feats.ImpossibleArrival = feats.ArrivalKmh > impossibleKmh
 	}
 	cents := usCents(tx)
-	memoryFeatures(&feats, &cs.mem, tx, ts, memFloor, cents)
+	keys := keysOf(tx)
+	memoryFeatures(&feats, &cs.mem, &keys, ts, memFloor, cents)
 	feats.AmountZScore = amountZScore(cs, cents)
 	feats.AmountRatio = amountRatio(cs, cents)
 	if info, pst := t.params.profiles.lookup(tx.CardID); pst == profileFound {
@@ -323,7 +324,7 @@ func (t *task) score(o *outcome, c *batchCounts) {
 		cs.visit(placeIdx, *tx.Lat, *tx.Lon, ts, feats.ArrivalKmh)
 	}
 	cs.observe(cents)
-	cs.mem.remember(tx, ts, memFloor, cents)
+	cs.mem.remember(&keys, ts, memFloor, cents)
 	at := max(ts, wm)
 	last := cs.last
 	cs.addID(tx.TransactionID, at)
