@@ -399,7 +399,7 @@ func appendString(b []byte, s string) []byte {
 // plus the strings.
 const (
 	transactionSizeBase = 288
-	scoredSizeBase      = 896 // the transaction, the features and the rest
+	scoredSizeBase      = 1248 // the transaction, the features (352 for the long-memory ones) and the rest
 	reasonSizeBase      = 64
 	statsSizeBase       = 384
 )

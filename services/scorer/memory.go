@@ -202,6 +202,9 @@ func (m *memory) prune(floor int64) {
 // 0 when there is none or it does not parse: a household or office keeps
 // its network while its address changes.
 func networkHash(ip string) uint64 {
+	if ip == "" {
+		return 0 // and no parse error to allocate
+	}
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
 		return 0
