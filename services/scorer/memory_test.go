@@ -1,6 +1,7 @@
 package scorer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -152,3 +153,49 @@ func TestCardStateVersion2(t *testing.T) {
 }
 
 func keysPtr(tx event.Transaction) *memKeys { k := keysOf(&tx); return &k }
+
+// TestMemoryBatchBoundaries: the scored values of a stream whose cards go
+// quiet for days (look-back expired, long memory alive, then expired) do
+// not depend on where the batches end: flush after every record, or never.
+func TestMemoryBatchBoundaries(t *testing.T) {
+	start := time.Unix(0, t0).UTC()
+	var txs []event.Transaction
+	at := start
+	for i := range 400 {
+		// Bursts of activity separated by quiet spells of 0.5 to 40 days.
+		if i%40 == 0 {
+			at = at.Add(time.Duration(12+(i/40)*97%960) * time.Hour)
+		}
+		at = at.Add(time.Duration(1+i%7) * time.Minute)
+		card := fmt.Sprintf("card-%d", i%9)
+		tx := memTx(card, fmt.Sprintf("m-%d", i%13), fmt.Sprintf("%04d", 5400+i%5), []string{"DE", "FR", "US"}[i%3],
+			fmt.Sprintf("dev-%d", i%4), fmt.Sprintf("10.%d.0.1", i%3), at)
+		tx.TransactionID = fmt.Sprintf("tx-%d", i)
+		if i%5 == 0 {
+			lat, lon := 48.0+float64(i%3)*10, 2.0+float64(i%2)*60
+			tx.Channel, tx.Lat, tx.Lon = event.ChannelCardPresent, &lat, &lon
+		}
+		txs = append(txs, tx)
+	}
+	run := func(flushEvery int) [][]byte {
+		tk, c := newTask(0, testParams()), newBatchCounts()
+		var out [][]byte
+		for i, tx := range txs {
+			recs := tk.process(txRecord(t, 0, int64(i), tx), &c)
+			if len(recs) != 1 || recs[0].Topic != event.TopicScored {
+				t.Fatalf("record %d: %v", i, recs)
+			}
+			out = append(out, recs[0].Value)
+			if flushEvery > 0 && i%flushEvery == 0 {
+				tk.flush()
+			}
+		}
+		return out
+	}
+	a, b := run(1), run(0)
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			t.Fatalf("record %d differs:\n%s\n%s", i, a[i], b[i])
+		}
+	}
+}
