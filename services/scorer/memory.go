@@ -312,20 +312,22 @@ func (m *memory) remember(k *memKeys, ts, floor int64, cents int64) {
 	}
 }
 
-// appendMemory appends the encoding of m (card state version 3): first
-// and last as zig-zag varints, count and the entry count as uvarints,
-// then per entry its kind byte, hash as 8 little-endian bytes, last as a
-// uvarint, last − first as a uvarint, n as a uvarint and logAmt as a
-// zig-zag varint.
+// appendMemory appends the encoding of m (card state version 3): last,
+// and last − first, as zig-zag varints, count and the entry count as
+// uvarints, then per entry its kind byte, hash as 8 little-endian bytes,
+// the minute of last minus its last as a zig-zag varint (small: entries
+// are seen up to the card's latest transaction), its last − first as a
+// uvarint, n as a uvarint and logAmt as a zig-zag varint.
 func appendMemory(b []byte, m *memory) []byte {
-	b = binary.AppendVarint(b, m.first)
 	b = binary.AppendVarint(b, m.last)
+	b = binary.AppendVarint(b, m.last-m.first)
 	b = binary.AppendUvarint(b, uint64(m.count))
 	b = binary.AppendUvarint(b, uint64(len(m.entries)))
+	ref := int64(minuteOf(m.last))
 	for _, e := range m.entries {
 		b = append(b, byte(e.kind))
 		b = binary.LittleEndian.AppendUint64(b, e.h)
-		b = binary.AppendUvarint(b, uint64(e.last))
+		b = binary.AppendVarint(b, ref-int64(e.last))
 		b = binary.AppendUvarint(b, uint64(e.last-e.first))
 		b = binary.AppendUvarint(b, uint64(e.n))
 		b = binary.AppendVarint(b, int64(e.logAmt))
@@ -335,7 +337,8 @@ func appendMemory(b []byte, m *memory) []byte {
 
 // decodeMemory reads what appendMemory wrote, checking the bounds.
 func decodeMemory(d *decoder, m *memory) {
-	m.first, m.last = d.varint(), d.varint()
+	m.last = d.varint()
+	m.first = m.last - d.varint()
 	m.count = uint32(min(d.uvarint(), math.MaxUint32))
 	n := d.uvarint()
 	max := 0
@@ -356,7 +359,13 @@ func decodeMemory(d *decoder, m *memory) {
 		}
 		per[k]++
 		e := memEntry{kind: k, h: d.uint64()}
-		e.last = uint32(d.uvarint())
+		ref := int64(minuteOf(m.last))
+		if last := ref - d.varint(); last >= 0 && last <= math.MaxUint32 {
+			e.last = uint32(last)
+		} else if d.err == nil {
+			d.err = fmt.Errorf("%w: memory entry time %d", errStateFormat, last)
+			return
+		}
 		e.first = e.last - uint32(min(d.uvarint(), uint64(e.last)))
 		e.n = uint16(min(d.uvarint(), math.MaxUint16))
 		e.logAmt = int16(d.varint())
