@@ -49,6 +49,8 @@ func TestBadSettingIsNamed(t *testing.T) {
 			"INGEST_MAX_BATCH_BODY_BYTES (--max-batch-body-bytes): must be at least INGEST_MAX_BODY_BYTES (--max-body-bytes)"},
 		{[]string{"ingest"}, map[string]string{"INGEST_API_KEYS": "a:abcd"}, "INGEST_API_KEYS (--api-keys): entry 1"},
 		{[]string{"ingest", "--redis-url", "http://x"}, map[string]string{"INGEST_API_KEYS": "a:" + strings.Repeat("0", 64)}, "REDIS_URL (--redis-url): must be"},
+		{[]string{"train", "--simulate", "10", "--review-rate", "1.5"}, nil, "TRAIN_REVIEW_RATE"},
+		{[]string{"train", "--simulate", "10", "--review-rate", "0.01", "--decline-rate", "0.02"}, nil, "TRAIN_DECLINE_RATE"},
 		{[]string{"nope"}, nil, `unknown command "nope"`},
 	}
 	for _, tc := range tests {

@@ -116,7 +116,7 @@ func TestModelFileErrorsNameTheSetting(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ModelFile = good
 	p, err := newTaskParams(cfg, Deps{}, testTime)
-	if err != nil || p.model.Version() != "default-v3" {
+	if err != nil || p.model.Version() != "default-v4" {
 		t.Fatalf("good model file: %v", err)
 	}
 }

@@ -108,6 +108,12 @@ func (p *taskParams) floor(wm int64) int64 {
 	return watermark.Sub(wm, watermark.Millis(p.lateness)+watermark.Millis(retention))
 }
 
+// memFloor is floor for the long memory (memory.go): wm − allowed lateness
+// − memoryRetention.
+func (p *taskParams) memFloor(wm int64) int64 {
+	return watermark.Sub(wm, watermark.Millis(p.lateness)+watermark.Millis(memoryRetention))
+}
+
 // batchCounts tallies what one batch did; the service adds it to the
 // metrics only when the batch's transaction commits, so the metrics count
 // records that made it into the output exactly once.
@@ -189,7 +195,6 @@ type task struct {
 	one  outcome        // process's outcome
 	out  [1]*kgo.Record // process's result
 	aggs []windowing.Agg
-	agg1 [1]windowing.Agg
 }
 
 func newTask(partition int32, params *taskParams) *task {
@@ -277,6 +282,7 @@ func (t *task) score(o *outcome, c *batchCounts) {
 	et := tx.EventTime.UnixMilli()
 	wm := t.gen.Current()
 	floor := t.params.floor(wm)
+	memFloor := t.params.memFloor(wm)
 
 	// A transaction_id within the horizon is taken: the same contents
 	// again are a redelivery (dropped, counted), other contents a
@@ -299,7 +305,7 @@ func (t *task) score(o *outcome, c *batchCounts) {
 	// server trusts (eventtime.go).
 	lateness := watermark.Classify(et, wm, t.params.lateness)
 	ts := t.params.stateTime(et, tx.IngestTime, wm)
-	cs := t.touch(tx.CardID, wm, floor)
+	cs := t.touch(tx.CardID, wm, floor, memFloor)
 
 	// Features as of ts, over the card's earlier records only.
 	var feats event.Features
@@ -312,11 +318,14 @@ func (t *task) score(o *outcome, c *batchCounts) {
 		velocityFeatures(&feats, t.aggs)
 	}
 	prevFeatures(&feats, cs, tx, ts)
-	placeIdx := -1
-	if tx.Lat != nil && tx.Lon != nil {
+	placeIdx, here := -1, inPerson(tx)
+	if here {
 		placeIdx, feats.ArrivalKmh = arrival(cs, *tx.Lat, *tx.Lon, ts)
+		feats.ImpossibleArrival = feats.ArrivalKmh > impossibleKmh
 	}
 	cents := usCents(tx)
+	keys := keysOf(tx)
+	memoryFeatures(&feats, &cs.mem, &keys, ts, memFloor, cents)
 	feats.AmountZScore = amountZScore(cs, cents)
 	feats.AmountRatio = amountRatio(cs, cents)
 	if info, pst := t.params.profiles.lookup(tx.CardID); pst == profileFound {
@@ -331,17 +340,10 @@ func (t *task) score(o *outcome, c *batchCounts) {
 
 	// Update state: ts is never too late (eventtime.go), so every record
 	// counts for its card.
-	before := t.aggs[h24h].Distinct
 	if err := cs.series.Add(lookbackRecord(tx, cents, ts)); err != nil {
 		c.dlq++ // unreachable: ts is above the floor
 		o.dead = deadLetter(r, fmt.Errorf("look-back add: %w", err))
 		return
-	}
-	// A merchant or country is new if adding the record grew the 24h
-	// distinct count.
-	if err := cs.series.Query(ts, horizons[h24h:], t.agg1[:]); err == nil {
-		feats.NewMerchant = t.agg1[0].Distinct[dimMerchant] > before[dimMerchant]
-		feats.NewCountry = t.agg1[0].Distinct[dimCountry] > before[dimCountry]
 	}
 	if !cs.hasPrev || ts >= cs.prevT {
 		cs.hasPrev, cs.prevT = true, ts
@@ -350,10 +352,11 @@ func (t *task) score(o *outcome, c *batchCounts) {
 			cs.prevLat, cs.prevLon = *tx.Lat, *tx.Lon
 		}
 	}
-	if tx.Lat != nil && tx.Lon != nil {
+	if here {
 		cs.visit(placeIdx, *tx.Lat, *tx.Lon, ts, feats.ArrivalKmh)
 	}
 	cs.observe(cents)
+	cs.mem.remember(&keys, ts, memFloor, cents)
 	at := max(ts, wm)
 	last := cs.last
 	cs.addID(tx.TransactionID, at, o.fp)
@@ -458,20 +461,25 @@ func (t *task) markDirty(card string, cs *cardState) {
 	}
 }
 
-// touch returns the card's state, evicted to floor, creating it if needed.
-// A card whose everything has expired starts afresh, exactly as if flush
-// had already deleted it.
-func (t *task) touch(card string, wm, floor int64) *cardState {
+// touch returns the card's state, evicted to floor (its long memory to
+// memFloor), creating it if needed. A card whose everything has expired
+// starts afresh, exactly as if flush had already deleted it; a card whose
+// look-back state has expired keeps its long memory.
+func (t *task) touch(card string, wm, floor, memFloor int64) *cardState {
 	cs, ok := t.cards[card]
 	if !ok {
 		cs = newCardState(t.params.lookback)
 		t.cards[card] = cs
-	} else if cs.last <= floor {
+	} else if cs.expiresAt() <= floor {
 		t.forgetIDs(cs, floor)
 		cs.reset()
+	} else if cs.last <= floor {
+		t.forgetIDs(cs, floor)
+		cs.resetShort()
 	}
 	cs.series.Evict(wm)
-	cs.prunePlaces(floor)
+	cs.prunePlaces(memFloor)
+	cs.mem.prune(memFloor)
 	t.forgetIDs(cs, floor)
 	return cs
 }
@@ -505,6 +513,17 @@ func (t *task) flush() []*kgo.Record {
 			return // gone already, or it holds newer state
 		}
 		t.forgetIDs(cs, floor)
+		if cs.expiresAt() > floor {
+			// Its look-back state has expired, its long memory lives on:
+			// drop the former (as touch would) and file the card again
+			// for when the latter expires, which is in a later bucket.
+			if cs.hasPrev || cs.series.Len() > 0 {
+				cs.resetShort()
+				t.markDirty(card, cs)
+			}
+			t.expiry.add(cs.expiresAt(), card)
+			return
+		}
 		delete(t.cards, card)
 		t.markDirty(card, cs)
 	})
