@@ -382,12 +382,15 @@
   // load overtook.
   let liveDuringLoad = null;
   let queueGen = 0;
-  // Live alerts are inserted on top once a frame, at most QUEUE_LIVE of
-  // them: beyond that the oldest live row leaves the list and is counted
-  // in queueGap, which offers a reload (the database has every alert, newest
+  // Live alerts are inserted on top once a render, at most QUEUE_RATE a
+  // second and QUEUE_LIVE in all: beyond that the oldest live row leaves the
+  // list and is counted in queueGap, which offers a reload (the database has every alert, newest
   // first). So no alert is ever lost from the queue: it is listed or
   // counted, and the badge counts both. queueIds indexes the rows by id.
   const QUEUE_LIVE = 100;
+  const QUEUE_RATE = 5; // live rows a second once a burst of QUEUE_LIVE is spent
+  let queueTokens = QUEUE_LIVE;
+  let queueLast = 0;
   const queueIds = new Map();
   let liveRows = []; // live rows in the list, oldest first; at most QUEUE_LIVE
   const queuePending = []; // alerts for the next frame; at most QUEUE_LIVE
@@ -561,7 +564,9 @@
     queuePending.push(rec);
   }
   // flushQueue inserts the alerts that arrived since the last frame, newest
-  // on top, and moves the live rows beyond QUEUE_LIVE into queueGap. While
+  // on top, at most QUEUE_RATE a second (a token bucket: above that the
+  // newest are listed and the others counted in queueGap), and moves the
+  // live rows beyond QUEUE_LIVE into queueGap. While
   // the queue is not shown, the alerts wait in queuePending (the badge
   // counts them) and only the newest QUEUE_LIVE become rows.
   function flushQueue() {
@@ -570,10 +575,22 @@
       showQueueCount();
       return;
     }
+    const t = Date.now();
+    queueTokens = Math.min(QUEUE_LIVE, queueTokens + ((t - queueLast) / 1000) * QUEUE_RATE);
+    queueLast = t;
+    const n = Math.min(queuePending.length, Math.floor(queueTokens));
+    if (n === 0) return; // they wait for the next token
+    queueTokens -= n;
+    const skip = queuePending.length - n;
     const frag = document.createDocumentFragment();
-    for (const rec of queuePending) {
+    for (let i = 0; i < queuePending.length; i++) {
+      const rec = queuePending[i];
       if (queueIds.has((rec.transaction || {}).transaction_id)) continue;
-      const tr = queueRow(rec, true);
+      if (i < skip) {
+        queueGap++; // older than the n listed now
+        continue;
+      }
+      const tr = queueRow(rec, skip === 0 && n <= 3); // rows flash only when they come slowly
       frag.prepend(tr);
       liveRows.push(tr);
     }
