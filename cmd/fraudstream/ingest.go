@@ -29,6 +29,13 @@ func ingestFlags(f *flags) func() ingest.Config {
 	txidTTL := f.Duration("transaction-id-ttl", "INGEST_TRANSACTION_ID_TTL", d.TransactionIDTTL, "how long a transaction_id stays bound to the contents first accepted with it (another transaction reusing it gets 409); at least --idempotency-ttl")
 	rate := f.Int("rate-limit", "INGEST_RATE_LIMIT", d.RateLimit, `transactions per second per API key (per key: ";rate=N" in INGEST_API_KEYS)`)
 	burst := f.Int("rate-burst", "INGEST_RATE_BURST", d.RateBurst, `burst per API key (per key: ";burst=N" in INGEST_API_KEYS)`)
+	for field, flag := range map[string]string{"Addr": "addr", "MaxSkew": "max-skew", "MaxBodyBytes": "max-body-bytes",
+		"MaxBatchBodyBytes": "max-batch-body-bytes", "MaxBatchItems": "max-batch-items", "ProduceTimeout": "produce-timeout",
+		"MaxBufferedRecords": "max-buffered-records", "APIKeys": "api-keys", "AllowAnonymous": "allow-anonymous",
+		"RedisURL": "redis-url", "RedisTimeout": "redis-timeout", "RedisFailOpen": "redis-fail-open",
+		"IdempotencyTTL": "idempotency-ttl", "TransactionIDTTL": "transaction-id-ttl", "RateLimit": "rate-limit", "RateBurst": "rate-burst"} {
+		f.field(field, flag) // ingest's errors name these fields (ingest.ConfigError)
+	}
 	return func() ingest.Config {
 		return ingest.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), MaxSkew: *skew, MaxBodyBytes: int64(*body),
 			MaxBatchBodyBytes: int64(*batchBody), MaxBatchItems: *batchItems, ProduceTimeout: *produce,

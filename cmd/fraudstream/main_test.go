@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
+	"github.com/fraudstream/fraudstream/services/ingest"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -40,6 +45,10 @@ func TestBadSettingIsNamed(t *testing.T) {
 		{[]string{"quality"}, map[string]string{"QUALITY_SCALE": "-1"}, "QUALITY_SCALE"},
 		{[]string{"quality", "--review-threshold", "0.9", "--decline-threshold", "0.8"}, nil, "QUALITY_REVIEW_THRESHOLD"},
 		{[]string{"quality", "--seed", "0"}, nil, "QUALITY_SEED"},
+		{[]string{"ingest"}, map[string]string{"INGEST_API_KEYS": "a:" + strings.Repeat("0", 64), "INGEST_MAX_BATCH_BODY_BYTES": "100"},
+			"INGEST_MAX_BATCH_BODY_BYTES (--max-batch-body-bytes): must be at least INGEST_MAX_BODY_BYTES (--max-body-bytes)"},
+		{[]string{"ingest"}, map[string]string{"INGEST_API_KEYS": "a:abcd"}, "INGEST_API_KEYS (--api-keys): entry 1"},
+		{[]string{"ingest", "--redis-url", "http://x"}, map[string]string{"INGEST_API_KEYS": "a:" + strings.Repeat("0", 64)}, "REDIS_URL (--redis-url): must be"},
 		{[]string{"nope"}, nil, `unknown command "nope"`},
 	}
 	for _, tc := range tests {
@@ -50,6 +59,32 @@ func TestBadSettingIsNamed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIngestFieldsHaveSettings: every field ingest's errors can name
+// (ingest.ConfigError) is mapped to its flag, so no start-up message names
+// a Go field instead of the setting.
+func TestIngestFieldsHaveSettings(t *testing.T) {
+	f := newFlags("ingest", io.Discard)
+	ingestFlags(f)
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for sf := range typ.Fields() {
+			name := prefix + sf.Name
+			switch {
+			case sf.Type == reflect.TypeFor[kafkaopt.Config]():
+				// kafkaopt names its own settings, as for every service.
+			case sf.Type == reflect.TypeFor[httpserver.Limits]():
+				walk(name+".", sf.Type)
+			default:
+				flag, ok := f.fields[name]
+				if !ok || f.env[flag] == "" {
+					t.Errorf("ingest.Config.%s: no flag with an environment variable (%q)", name, flag)
+				}
+			}
+		}
+	}
+	walk("", reflect.TypeFor[ingest.Config]())
 }
 
 func TestFlagBeatsEnvironmentBeatsDefault(t *testing.T) {
