@@ -139,6 +139,9 @@ type Config struct {
 	// and is refused with 413 (INGEST_RATE_BURST, default 2000).
 	// Per-key override: ";burst=N".
 	RateBurst int
+
+	// Decisions configures POST /v1/decisions (decisions.go).
+	Decisions DecisionConfig
 }
 
 // DefaultConfig returns a Config with every default filled in. Kafka
@@ -158,6 +161,7 @@ func DefaultConfig() Config {
 		TransactionIDTTL:   DefaultTransactionIDTTL,
 		RateLimit:          DefaultRateLimit,
 		RateBurst:          DefaultRateBurst,
+		Decisions:          DefaultDecisionConfig(),
 	}
 }
 
@@ -224,7 +228,7 @@ func (c Config) Validate() error {
 	if len(c.APIKeys) == 0 && !c.AllowAnonymous {
 		return errors.New("INGEST_API_KEYS: at least one key is required unless INGEST_ALLOW_ANONYMOUS=true")
 	}
-	return nil
+	return c.Decisions.Validate()
 }
 
 // HashKey returns the APIKeys entry for a clear key: "id:" followed by the

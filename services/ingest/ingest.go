@@ -84,6 +84,7 @@ type Service struct {
 	ln              net.Listener
 	handler         http.Handler
 	metrics         *metrics
+	decisions       *decisionFeed // POST /v1/decisions (decisions.go)
 }
 
 // New validates cfg, creates the Kafka producer and binds the listener, so
@@ -129,6 +130,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	reg.MustRegister(ln.Collectors()...)
+	feed, err := newDecisionFeed(cfg, reg, log)
+	if err != nil {
+		cl.Close()
+		_ = ln.Close()
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	// The Redis client connects lazily; /readyz reports whether it answers.
 	rdb := redis.NewClient(ropts)
 	s := &Service{
@@ -144,6 +151,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cl:              cl,
 		ln:              ln,
 		metrics:         newMetrics(reg),
+		decisions:       feed,
 	}
 	s.handler = s.routes(reg)
 	if len(keys) == 0 {
@@ -167,7 +175,17 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	stopAdmitter := make(chan struct{})
 	go s.runAdmitter(stopAdmitter)
+	// The decisions feed outlives the server: requests still waiting at
+	// shutdown get their decision or their budget's pending answer.
+	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
+	feedDone := make(chan struct{})
+	go func() {
+		defer close(feedDone)
+		s.decisions.run(feedCtx)
+	}()
 	err := httpserver.Serve(ctx, s.ln, s.handler, s.cfg.HTTP, s.log)
+	stopFeed()
+	<-feedDone
 	close(stopAdmitter)
 	<-s.admitterStopped
 	close(stopRecorder)
@@ -210,6 +228,8 @@ func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 		// POST, one per item for a batch.
 		r.With(s.requireScope(scopeTransactionsWrite)).Post("/v1/transactions", s.handleSingle)
 		r.With(s.requireScope(scopeTransactionsWrite)).Post("/v1/transactions/batch", s.handleBatch)
+		r.With(s.requireScope(scopeTransactionsWrite)).Post("/v1/decisions", s.handleDecision)
+		r.With(s.requireScope(scopeTransactionsWrite), s.limitRequest).Get("/v1/decisions/{partition}/{offset}", s.handleGetDecision)
 		r.With(s.requireScope(scopeProfilesWrite), s.limitRequest).Put("/v1/cards/{card_id}/profile", s.handlePutProfile)
 		r.With(s.requireScope(scopeProfilesRead), s.limitRequest).Get("/v1/cards/{card_id}/profile", s.handleGetProfile)
 	})
