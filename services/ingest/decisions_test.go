@@ -445,3 +445,35 @@ func TestDecisionBudgetFromRequest(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkDecisionFeedRecord is what every ingest replica spends per
+// scored record on the decisions feed: decode, build the answer, index it.
+//
+//	go test -run '^$' -bench DecisionFeedRecord ./services/ingest/
+func BenchmarkDecisionFeedRecord(b *testing.B) {
+	tx, err := event.DecodeTransaction(txWith(map[string]any{"ingest_time": "2026-03-01T12:00:00.001Z"}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := event.Scored{Transaction: tx, Score: 0.42, Decision: event.DecisionReview, RuleSetVersion: 3, ModelVersion: "logreg-1",
+		Reasons:   []event.Reason{{Code: "velocity_10m", Source: event.SourceRule, Weight: 0.3, Detail: "count_10m > 5"}},
+		Partition: 2, Offset: 1}
+	v, err := s.Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &kgo.Record{Value: v, Partition: 2,
+		Headers: []kgo.RecordHeader{{Key: event.HeaderScoredAt, Value: []byte("2026-03-01T12:00:00.004123Z")}}}
+	x := newDecisionIndex(DefaultDecisionCacheSize, DefaultDecisionRetention)
+	now := time.Now()
+	b.SetBytes(int64(len(v)))
+	b.ReportAllocs()
+	for i := range b.N {
+		d, err := decodeDecided(r, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.key.o = int64(i)
+		x.add(d)
+	}
+}
