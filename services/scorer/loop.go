@@ -148,11 +148,14 @@ session:
 
 		// Adaptive commit (docs/design/decisions.md#adaptive-commit): the
 		// batch ends as soon as the workers have processed everything
-		// handed to them and nothing more is buffered; CommitInterval and
-		// MaxBatchRecords stay the upper bounds. Under load, records
-		// buffer while a batch is processed and committed, so batches
-		// grow by themselves.
-		deadline := time.Now().Add(s.cfg.CommitInterval)
+		// handed to them and nothing more is buffered, but not before it
+		// has been open as long as the previous commit took, so that at
+		// most about half of the loop's time goes to fixed
+		// per-transaction costs. CommitInterval and MaxBatchRecords stay
+		// the upper bounds. Under load, records buffer while a batch is
+		// processed and committed, so batches grow by themselves.
+		begun := time.Now()
+		deadline := begun.Add(s.cfg.CommitInterval)
 		for b.records < s.cfg.MaxBatchRecords {
 			wait := time.Until(deadline)
 			if wait <= 0 {
@@ -161,19 +164,28 @@ session:
 			// nil context: what is buffered now, without waiting.
 			fetches := sess.PollRecords(nil, s.cfg.MaxBatchRecords-b.records) //nolint:staticcheck // kgo's documented non-blocking poll
 			if fetches.NumRecords() == 0 {
+				var pctx context.Context
+				var cancel context.CancelFunc
 				if b.drained() {
-					break
-				}
-				// Wait for new records, or for the workers to drain
-				// (then the loop polls once more and ends the batch).
-				pctx, cancel := context.WithTimeout(ctx, wait)
-				go func(idle <-chan struct{}) {
-					select {
-					case <-idle:
-						cancel()
-					case <-pctx.Done():
+					linger := s.lastCommit - time.Since(begun)
+					if linger <= 0 {
+						break
 					}
-				}(b.idle())
+					// Processed, but the batch is younger than the last
+					// commit: wait that long for more records.
+					pctx, cancel = context.WithTimeout(ctx, min(wait, linger))
+				} else {
+					// Wait for new records, or for the workers to drain
+					// (then the loop polls once more).
+					pctx, cancel = context.WithTimeout(ctx, wait)
+					go func(idle <-chan struct{}) {
+						select {
+						case <-idle:
+							cancel()
+						case <-pctx.Done():
+						}
+					}(b.idle())
+				}
 				fetches = sess.PollRecords(pctx, s.cfg.MaxBatchRecords-b.records)
 				cancel()
 			}
@@ -504,6 +516,7 @@ func (s *Service) checkFetches(fetches kgo.Fetches) error {
 // After an abort the session has rewound to the committed offsets, and
 // the tasks are reset to match. An error means the session is unusable.
 func (s *Service) end(ctx context.Context, b *batch) error {
+	ending := time.Now()
 	b.finish(true)
 	s.fireIdle(b, time.Now())
 	sess := b.sess
@@ -522,6 +535,7 @@ func (s *Service) end(ctx context.Context, b *batch) error {
 		try = kgo.TryAbort
 	}
 	committed, err := sess.End(ectx, try)
+	s.lastCommit = min(time.Since(ending), s.cfg.CommitInterval)
 	if err != nil {
 		s.m.aborted()
 		s.resetTasks()
