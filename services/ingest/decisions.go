@@ -53,7 +53,7 @@ type DecisionConfig struct {
 	// late retries; at start-up the index is filled from the scored
 	// records of this last period (INGEST_DECISION_RETENTION, default 2m).
 	Retention time.Duration
-	// CacheSize bounds the index's entries (about 400 bytes each)
+	// CacheSize bounds the index's entries (about 470 bytes of heap each)
 	// whatever Retention says (INGEST_DECISION_CACHE_SIZE, default 100000).
 	CacheSize int
 }
