@@ -173,9 +173,13 @@ func TestPoisonRecord(t *testing.T) {
 		"wrong schema":      []byte(`{"schema":"fraudstream.scored.v1","transaction_id":"` + prefix + `-ws"}`),
 		"invalid fields": []byte(`{"schema":"fraudstream.transaction.v1","transaction_id":"` + prefix + `-if","card_id":"card-0",` +
 			`"amount_minor":-5,"currency":"XXZ","merchant_id":"m","merchant_category":"54","merchant_country":"ZZ","channel":"teleport","event_time":"2026-01-01T00:00:00Z"}`),
-		"unknown field": []byte(`{"schema":"fraudstream.transaction.v1","transaction_id":"` + prefix + `-uf","card_id":"card-0","amount_minor":5,` +
-			`"currency":"EUR","merchant_id":"m","merchant_category":"5411","merchant_country":"DE","channel":"atm","event_time":"2026-01-01T00:00:00Z","pin":"1234"}`),
+		"duplicate key": []byte(`{"schema":"fraudstream.transaction.v1","transaction_id":"` + prefix + `-dk","card_id":"card-0","amount_minor":5,` +
+			`"currency":"EUR","merchant_id":"m","merchant_category":"5411","merchant_country":"DE","channel":"atm","event_time":"2026-01-01T00:00:00Z","amount_minor":7}`),
 	}
+	// A field a newer producer added is ignored: that record is scored
+	// and stored like the valid ones (forward compatibility).
+	unknownField := &kgo.Record{Key: key, Value: []byte(`{"schema":"fraudstream.transaction.v1","transaction_id":"` + prefix + `-uf","card_id":"card-0","amount_minor":5,` +
+		`"currency":"EUR","merchant_id":"m","merchant_category":"5411","merchant_country":"DE","channel":"atm","event_time":"2026-01-01T00:00:00Z","wallet":"x"}`)}
 	var recs []*kgo.Record
 	var ids []string
 	for i := range 5 {
@@ -185,6 +189,8 @@ func TestPoisonRecord(t *testing.T) {
 	for name, v := range poison {
 		recs = append(recs, &kgo.Record{Key: key, Value: v, Headers: []kgo.RecordHeader{{Key: "e2e-poison", Value: []byte(name)}}})
 	}
+	recs = append(recs, unknownField)
+	ids = append(ids, prefix+"-uf")
 	for i := 5; i < 10; i++ {
 		recs = append(recs, valid(i))
 		ids = append(ids, fmt.Sprintf("%s-%d", prefix, i))

@@ -27,18 +27,32 @@ func alertsFlags(f *flags) func() alerts.Config {
 	beat := f.Duration("sse-heartbeat", "ALERTS_SSE_HEARTBEAT", d.SSEHeartbeat, "interval of keep-alive comments on idle streams")
 	startup := f.Duration("startup-timeout", "ALERTS_STARTUP_TIMEOUT", d.StartupTimeout, "bound on opening and migrating the database")
 	retention := f.Duration("stats-retention", "ALERTS_STATS_RETENTION", d.StatsRetention, "event time of fraud-stats windows kept for the charts")
-	token := f.String("token", "ALERTS_TOKEN", "", "dashboard and API token (Bearer or login cookie); required when --addr is not loopback")
+	token := f.String("token", "ALERTS_TOKEN", "", "dashboard, API and /metrics token (Bearer or login cookie); required when --addr is not loopback")
+	idle := f.Duration("login-idle-timeout", "ALERTS_LOGIN_IDLE_TIMEOUT", d.LoginIdleTimeout, "a dashboard session not used for this long ends")
+	maxAge := f.Duration("login-max-age", "ALERTS_LOGIN_MAX_AGE", d.LoginMaxAge, "a dashboard session ends this long after its login")
+	secure := f.Bool("secure-cookie", "ALERTS_SECURE_COOKIE", false, "always mark the session cookie Secure (HTTPS only), e.g. behind a TLS proxy")
+	ruleBudget := f.Duration("rule-budget", "ALERTS_RULE_BUDGET", d.RuleBudget, "measured time one rule may take per transaction before a rule set is published")
 	return func() alerts.Config {
 		return alerts.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), DatabaseURL: *db, GroupID: *group,
 			SessionTimeout: *session, RebalanceTimeout: *rebalance,
 			BatchSize: *batch, FlushInterval: *flush, DBMaxConns: *conns, SSEBuffer: *sseBuf,
 			SSEMaxClients: *sseMax, SSEHeartbeat: *beat, StartupTimeout: *startup,
-			StatsRetention: *retention, Token: *token}
+			StatsRetention: *retention, Token: *token,
+			LoginIdleTimeout: *idle, LoginMaxAge: *maxAge, SecureCookie: *secure, RuleBudget: *ruleBudget}
 	}
 }
 
 func runAlerts(ctx context.Context, args []string, env func(string) string, _, stderr io.Writer) error {
 	return runService(ctx, "alerts", args, env, stderr, alertsFlags, func(c alerts.Config, log *slog.Logger) (service, error) {
-		return alerts.New(c, alerts.Deps{Log: log, RuleChecker: rules.Check, DefaultRules: rules.DefaultRuleSet()})
+		return alerts.New(c, alertsDeps(c, log))
 	})
+}
+
+// alertsDeps wires the scorer's rule checker into alerts, with the
+// configured measured budget: what PUT /api/v1/rules accepts is what the
+// scorer can evaluate within its limits.
+func alertsDeps(c alerts.Config, log *slog.Logger) alerts.Deps {
+	lim := rules.DefaultLimits()
+	lim.EvalBudget = c.RuleBudget
+	return alerts.Deps{Log: log, RuleChecker: rules.Checker(lim), DefaultRules: rules.DefaultRuleSet()}
 }

@@ -33,6 +33,15 @@ func ingestFlags(f *flags) func() ingest.Config {
 	decMax := f.Duration("decision-max-budget", "INGEST_DECISION_MAX_BUDGET", d.Decisions.MaxBudget, "the largest budget a decision request may ask for")
 	decRetention := f.Duration("decision-retention", "INGEST_DECISION_RETENTION", d.Decisions.Retention, "how long recent decisions stay readable at GET /v1/decisions/{partition}/{offset}")
 	decCache := f.Int("decision-cache-size", "INGEST_DECISION_CACHE_SIZE", d.Decisions.CacheSize, "most recent decisions held (about 470 bytes of heap each: 100000 ≈ 47 MB)")
+	for field, flag := range map[string]string{"Addr": "addr", "MaxSkew": "max-skew", "MaxBodyBytes": "max-body-bytes",
+		"MaxBatchBodyBytes": "max-batch-body-bytes", "MaxBatchItems": "max-batch-items", "ProduceTimeout": "produce-timeout",
+		"MaxBufferedRecords": "max-buffered-records", "APIKeys": "api-keys", "AllowAnonymous": "allow-anonymous",
+		"RedisURL": "redis-url", "RedisTimeout": "redis-timeout", "RedisFailOpen": "redis-fail-open",
+		"IdempotencyTTL": "idempotency-ttl", "TransactionIDTTL": "transaction-id-ttl", "RateLimit": "rate-limit", "RateBurst": "rate-burst",
+		"Decisions.Budget": "decision-budget", "Decisions.MaxBudget": "decision-max-budget",
+		"Decisions.Retention": "decision-retention", "Decisions.CacheSize": "decision-cache-size"} {
+		f.field(field, flag) // ingest's errors name these fields (ingest.ConfigError)
+	}
 	return func() ingest.Config {
 		return ingest.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), MaxSkew: *skew, MaxBodyBytes: int64(*body),
 			MaxBatchBodyBytes: int64(*batchBody), MaxBatchItems: *batchItems, ProduceTimeout: *produce,

@@ -29,6 +29,7 @@ var commands = map[string]command{
 	"alerts":  {"sink scored transactions to the database and serve the dashboard", runAlerts},
 	"dev":     {"run everything in one process with simulated traffic (make run)", runDev},
 	"loadgen": {"send simulated transactions to an ingest endpoint", runLoadgen},
+	"quality": {"measure detection on simulated populations: held-out PR-AUC, recall per pattern, false alerts on look-alikes", runQuality},
 	"train":   {"fit the scorer's model on labeled transactions, with the scorer's feature code", runTrain},
 	"topics":  {"create the pipeline's topics on a Kafka cluster and check their layout", runTopics},
 }
@@ -95,7 +96,7 @@ func runService[C any](ctx context.Context, name string, args []string, env func
 	}
 	svc, err := start(config(), log)
 	if err != nil {
-		return err
+		return f.named(err)
 	}
 	return svc.Run(ctx)
 }

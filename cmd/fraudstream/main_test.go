@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
+	"github.com/fraudstream/fraudstream/services/ingest"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -23,6 +28,8 @@ func TestBadSettingIsNamed(t *testing.T) {
 		{[]string{"alerts", "--database-url", "mysql://x"}, nil, "DATABASE_URL"},
 		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_SESSION_TIMEOUT": "100ms"}, "ALERTS_SESSION_TIMEOUT"},
 		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_REBALANCE_TIMEOUT": "later"}, "ALERTS_REBALANCE_TIMEOUT"},
+		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_RULE_BUDGET": "0s"}, "ALERTS_RULE_BUDGET"},
+		{[]string{"scorer"}, map[string]string{"SCORER_RULE_BUDGET": "1h"}, "SCORER_RULE_BUDGET"},
 		{[]string{"broker", "--partitions", "0"}, nil, "--partitions"},
 		{[]string{"scorer"}, map[string]string{"KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"},
 		{[]string{"scorer"}, map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
@@ -34,6 +41,14 @@ func TestBadSettingIsNamed(t *testing.T) {
 		{[]string{"scorer"}, map[string]string{"SCORER_READ_HEADER_TIMEOUT": "-1s"}, "SCORER_READ_HEADER_TIMEOUT"},
 		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_IDLE_TIMEOUT": "never"}, "ALERTS_IDLE_TIMEOUT"},
 		{[]string{"alerts"}, map[string]string{"DATABASE_URL": "sqlite:/tmp/x.db", "ALERTS_MAX_CONNS": "100"}, "ALERTS_MAX_CONNS"},
+		{[]string{"quality", "--populations", "suburbia"}, nil, "QUALITY_POPULATIONS"},
+		{[]string{"quality"}, map[string]string{"QUALITY_SCALE": "-1"}, "QUALITY_SCALE"},
+		{[]string{"quality", "--review-threshold", "0.9", "--decline-threshold", "0.8"}, nil, "QUALITY_REVIEW_THRESHOLD"},
+		{[]string{"quality", "--seed", "0"}, nil, "QUALITY_SEED"},
+		{[]string{"ingest"}, map[string]string{"INGEST_API_KEYS": "a:" + strings.Repeat("0", 64), "INGEST_MAX_BATCH_BODY_BYTES": "100"},
+			"INGEST_MAX_BATCH_BODY_BYTES (--max-batch-body-bytes): must be at least INGEST_MAX_BODY_BYTES (--max-body-bytes)"},
+		{[]string{"ingest"}, map[string]string{"INGEST_API_KEYS": "a:abcd"}, "INGEST_API_KEYS (--api-keys): entry 1"},
+		{[]string{"ingest", "--redis-url", "http://x"}, map[string]string{"INGEST_API_KEYS": "a:" + strings.Repeat("0", 64)}, "REDIS_URL (--redis-url): must be"},
 		{[]string{"nope"}, nil, `unknown command "nope"`},
 	}
 	for _, tc := range tests {
@@ -44,6 +59,32 @@ func TestBadSettingIsNamed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIngestFieldsHaveSettings: every field ingest's errors can name
+// (ingest.ConfigError) is mapped to its flag, so no start-up message names
+// a Go field instead of the setting.
+func TestIngestFieldsHaveSettings(t *testing.T) {
+	f := newFlags("ingest", io.Discard)
+	ingestFlags(f)
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for sf := range typ.Fields() {
+			name := prefix + sf.Name
+			switch {
+			case sf.Type == reflect.TypeFor[kafkaopt.Config]():
+				// kafkaopt names its own settings, as for every service.
+			case sf.Type == reflect.TypeFor[httpserver.Limits](), sf.Type == reflect.TypeFor[ingest.DecisionConfig]():
+				walk(name+".", sf.Type)
+			default:
+				flag, ok := f.fields[name]
+				if !ok || f.env[flag] == "" {
+					t.Errorf("ingest.Config.%s: no flag with an environment variable (%q)", name, flag)
+				}
+			}
+		}
+	}
+	walk("", reflect.TypeFor[ingest.Config]())
 }
 
 func TestFlagBeatsEnvironmentBeatsDefault(t *testing.T) {

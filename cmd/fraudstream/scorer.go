@@ -34,13 +34,15 @@ func scorerFlags(f *flags) func() scorer.Config {
 	redisTimeout := f.Duration("redis-timeout", "SCORER_REDIS_TIMEOUT", d.RedisTimeout, "longest wait for the profile lookup of one poll; past it records are scored without profiles")
 	cacheTTL := f.Duration("profile-cache-ttl", "SCORER_PROFILE_CACHE_TTL", d.ProfileCacheTTL, "how long a looked-up card profile is used before it is looked up again")
 	cacheSize := f.Int("profile-cache-size", "SCORER_PROFILE_CACHE_SIZE", d.ProfileCacheSize, "most card profiles cached (at least twice --max-batch-records)")
+	ruleBudget := f.Duration("rule-budget", "SCORER_RULE_BUDGET", d.RuleRunBudget, "run-time guard: a rule timed above this per transaction 3 times in a row is disabled in this instance")
 	return func() scorer.Config {
 		return scorer.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), GroupID: *group, TransactionalID: *txid,
 			CommitInterval: *commit, MaxBatchRecords: *batch, TransactionTimeout: *txTimeout,
 			ReviewThreshold: *review, DeclineThreshold: *decline, ModelFile: *modelFile,
 			MaxOutOfOrder: *outOfOrder, AllowedLateness: *lateness, StatsIdleTimeout: *statsIdle,
 			SessionTimeout: *session, RebalanceTimeout: *rebalance,
-			RedisURL: *redisURL, RedisTimeout: *redisTimeout, ProfileCacheTTL: *cacheTTL, ProfileCacheSize: *cacheSize}
+			RedisURL: *redisURL, RedisTimeout: *redisTimeout, ProfileCacheTTL: *cacheTTL, ProfileCacheSize: *cacheSize,
+			RuleRunBudget: *ruleBudget}
 	}
 }
 

@@ -146,7 +146,7 @@ func readLabeled(path string) ([]scorer.Labeled, error) {
 			Fraud       *bool           `json:"fraud"`
 			Pattern     string          `json:"pattern"`
 		}
-		if err := json.Unmarshal(b, &raw); err != nil {
+		if err := event.Unmarshal(b, &raw, event.IgnoreUnknown); err != nil {
 			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
 		if raw.Fraud == nil || raw.Transaction == nil {

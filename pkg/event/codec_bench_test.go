@@ -26,7 +26,10 @@ func BenchmarkTransactionDecode(b *testing.B) {
 	for _, bc := range []struct {
 		name   string
 		decode func([]byte) (Transaction, error)
-	}{{"fast", DecodeTransaction}, {"encoding-json", decodeTransactionRef}} {
+	}{
+		{"fast", DecodeTransaction},
+		{"encoding-json", func(b []byte) (Transaction, error) { return decodeTransactionRef(b, RejectUnknown) }},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(in)))
@@ -89,5 +92,23 @@ func BenchmarkStatsEncode(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkScoredDecode is what the alerts sink and live stream pay per
+// record: the key check (exact case, no duplicates) and encoding/json.
+func BenchmarkScoredDecode(b *testing.B) {
+	sc := Scored{Transaction: benchTransaction(), Decision: DecisionReview, Score: 0.5,
+		Reasons: []Reason{{Code: "VELOCITY_1M", Source: SourceRule, Weight: 0.3}}}
+	in, err := sc.Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		if _, err := DecodeScored(in); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -2,11 +2,17 @@
 // transactions, scored transactions, event-time statistics and rule sets.
 //
 // Every record is one JSON object with a "schema" field naming its type and
-// version. This package is the only code the services share: each type has a
-// Decode function that rejects unknown fields and a Validate method that
+// version. This package is the only code the services share: each type has
+// Decode functions and a Validate method that
 // reports every problem with a JSON pointer to the offending field, so ingest
 // can answer with field-level errors and the scorer can dead-letter exactly
 // what ingest would have refused.
+//
+// Decoding: keys are exact-case and a duplicate key is refused, everywhere.
+// What a client sends (the HTTP APIs) is decoded strictly: an unknown field
+// is an error. What a service reads from a topic or a store it shares is
+// decoded forward-compatibly: unknown fields, which a newer release may
+// have added, are ignored (see Unknown).
 //
 // Encoding is deterministic: the same value always encodes to the same bytes,
 // which the scorer relies on to replay a batch byte for byte after a crash.
@@ -20,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -40,6 +47,13 @@ const (
 	HeaderScoredAt = "fraudstream-scored-at"
 	// HeaderError carries the reason a record was dead-lettered.
 	HeaderError = "fraudstream-error"
+	// HeaderSourceTopic, HeaderSourcePartition and HeaderSourceOffset
+	// locate the record a dead letter was made from (partition and offset
+	// in decimal), so that a dead letter written twice, which an
+	// at-least-once writer may do, is recognisable as one.
+	HeaderSourceTopic     = "fraudstream-source-topic"
+	HeaderSourcePartition = "fraudstream-source-partition"
+	HeaderSourceOffset    = "fraudstream-source-offset"
 )
 
 // Topic names of the pipeline.
@@ -50,11 +64,14 @@ const (
 	TopicState  = "scorer-state"
 	TopicDLQ    = "raw-transactions.dlq"
 	TopicRules  = "fraud-rules"
+	// TopicScoredDLQ holds the scored-transactions records the alerts
+	// sink cannot store, on the partition number they were read from.
+	TopicScoredDLQ = "scored-transactions.dlq"
 )
 
-// Topics lists every topic of the pipeline. The first five are
+// Topics lists every topic of the pipeline. All but fraud-rules are
 // co-partitioned with raw-transactions; fraud-rules has one partition.
-var Topics = []string{TopicRaw, TopicScored, TopicStats, TopicState, TopicDLQ, TopicRules}
+var Topics = []string{TopicRaw, TopicScored, TopicStats, TopicState, TopicDLQ, TopicScoredDLQ, TopicRules}
 
 // Limits of the wire format.
 const (
@@ -101,12 +118,19 @@ func (e *ValidationError) err() error {
 	return &ValidationError{Errors: e.Errors}
 }
 
-// decodeStrict decodes exactly one JSON object into v, rejecting unknown
-// fields and trailing data. Type mismatches and unknown fields come back as a
-// *ValidationError naming the field; anything else wraps ErrMalformed.
-func decodeStrict(b []byte, v any) error {
+// decodeCompat decodes exactly one JSON object into v, a record written by
+// another service: keys are exact-case, duplicates are refused and unknown
+// keys are ignored (see IgnoreUnknown).
+func decodeCompat(b []byte, v any) error {
+	return decodeKeysChecked(b, v, reflect.TypeOf(v).Elem(), IgnoreUnknown)
+}
+
+// decodeJSON decodes b with encoding/json once a keyChecker has passed it.
+func decodeJSON(b []byte, v any, unknown Unknown) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
+	if unknown == RejectUnknown {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
 	}

@@ -11,18 +11,19 @@ import (
 // The fast transaction decoder.
 //
 // Every record the scorer reads and every body ingest accepts goes through
-// DecodeTransaction (or DecodeTransactionString), and almost all of them are
-// in one plain form: an
-// object of known keys spelled exactly, with string values free of escapes.
+// DecodeTransaction, DecodeTransactionString or DecodeTransactionRecord,
+// and almost all of them are in one plain form: an object of known keys
+// spelled exactly, each once, with string values free of escapes.
 // decodeTransactionFast decodes that form directly. It succeeds only where
-// encoding/json (decodeStrict) would succeed with the same value, and gives
-// up on anything else — an error of any kind, but also rare valid forms such
-// as escaped strings, keys in another letter case (encoding/json matches
-// keys case-insensitively) or a top-level null. DecodeTransaction then asks
-// encoding/json, which decides and reports the error exactly as before. So
-// the accepted inputs, the values and the errors (pointers and detail text)
-// are unchanged; only the common case is fast. FuzzDecodeTransactionFast
-// holds it to that.
+// the reference path (decodeTransactionRef: the key check of keys.go, then
+// encoding/json) would succeed with the same value, and gives up on
+// anything else — an error of any kind (a duplicate key, an unknown key
+// under RejectUnknown), but also rare valid forms such as escaped strings,
+// an unknown key whose value is an object or array, or a top-level null.
+// The reference path then decides and reports the error. So the accepted
+// inputs, the values and the errors (pointers and detail text) are those
+// of the reference; only the common case is fast.
+// FuzzDecodeTransactionFast holds it to that.
 //
 // It reads a string. Its string fields are substrings of b when owned is
 // true (DecodeTransactionString: the caller's string is immutable, so
@@ -31,7 +32,7 @@ import (
 
 // decodeTransactionFast decodes b into *t, which must be zero, and reports
 // whether it could. When it returns false, *t is garbage.
-func decodeTransactionFast(b string, t *Transaction, owned bool) bool {
+func decodeTransactionFast(b string, t *Transaction, owned bool, unknown Unknown) bool {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -44,6 +45,12 @@ func decodeTransactionFast(b string, t *Transaction, owned bool) bool {
 	// allocation; a null makes the pointer nil again.
 	var latSet, lonSet bool
 	var lat, lon float64
+	// seen has bit n set once the key of case n below was read: a second
+	// one is a duplicate, which the reference path reports. others holds
+	// the unknown keys passed over (IgnoreUnknown), for the same check.
+	var seen uint32
+	var others [4]string
+	nothers := 0
 	if b[i] != '}' {
 		for {
 			key, j, ok := scanPlainString(b, i)
@@ -58,42 +65,77 @@ func decodeTransactionFast(b string, t *Transaction, owned bool) bool {
 			if i >= len(b) {
 				return false
 			}
+			var bit uint32 // 0 for an unknown key
 			switch key {
 			case "schema":
+				bit = 1 << 0
 				i, ok = decodeString(b, i, &t.Schema, owned)
 			case "transaction_id":
+				bit = 1 << 1
 				i, ok = decodeString(b, i, &t.TransactionID, owned)
 			case "card_id":
+				bit = 1 << 2
 				i, ok = decodeString(b, i, &t.CardID, owned)
 			case "account_id":
+				bit = 1 << 3
 				i, ok = decodeString(b, i, &t.AccountID, owned)
 			case "amount_minor":
+				bit = 1 << 4
 				i, ok = decodeInt64(b, i, &t.AmountMinor)
 			case "currency":
+				bit = 1 << 5
 				i, ok = decodeString(b, i, &t.Currency, owned)
 			case "merchant_id":
+				bit = 1 << 6
 				i, ok = decodeString(b, i, &t.MerchantID, owned)
 			case "merchant_category":
+				bit = 1 << 7
 				i, ok = decodeString(b, i, &t.MerchantCategory, owned)
 			case "merchant_country":
+				bit = 1 << 8
 				i, ok = decodeString(b, i, &t.MerchantCountry, owned)
 			case "channel":
+				bit = 1 << 9
 				i, ok = decodeString(b, i, &t.Channel, owned)
 			case "lat":
+				bit = 1 << 10
 				i, latSet, ok = decodeFloat(b, i, &lat)
 			case "lon":
+				bit = 1 << 11
 				i, lonSet, ok = decodeFloat(b, i, &lon)
 			case "device_id":
+				bit = 1 << 12
 				i, ok = decodeString(b, i, &t.DeviceID, owned)
 			case "ip":
+				bit = 1 << 13
 				i, ok = decodeString(b, i, &t.IP, owned)
 			case "event_time":
+				bit = 1 << 14
 				i, ok = decodeTime(b, i, &t.EventTime)
 			case "ingest_time":
+				bit = 1 << 15
 				i, ok = decodeTime(b, i, &t.IngestTime)
 			default:
-				return false // unknown, or a known key in another case
+				// An unknown key, or a known one in another case, which
+				// is unknown too. The reference path refuses it
+				// (RejectUnknown) or decides whether its value is one
+				// this path can pass over.
+				if unknown == RejectUnknown || nothers == len(others) {
+					return false
+				}
+				for _, k := range others[:nothers] {
+					if k == key {
+						return false // a duplicate
+					}
+				}
+				others[nothers] = key
+				nothers++
+				i, ok = skipPlainValue(b, i)
 			}
+			if seen&bit != 0 {
+				return false // a duplicate
+			}
+			seen |= bit
 			if !ok {
 				return false
 			}
@@ -162,6 +204,33 @@ func scanPlainString(b string, i int) (s string, end int, ok bool) {
 		}
 	}
 	return "", 0, false
+}
+
+// skipPlainValue passes over a string without escapes, a number or a
+// literal at b[i], the values of unknown keys this path can judge as the
+// reference path does; anything else makes it give up.
+func skipPlainValue(b string, i int) (int, bool) {
+	switch b[i] {
+	case '"':
+		_, end, ok := scanPlainString(b, i)
+		return end, ok
+	case 't':
+		if len(b)-i >= 4 && b[i:i+4] == "true" {
+			return i + 4, true
+		}
+	case 'f':
+		if len(b)-i >= 5 && b[i:i+5] == "false" {
+			return i + 5, true
+		}
+	case 'n':
+		if isNull(b, i) {
+			return i + 4, true
+		}
+	default:
+		end, _, ok := scanNumber(b, i)
+		return end, ok
+	}
+	return 0, false
 }
 
 // isNull reports whether b[i:] starts with the literal null. Whether a

@@ -8,35 +8,41 @@ import (
 	"unsafe"
 )
 
-// checkDecode compares, for input b, the fast decoder and DecodeTransaction
-// with the encoding/json reference, decodeTransactionRef:
+// checkDecode compares, for input b and either handling of unknown keys,
+// the fast decoder and the public decoder with the reference path,
+// decodeTransactionRef:
 //   - the fast decoder succeeds only where the reference does, with the
 //     same value;
-//   - DecodeTransaction returns the reference's value, or an error of the
+//   - DecodeTransaction (RejectUnknown) or DecodeTransactionRecord
+//     (IgnoreUnknown) returns the reference's value, or an error of the
 //     same class (ErrMalformed or *ValidationError) with the same pointers
 //     and the same text.
 //
 // It returns whether the fast decoder handled b.
-func checkDecode(t *testing.T, b []byte) (fast bool) {
+func checkDecode(t *testing.T, b []byte, unknown Unknown) (fast bool) {
 	t.Helper()
-	want, wantErr := decodeTransactionRef(b)
+	want, wantErr := decodeTransactionRef(b, unknown)
 	var ft Transaction
-	if decodeTransactionFast(string(b), &ft, false) {
+	if decodeTransactionFast(string(b), &ft, false, unknown) {
 		if wantErr != nil {
-			t.Fatalf("%q: fast decoder accepts what encoding/json refuses: %v", b, wantErr)
+			t.Fatalf("%q: fast decoder accepts what the reference refuses: %v", b, wantErr)
 		}
 		if !reflect.DeepEqual(ft, want) {
-			t.Fatalf("%q: fast decoder got\n%#v\nencoding/json\n%#v", b, ft, want)
+			t.Fatalf("%q: fast decoder got\n%#v\nreference\n%#v", b, ft, want)
 		}
 		fast = true
 	}
-	got, err := DecodeTransaction(b)
+	decode := DecodeTransaction
+	if unknown == IgnoreUnknown {
+		decode = DecodeTransactionRecord
+	}
+	got, err := decode(b)
 	if (err == nil) != (wantErr == nil) {
-		t.Fatalf("%q: DecodeTransaction error %v, reference %v", b, err, wantErr)
+		t.Fatalf("%q: decoder error %v, reference %v", b, err, wantErr)
 	}
 	if err == nil {
 		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: DecodeTransaction got\n%#v\nreference\n%#v", b, got, want)
+			t.Fatalf("%q: decoder got\n%#v\nreference\n%#v", b, got, want)
 		}
 		return fast
 	}
@@ -56,96 +62,110 @@ func checkDecode(t *testing.T, b []byte) (fast bool) {
 	return fast
 }
 
-// decodeCases are inputs around every rule the strict decoder follows. fast
-// says whether the fast decoder is expected to handle the input itself.
+// decodeCases are inputs around every rule the decoders follow. fast says
+// whether the fast decoder is expected to handle the input itself under
+// RejectUnknown, compat under IgnoreUnknown.
 var decodeCases = []struct {
-	in   string
-	fast bool
+	in           string
+	fast, compat bool
 }{
-	{validJSON, true},
-	{`{}`, true},
-	{" \t\r\n{ \t\r\n} \t\r\n", true},
-	{`{"transaction_id":"a","transaction_id":"b"}`, true},             // last wins
-	{`{"transaction_id":"a","transaction_id":null}`, true},            // null keeps it
-	{`{"amount_minor":5,"amount_minor":null}`, true},                  // null keeps it
-	{`{"lat":1,"lat":null,"lon":2}`, true},                            // null clears a pointer
-	{`{"lat":null,"lat":-0.0,"lon":1e-400}`, true},                    // -0 and underflow
-	{`{"lat":1.5e3,"lon":-0}`, true},                                  // exponent, negative zero
-	{`{"lat":1e400}`, false},                                          // out of range: type error
-	{`{"lon":"1"}`, false},                                            // string for a number
-	{`{"amount_minor":-0}`, true},                                     // ParseInt takes -0
-	{`{"amount_minor":9223372036854775807}`, true},                    // max int64
-	{`{"amount_minor":9223372036854775808}`, false},                   // overflow
-	{`{"amount_minor":-9223372036854775809}`, false},                  // overflow
-	{`{"amount_minor":12.99}`, false},                                 // fraction
-	{`{"amount_minor":1e3}`, false},                                   // exponent
-	{`{"amount_minor":"1299"}`, false},                                // string
-	{`{"amount_minor":01}`, false},                                    // malformed number
-	{`{"amount_minor":-}`, false},                                     // malformed number
-	{`{"amount_minor":1.}`, false},                                    // malformed number
-	{`{"amount_minor":true}`, false},                                  // bool
-	{`{"amount_minor":[1]}`, false},                                   // array
-	{`{"currency":{"a":1}}`, false},                                   // object for a string
-	{`{"currency":1}`, false},                                         // number for a string
-	{`{"currency":tru}`, false},                                       // malformed literal
-	{`{"currency":nul}`, false},                                       // malformed literal
-	{`{"currency":nullx}`, false},                                     // malformed literal
-	{`{"event_time":"2026-11-22T11:59:00.123+05:30"}`, true},          // offset
-	{`{"event_time":"2026-11-22T11:59:00Z","event_time":null}`, true}, // null keeps it
-	{`{"event_time":"2026-11-22t11:59:00z"}`, false},                  // lower case: refused
-	{`{"event_time":"2026-11-22T11:59:00\u005a"}`, false},             // escapes: refused
-	{`{"event_time":5,"colour":1}`, false},                            // time error first
-	{`{"colour":1,"event_time":5}`, false},                            // time error wins anyway
-	{`{"colour":1,"amount_minor":"x"}`, false},                        // first saved error wins
-	{`{"amount_minor":"x","colour":1}`, false},                        // first saved error wins
-	{`{"ingest_time":{}}`, false},                                     // reported as /event_time
-	{`{"ingest_time":"2026-11-22T11:59:00Z"}`, true},                  // decodes; ingest refuses it
-	{`{"TRANSACTION_ID":"a"}`, false},                                 // case-insensitive match
-	{`{"tranſaction_id":"a"}`, false},                                 // Unicode folding (ſ → s)
-	{`{"transaction\u005fid":"a"}`, false},                            // escaped key
-	{`{"transaction_id":"a\"b\u00e9\n"}`, false},                      // escaped value
-	{`{"transaction_id":"é日本"}`, true},                                // valid UTF-8
-	{"{\"transaction_id\":\"\xff\"}", false},                          // invalid UTF-8 → U+FFFD
-	{"{\"transaction_id\":\"a\tb\"}", false},                          // control character
-	{`{"colour":"red"}`, false},                                       // unknown field
-	{`{"a.b":1}`, false},                                              // pointer /a/b
-	{`{"\"":1}`, false},                                               // odd pointer
-	{`{"transaction_id":"a",}`, false},                                // trailing comma
-	{`{"transaction_id":"a" "card_id":"b"}`, false},                   // missing comma
-	{`{"transaction_id" "a"}`, false},                                 // missing colon
-	{`{"transaction_id":}`, false},                                    // missing value
-	{`{,}`, false},                                                    // malformed
-	{`{"transaction_id":"a"`, false},                                  // truncated
-	{`{"transaction_id":"a`, false},                                   // truncated
-	{`{"transaction_id":"a"} {"x":1}`, false},                         // trailing data
-	{`{}x`, false},                                                    // trailing data
-	{`{}}`, false},                                                    // trailing data
-	{`{"colour":1}x`, false},                                          // field error beats trailing data
-	{`null`, false},                                                   // zero transaction
-	{` null `, false},                                                 // zero transaction
-	{`nullx`, false},                                                  // trailing data
-	{`[]`, false},                                                     // array: pointer ""
-	{`[]x`, false},                                                    // type error beats trailing data
-	{`01`, false},                                                     // number 0, then trailing data
-	{`truex`, false},                                                  // bool, then trailing data
-	{`"x"`, false},                                                    // string
-	{``, false},                                                       // empty
-	{` `, false},                                                      // empty
-	{`{`, false},                                                      // truncated
-	{"\xef\xbb\xbf{}", false},                                         // byte order mark
-	{`{"colour":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`, false}, // depth limit
-	{`{"colour":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`, false}, // beyond it
+	{validJSON, true, true},
+	{`{}`, true, true},
+	{" \t\r\n{ \t\r\n} \t\r\n", true, true},
+	{`{"transaction_id":"a","transaction_id":"b"}`, false, false},                                // duplicate
+	{`{"transaction_id":"a","transaction_id":null}`, false, false},                               // duplicate, even with null
+	{`{"amount_minor":5,"amount_minor":null}`, false, false},                                     // duplicate
+	{`{"transaction_id":"a","transaction\u005fid":"b"}`, false, false},                           // duplicate once unescaped
+	{`{"lat":null,"lon":2,"lat":1}`, false, false},                                               // duplicate
+	{`{"amount_minor":1,"Amount_Minor":2}`, false, true},                                         // the issue's case: 1 or unknown
+	{`{"Amount_Minor":2,"amount_minor":1}`, false, true},                                         // in either order
+	{`{"AMOUNT_MINOR":2}`, false, true},                                                          // unknown: ignored or refused
+	{`{"colour":1,"colour":2}`, false, false},                                                    // duplicate unknown key
+	{`{"colour":{"a":1,"a":2}}`, false, false},                                                   // duplicate inside an unknown value
+	{`{"colour":[1,{"x":"é"}],"card_id":"c"}`, false, false},                                     // unknown object value
+	{`{"colour":"red","size":1.5,"ok":true,"n":null,"card_id":"c"}`, false, true},                // plain unknown values
+	{`{"a":1,"b":2,"c":3,"d":4,"e":5}`, false, false},                                            // more unknown keys than fast tracks
+	{`{"lat":1,"lon":null}`, true, true},                                                         // null clears a pointer
+	{`{"lat":-0.0,"lon":1e-400}`, true, true},                                                    // -0 and underflow
+	{`{"lat":1.5e3,"lon":-0}`, true, true},                                                       // exponent, negative zero
+	{`{"lat":1e400}`, false, false},                                                              // out of range: type error
+	{`{"lon":"1"}`, false, false},                                                                // string for a number
+	{`{"amount_minor":-0}`, true, true},                                                          // ParseInt takes -0
+	{`{"amount_minor":9223372036854775807}`, true, true},                                         // max int64
+	{`{"amount_minor":9223372036854775808}`, false, false},                                       // overflow
+	{`{"amount_minor":-9223372036854775809}`, false, false},                                      // overflow
+	{`{"amount_minor":12.99}`, false, false},                                                     // fraction
+	{`{"amount_minor":1e3}`, false, false},                                                       // exponent
+	{`{"amount_minor":"1299"}`, false, false},                                                    // string
+	{`{"amount_minor":01}`, false, false},                                                        // malformed number
+	{`{"amount_minor":-}`, false, false},                                                         // malformed number
+	{`{"amount_minor":1.}`, false, false},                                                        // malformed number
+	{`{"amount_minor":true}`, false, false},                                                      // bool
+	{`{"amount_minor":[1]}`, false, false},                                                       // array
+	{`{"currency":{"a":1}}`, false, false},                                                       // object for a string
+	{`{"currency":1}`, false, false},                                                             // number for a string
+	{`{"currency":tru}`, false, false},                                                           // malformed literal
+	{`{"currency":nul}`, false, false},                                                           // malformed literal
+	{`{"currency":nullx}`, false, false},                                                         // malformed literal
+	{`{"event_time":"2026-11-22T11:59:00.123+05:30"}`, true, true},                               // offset
+	{`{"event_time":"2026-11-22T11:59:00Z","event_time":null}`, false, false},                    // duplicate
+	{`{"event_time":"2026-11-22t11:59:00z"}`, false, false},                                      // lower case: refused
+	{`{"event_time":"2026-11-22T11:59:00\u005a"}`, false, false},                                 // escapes: refused
+	{`{"event_time":5,"colour":1}`, false, false},                                                // time error first
+	{`{"colour":1,"event_time":5}`, false, false},                                                // time error wins anyway
+	{`{"colour":1,"amount_minor":"x"}`, false, false},                                            // first saved error wins
+	{`{"amount_minor":"x","colour":1}`, false, false},                                            // first saved error wins
+	{`{"ingest_time":{}}`, false, false},                                                         // reported as /event_time
+	{`{"ingest_time":"2026-11-22T11:59:00Z"}`, true, true},                                       // decodes; ingest refuses it
+	{`{"TRANSACTION_ID":"a"}`, false, true},                                                      // case-insensitive match
+	{`{"tranſaction_id":"a"}`, false, true},                                                      // Unicode folding (ſ → s)
+	{`{"transaction\u005fid":"a"}`, false, false},                                                // escaped key
+	{`{"transaction_id":"a\"b\u00e9\n"}`, false, false},                                          // escaped value
+	{`{"transaction_id":"é日本"}`, true, true},                                                     // valid UTF-8
+	{"{\"transaction_id\":\"\xff\"}", false, false},                                              // invalid UTF-8 → U+FFFD
+	{"{\"transaction_id\":\"a\tb\"}", false, false},                                              // control character
+	{`{"colour":"red"}`, false, true},                                                            // unknown field
+	{`{"a.b":1}`, false, true},                                                                   // pointer /a/b
+	{`{"\"":1}`, false, false},                                                                   // odd pointer
+	{`{"transaction_id":"a",}`, false, false},                                                    // trailing comma
+	{`{"transaction_id":"a" "card_id":"b"}`, false, false},                                       // missing comma
+	{`{"transaction_id" "a"}`, false, false},                                                     // missing colon
+	{`{"transaction_id":}`, false, false},                                                        // missing value
+	{`{,}`, false, false},                                                                        // malformed
+	{`{"transaction_id":"a"`, false, false},                                                      // truncated
+	{`{"transaction_id":"a`, false, false},                                                       // truncated
+	{`{"transaction_id":"a"} {"x":1}`, false, false},                                             // trailing data
+	{`{}x`, false, false},                                                                        // trailing data
+	{`{}}`, false, false},                                                                        // trailing data
+	{`{"colour":1}x`, false, false},                                                              // field error beats trailing data
+	{`null`, false, false},                                                                       // zero transaction
+	{` null `, false, false},                                                                     // zero transaction
+	{`nullx`, false, false},                                                                      // trailing data
+	{`[]`, false, false},                                                                         // array: pointer ""
+	{`[]x`, false, false},                                                                        // type error beats trailing data
+	{`01`, false, false},                                                                         // number 0, then trailing data
+	{`truex`, false, false},                                                                      // bool, then trailing data
+	{`"x"`, false, false},                                                                        // string
+	{``, false, false},                                                                           // empty
+	{` `, false, false},                                                                          // empty
+	{`{`, false, false},                                                                          // truncated
+	{"\xef\xbb\xbf{}", false, false},                                                             // byte order mark
+	{`{"colour":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`, false, false}, // depth limit
+	{`{"colour":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`, false, false}, // beyond it
 }
 
-func TestDecodeTransactionMatchesEncodingJSON(t *testing.T) {
+func TestDecodeTransactionMatchesReference(t *testing.T) {
 	for _, tc := range decodeCases {
 		name := tc.in
 		if len(name) > 60 {
 			name = name[:60]
 		}
 		t.Run(name, func(t *testing.T) {
-			if fast := checkDecode(t, []byte(tc.in)); fast != tc.fast {
+			if fast := checkDecode(t, []byte(tc.in), RejectUnknown); fast != tc.fast {
 				t.Errorf("fast decoder handled it: %v, want %v", fast, tc.fast)
+			}
+			if fast := checkDecode(t, []byte(tc.in), IgnoreUnknown); fast != tc.compat {
+				t.Errorf("fast decoder handled it under IgnoreUnknown: %v, want %v", fast, tc.compat)
 			}
 		})
 	}
@@ -162,14 +182,14 @@ func TestDecodeTransactionFastOnOwnEncoding(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !checkDecode(t, b) {
+		if !checkDecode(t, b, RejectUnknown) || !checkDecode(t, b, IgnoreUnknown) {
 			t.Fatalf("fast decoder fell back on %s", b)
 		}
 	}
 }
 
 // FuzzDecodeTransactionFast is the differential test of the fast decoder
-// against encoding/json; see checkDecode.
+// against the reference path; see checkDecode.
 func FuzzDecodeTransactionFast(f *testing.F) {
 	for _, tc := range decodeCases {
 		if len(tc.in) < 1000 {
@@ -177,7 +197,8 @@ func FuzzDecodeTransactionFast(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		checkDecode(t, b)
+		checkDecode(t, b, RejectUnknown)
+		checkDecode(t, b, IgnoreUnknown)
 	})
 }
 

@@ -20,8 +20,8 @@ const SchemaProfile = "fraudstream.profile.v1"
 //	        "account_opened":"2019-04-01","risk_tier":1,
 //	        "updated_at":"2026-03-01T12:00:00Z"}
 //
-// A reader should decode with DecodeProfile, which rejects unknown fields,
-// and treat a missing key as "no profile" (risk tier 0, no home location).
+// A reader should decode with DecodeProfileRecord, which ignores fields a
+// newer writer added, and treat a missing key as "no profile" (risk tier 0, no home location).
 const ProfileKeyPrefix = "profile:"
 
 // ProfileKey returns the Redis key of the profile of cardID.
@@ -51,12 +51,24 @@ type Profile struct {
 }
 
 // DecodeProfile decodes one JSON profile strictly, like DecodeTransaction:
-// unknown fields and wrong types are a *ValidationError, anything unparsable
-// wraps ErrMalformed. It does not validate values.
+// unknown fields, keys in another case, duplicate keys and wrong types are
+// a *ValidationError, anything unparsable wraps ErrMalformed. It does not
+// validate values.
 func DecodeProfile(b []byte) (Profile, error) {
+	return decodeProfile(b, RejectUnknown)
+}
+
+// DecodeProfileRecord decodes a profile stored under ProfileKey: as
+// DecodeProfile, except that unknown fields are ignored, so that profiles
+// written by a newer ingest still enrich (IgnoreUnknown).
+func DecodeProfileRecord(b []byte) (Profile, error) {
+	return decodeProfile(b, IgnoreUnknown)
+}
+
+func decodeProfile(b []byte, unknown Unknown) (Profile, error) {
 	var p Profile
-	if err := decodeStrict(b, &p); err != nil {
-		// decodeStrict names every bad time /event_time; here the only
+	if err := Unmarshal(b, &p, unknown); err != nil {
+		// decodeJSON names every bad time /event_time; here the only
 		// time field is updated_at.
 		var ve *ValidationError
 		if errors.As(err, &ve) {

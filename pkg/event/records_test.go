@@ -2,6 +2,7 @@ package event
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,6 +109,22 @@ func TestRuleSet(t *testing.T) {
 		{"mode", func(rs *RuleSet) { rs.Rules[1].Mode = "on" }, "/rules/1/mode"},
 		{"empty expression", func(rs *RuleSet) { rs.Rules[0].Expression = "" }, "/rules/0/expression"},
 		{"reason code", func(rs *RuleSet) { rs.Rules[0].ReasonCode = "lower" }, "/rules/0/reason_code"},
+		{"long reason code", func(rs *RuleSet) { rs.Rules[0].ReasonCode = "A" + strings.Repeat("B", MaxReasonCodeLen) }, "/rules/0/reason_code"},
+		{"long description", func(rs *RuleSet) { rs.Rules[1].Description = strings.Repeat("d", MaxRuleDescriptionLen+1) }, "/rules/1/description"},
+		{"long expression", func(rs *RuleSet) {
+			rs.Rules[0].Expression = "count_1m >= 5" + strings.Repeat(" ", MaxRuleExpressionLen)
+		}, "/rules/0/expression"},
+		{"too many rules", func(rs *RuleSet) {
+			for i := range MaxRules {
+				rs.Rules = append(rs.Rules, Rule{ID: fmt.Sprintf("r%d", i), Expression: "new_country", ReasonCode: "R", Mode: ModeShadow})
+			}
+		}, "/rules"},
+		{"set too large", func(rs *RuleSet) {
+			for i := range MaxRuleSetTextBytes / MaxRuleExpressionLen {
+				rs.Rules = append(rs.Rules, Rule{ID: fmt.Sprintf("r%d", i), Expression: "new_country" + strings.Repeat(" ", MaxRuleExpressionLen-11),
+					ReasonCode: "R", Mode: ModeShadow})
+			}
+		}, "/rules"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

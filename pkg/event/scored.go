@@ -106,10 +106,12 @@ func (s Scored) AppendEncode(b []byte) ([]byte, error) {
 // AppendEncode; longer forms are possible (escaped strings, long numbers).
 func (s *Scored) SizeHint() int { return scoredSize(s) }
 
-// DecodeScored decodes and validates a scored record.
+// DecodeScored decodes and validates a scored-transactions record value.
+// Unknown fields are ignored, so that records of a newer scorer still
+// decode (IgnoreUnknown); keys are exact-case and duplicates are refused.
 func DecodeScored(b []byte) (Scored, error) {
 	var s Scored
-	if err := decodeStrict(b, &s); err != nil {
+	if err := decodeCompat(b, &s); err != nil {
 		return Scored{}, err
 	}
 	return s, s.Validate()

@@ -47,10 +47,12 @@ func (s Stats) Encode() ([]byte, error) {
 	return appendMarshal(nil, s)
 }
 
-// DecodeStats decodes and validates a stats record.
+// DecodeStats decodes and validates a fraud-stats record value. Unknown
+// fields are ignored (IgnoreUnknown); keys are exact-case and duplicates
+// are refused.
 func DecodeStats(b []byte) (Stats, error) {
 	var s Stats
-	if err := decodeStrict(b, &s); err != nil {
+	if err := decodeCompat(b, &s); err != nil {
 		return Stats{}, err
 	}
 	return s, s.Validate()

@@ -2,6 +2,7 @@ package event
 
 import (
 	"net/netip"
+	"reflect"
 	"time"
 )
 
@@ -34,15 +35,17 @@ type Transaction struct {
 	IngestTime       time.Time `json:"ingest_time,omitzero"`
 }
 
-// DecodeTransaction decodes one JSON transaction strictly: unknown fields and
-// wrong types are a *ValidationError, anything unparsable wraps ErrMalformed.
-// It does not validate values; call Validate for that.
+// DecodeTransaction decodes one JSON transaction strictly, as the HTTP API
+// takes it: unknown fields (also a known name in another letter case),
+// duplicate keys and wrong types are a *ValidationError, anything
+// unparsable wraps ErrMalformed. It does not validate values; call
+// Validate for that.
 func DecodeTransaction(b []byte) (Transaction, error) {
 	var t Transaction
-	if decodeTransactionFast(bytesString(b), &t, false) {
+	if decodeTransactionFast(bytesString(b), &t, false, RejectUnknown) {
 		return t, nil
 	}
-	return decodeTransactionRef(b)
+	return decodeTransactionRef(b, RejectUnknown)
 }
 
 // DecodeTransactionString is DecodeTransaction for JSON held in a string,
@@ -52,22 +55,36 @@ func DecodeTransaction(b []byte) (Transaction, error) {
 // large string, such as a request body, costs no allocation per field.
 func DecodeTransactionString(s string) (Transaction, error) {
 	var t Transaction
-	if decodeTransactionFast(s, &t, true) {
+	if decodeTransactionFast(s, &t, true, RejectUnknown) {
 		return t, nil
 	}
-	return decodeTransactionRef([]byte(s))
+	return decodeTransactionRef([]byte(s), RejectUnknown)
 }
 
-// decodeTransactionRef is DecodeTransaction by encoding/json alone: the
+// DecodeTransactionRecord decodes a raw-transactions record value: as
+// DecodeTransaction, except that unknown fields are ignored, so that
+// records of a newer producer still decode (IgnoreUnknown). Keys are
+// exact-case and duplicates are refused all the same.
+func DecodeTransactionRecord(b []byte) (Transaction, error) {
+	var t Transaction
+	if decodeTransactionFast(bytesString(b), &t, false, IgnoreUnknown) {
+		return t, nil
+	}
+	return decodeTransactionRef(b, IgnoreUnknown)
+}
+
+// decodeTransactionRef is the decoders above without the fast path: the
 // reference the fast decoder is tested against, and the path that decides
 // and reports every error.
-func decodeTransactionRef(b []byte) (Transaction, error) {
+func decodeTransactionRef(b []byte, unknown Unknown) (Transaction, error) {
 	var t Transaction
-	if err := decodeStrict(b, &t); err != nil {
+	if err := decodeKeysChecked(b, &t, transactionType, unknown); err != nil {
 		return Transaction{}, err
 	}
 	return t, nil
 }
+
+var transactionType = reflect.TypeFor[Transaction]()
 
 // Encode returns the JSON form of t with its schema set.
 func (t Transaction) Encode() ([]byte, error) {

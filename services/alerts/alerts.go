@@ -17,9 +17,10 @@
 //   - statsBook (stats.go) keeps the latest revision of each fraud-stats
 //     window of the last StatsRetention and the partitions' watermarks
 //     (GET /api/v1/stats);
-//   - the HTTP server (http.go, api.go, auth.go): the dashboard (web/), the
-//     analyst API under /api/v1, a token login when Config.Token is set,
-//     and /healthz, /readyz, /metrics.
+//   - the HTTP server (http.go, api.go, auth.go, throttle.go): the
+//     dashboard (web/), the analyst API under /api/v1, a token login with
+//     database-stored sessions when Config.Token is set, and /healthz,
+//     /readyz, /metrics (behind the token). See docs/design/alerts-sessions.md.
 //
 // Every record the live stream sends carries, as its SSE id, the stream's
 // position on every partition; a client that reconnects with it gets what
@@ -181,7 +182,7 @@ func New(cfg Config, deps Deps) (svc *Service, err error) {
 	}
 	reg.MustRegister(ln.Collectors()...)
 
-	s := &Service{cfg: cfg, log: log, store: store, m: m, auth: newAuth(cfg.Token), sink: sk, live: lv, hub: h,
+	s := &Service{cfg: cfg, log: log, store: store, m: m, auth: newAuth(cfg, store, log), sink: sk, live: lv, hub: h,
 		rules: rb, stats: sb, ln: ln, ready: make(chan struct{}), done: make(chan struct{})}
 	s.handler = s.routes(reg)
 	go func() {

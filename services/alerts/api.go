@@ -66,7 +66,7 @@ func decodeCursor(s string) (*Cursor, error) {
 		return nil, errors.New("not a cursor returned by this API")
 	}
 	var c cursorJSON
-	if err := json.Unmarshal(b, &c); err != nil || c.T.IsZero() || !event.ValidID(c.ID) {
+	if err := event.Unmarshal(b, &c, event.RejectUnknown); err != nil || c.T.IsZero() || !event.ValidID(c.ID) {
 		return nil, errors.New("not a cursor returned by this API")
 	}
 	return &Cursor{EventTime: c.T, TransactionID: c.ID}, nil
@@ -259,13 +259,10 @@ func decodeJSONBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeProblem(w, r, http.StatusUnsupportedMediaType, "the body must be application/json")
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	// event.Unmarshal: exact-case keys, duplicate and unknown keys refused.
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("data after the JSON object")
-		}
+		err = event.Unmarshal(b, v, event.RejectUnknown)
 	}
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -215,6 +215,16 @@ func TestAnalystAPI(t *testing.T) {
 		if code, _ := c.do("POST", "/api/v1/alerts/api-02/disposition", `{"disposition":"false_positive","extra":1}`, &pr); code != 400 {
 			t.Fatalf("unknown field = %d", code)
 		}
+		// Exact-case keys, each once: a last-wins reader would store
+		// confirmed_fraud here.
+		for _, body := range []string{
+			`{"disposition":"false_positive","disposition":"confirmed_fraud"}`,
+			`{"disposition":"false_positive","Disposition":"confirmed_fraud"}`,
+		} {
+			if code, _ := c.do("POST", "/api/v1/alerts/api-02/disposition", body, &pr); code != 400 || !strings.Contains(pr.Detail, "/disposition") && !strings.Contains(pr.Detail, "/Disposition") {
+				t.Fatalf("%s = %d %+v, want 400 naming the key", body, code, pr)
+			}
+		}
 		req, _ := http.NewRequest("POST", c.base+"/api/v1/alerts/api-02/disposition", strings.NewReader(`disposition=false_positive`))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		resp, err := http.DefaultClient.Do(req)

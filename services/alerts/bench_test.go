@@ -209,7 +209,7 @@ func benchSinkWithFanout(b *testing.B, dbURL string) {
 		phase   = 10 * time.Second
 		parts   = 4
 	)
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, event.TopicScored, event.TopicStats),
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, event.TopicScored, event.TopicStats, event.TopicScoredDLQ),
 		kfake.SeedTopics(1, event.TopicRules))
 	if err != nil {
 		b.Fatal(err)

@@ -69,7 +69,42 @@ func NewBrowser(t *testing.T) context.Context {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
+	// Every page the test opens must work under the dashboard's
+	// Content-Security-Policy: a violation (an inline script or style, a
+	// foreign source) fails the test.
+	if _, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument,
+		cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: recordCSPViolations}); err != nil {
+		t.Fatalf("install the CSP violation recorder: %v", err)
+	}
+	t.Cleanup(func() {
+		if v := CSPViolations(t, ctx); len(v) > 0 {
+			t.Errorf("Content-Security-Policy violations: %s", strings.Join(v, "; "))
+		}
+	})
 	return ctx
+}
+
+// recordCSPViolations keeps the page's CSP violations in sessionStorage,
+// which outlives reloads of the tab.
+const recordCSPViolations = `document.addEventListener("securitypolicyviolation", (e) => {
+  try {
+    const v = JSON.parse(sessionStorage.getItem("__csp") || "[]");
+    v.push(e.effectiveDirective + " blocked " + (e.blockedURI || "inline") + " at " + e.sourceFile + ":" + e.lineNumber);
+    sessionStorage.setItem("__csp", JSON.stringify(v));
+  } catch (err) {}
+});`
+
+// CSPViolations returns the CSP violations the current tab has recorded.
+func CSPViolations(t *testing.T, ctx context.Context) []string {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(c, chromedp.Evaluate[[]string](`(() => { try { return JSON.parse(sessionStorage.getItem("__csp") || "[]") } catch (e) { return [] } })()`))
+	if err != nil {
+		t.Logf("read CSP violations: %v", err)
+		return nil
+	}
+	return v
 }
 
 // Do runs browser steps, bounded, failing the test with what.
@@ -305,6 +340,14 @@ func TestDashboardLoginInBrowser(t *testing.T) {
 	WaitJS(t, ctx, "still live", `document.getElementById("login").hidden && document.getElementById("status").dataset.state === "live"`)
 	if code := EvalJS[float64](t, ctx, `(async () => (await fetch("/api/v1/alerts")).status)()`, chromedp.EvalAwaitPromise); code != http.StatusOK {
 		t.Fatalf("API with the session cookie = %v", code)
+	}
+	// Logging out ends the session: the page asks for the token again.
+	// The page reloads: wait on the DOM, which chromedp queries again in
+	// the new document, rather than on a script of the old one.
+	Do(t, ctx, "log out", chromedp.Click(chromedp.ID("logout"), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.ID("login-token")))
+	if code := EvalJS[float64](t, ctx, `(async () => (await fetch("/api/v1/alerts")).status)()`, chromedp.EvalAwaitPromise); code != http.StatusUnauthorized {
+		t.Fatalf("API after logout = %v, want 401", code)
 	}
 }
 

@@ -26,10 +26,15 @@ const (
 	DefaultSSEHeartbeat   = 15 * time.Second
 	DefaultStartupTimeout = 30 * time.Second
 	DefaultStatsRetention = time.Hour
+	DefaultRuleBudget     = 100 * time.Microsecond
 	// The sink group's timeouts: franz-go's defaults.
 	DefaultSessionTimeout   = 45 * time.Second
 	DefaultRebalanceTimeout = 60 * time.Second
 	MinTokenLength          = 16
+	// Dashboard sessions: ended after this long unused, and this long
+	// after the login in any case.
+	DefaultLoginIdleTimeout = 30 * time.Minute
+	DefaultLoginMaxAge      = 12 * time.Hour
 )
 
 // Config is everything alerts needs to run. Start from DefaultConfig: every
@@ -106,13 +111,37 @@ type Config struct {
 	// (ALERTS_STATS_RETENTION, default 1h).
 	StatsRetention time.Duration
 
+	// RuleBudget is the measured time one rule may take per transaction
+	// before PUT /api/v1/rules publishes it: main gives it to the scorer's
+	// checker (Deps.RuleChecker), which evaluates rules on sample
+	// transactions (docs/design/rule-cost.md). ALERTS_RULE_BUDGET,
+	// default 100µs, between 1µs and 1s.
+	RuleBudget time.Duration
+
 	// Token, when set, is required for the dashboard's data, the analyst
 	// API and the stream, as the cookie set by POST /api/v1/login or as
 	// "Authorization: Bearer TOKEN" (ALERTS_TOKEN, at least 16
 	// characters). It is required when Addr is not a loopback address:
-	// card data is never served to the network without it. /healthz,
-	// /readyz and /metrics stay open for probes and scrapers.
+	// card data is never served to the network without it. With a token,
+	// /metrics needs it too (a Prometheus scrape config sends it as a
+	// bearer token); /healthz and /readyz stay open for probes.
 	Token string
+
+	// LoginIdleTimeout ends a dashboard session not used for this long
+	// (ALERTS_LOGIN_IDLE_TIMEOUT, default 30m). An open dashboard polls
+	// every few seconds, so only a closed or sleeping one idles out.
+	LoginIdleTimeout time.Duration
+
+	// LoginMaxAge ends a dashboard session this long after its login,
+	// used or not (ALERTS_LOGIN_MAX_AGE, default 12h, at least
+	// LoginIdleTimeout).
+	LoginMaxAge time.Duration
+
+	// SecureCookie marks the session cookie Secure (sent over HTTPS only)
+	// on every response (ALERTS_SECURE_COOKIE, default false). Without it
+	// the cookie is Secure when the login came over TLS or with
+	// "X-Forwarded-Proto: https" from a TLS-terminating proxy.
+	SecureCookie bool
 
 	// HTTP bounds slow and silent clients and open connections
 	// (ALERTS_READ_HEADER_TIMEOUT, ALERTS_BODY_TIMEOUT, ALERTS_IDLE_TIMEOUT,
@@ -149,6 +178,9 @@ func DefaultConfig() Config {
 		SSEHeartbeat:     DefaultSSEHeartbeat,
 		StartupTimeout:   DefaultStartupTimeout,
 		StatsRetention:   DefaultStatsRetention,
+		LoginIdleTimeout: DefaultLoginIdleTimeout,
+		LoginMaxAge:      DefaultLoginMaxAge,
+		RuleBudget:       DefaultRuleBudget,
 	}
 }
 
@@ -183,6 +215,9 @@ func (c Config) Validate() error {
 		{c.SSEHeartbeat > 0, "ALERTS_SSE_HEARTBEAT: must be positive"},
 		{c.StartupTimeout > 0, "ALERTS_STARTUP_TIMEOUT: must be positive"},
 		{c.StatsRetention > 0, "ALERTS_STATS_RETENTION: must be positive"},
+		{c.LoginIdleTimeout >= time.Second, fmt.Sprintf("ALERTS_LOGIN_IDLE_TIMEOUT: %s is below 1s", c.LoginIdleTimeout)},
+		{c.LoginMaxAge >= c.LoginIdleTimeout, fmt.Sprintf("ALERTS_LOGIN_MAX_AGE: %s is below ALERTS_LOGIN_IDLE_TIMEOUT (%s)", c.LoginMaxAge, c.LoginIdleTimeout)},
+		{c.RuleBudget >= time.Microsecond && c.RuleBudget <= time.Second, fmt.Sprintf("ALERTS_RULE_BUDGET: %s must be between 1µs and 1s", c.RuleBudget)},
 		{c.Token == "" || len(c.Token) >= MinTokenLength, fmt.Sprintf("ALERTS_TOKEN: must be at least %d characters", MinTokenLength)},
 		{c.Token != "" || isLoopback(c.Addr), "ALERTS_TOKEN: required when ALERTS_ADDR listens beyond localhost (" + c.Addr + ")"},
 	}

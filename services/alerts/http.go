@@ -24,13 +24,22 @@ var webFS embed.FS
 
 func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 	r := chi.NewRouter()
+	r.Use(securityHeaders)
+	// Cookie-authenticated writes: SameSite=Strict keeps the cookie off
+	// cross-site requests, and this refuses cross-origin unsafe requests
+	// by Sec-Fetch-Site (or Origin against Host) in case it does not.
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusForbidden, "cross-origin "+r.Method+" refused: send it from the dashboard's own origin, or without a browser")
+	}))
+	r.Use(cop.Handler)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotFound, "no route for "+r.URL.Path)
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path)
 	})
-	httpserver.MountOps(r, reg, s.readyCheck)
+	httpserver.MountOps(opsMux{Router: r, metrics: s.auth.require}, reg, s.readyCheck)
 
 	r.Get("/api/v1/auth", s.authStatus)
 	r.Post("/api/v1/login", s.login)
@@ -52,6 +61,39 @@ func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 	r.Get("/", files.ServeHTTP)
 	r.Get("/static/*", http.StripPrefix("/static", files).ServeHTTP)
 	return r
+}
+
+// opsMux mounts httpserver's operational endpoints with /metrics behind
+// the token (when one is set); /healthz and /readyz stay open for probes.
+type opsMux struct {
+	chi.Router
+	metrics func(http.Handler) http.Handler
+}
+
+func (m opsMux) Handle(pattern string, h http.Handler) {
+	if pattern == "/metrics" {
+		h = m.metrics(h)
+	}
+	m.Router.Handle(pattern, h)
+}
+
+// contentSecurityPolicy lets the dashboard load only its own files: no
+// inline script or style, no framing, fetch and the event stream to its
+// own origin only.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// securityHeaders sets the browser protections on every response.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Service) getTransaction(w http.ResponseWriter, r *http.Request) {
@@ -164,6 +206,9 @@ func (s *Service) stream(w http.ResponseWriter, r *http.Request) {
 			evs = c.take(evs)
 		case <-tick.C:
 			evs = evs[:0]
+			if !s.auth.stillValid(r.Context()) {
+				return // logged out or expired: the client's reconnect gets 401
+			}
 			if !sw.add([]byte(": heartbeat\n\n")) || !sw.flush() {
 				return
 			}

@@ -136,6 +136,8 @@ func TestConfigValidate(t *testing.T) {
 		{"token on all interfaces", func(c *Config) { c.Addr = ":8080" }, "ALERTS_TOKEN: required"},
 		{"token on a LAN address", func(c *Config) { c.Addr = "192.168.1.5:8080" }, "ALERTS_TOKEN: required"},
 		{"short token", func(c *Config) { c.Token = "short" }, "ALERTS_TOKEN: must be at least"},
+		{"login idle timeout", func(c *Config) { c.LoginIdleTimeout = 0 }, "ALERTS_LOGIN_IDLE_TIMEOUT:"},
+		{"login max age below idle", func(c *Config) { c.LoginMaxAge = time.Minute }, "ALERTS_LOGIN_MAX_AGE:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,7 +3,6 @@ package alerts
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -98,27 +97,15 @@ func (l *live) run(ctx context.Context) error {
 	l.hub.start(pos)
 	close(l.ready)
 	l.log.Info("live stream started", "position", formatPosition(pos))
-	for {
-		fetches := l.cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
+	return follow(ctx, l.cl, l.log, "live stream", func(r *kgo.Record) {
+		data, err := recordView(r)
+		if err != nil {
+			l.log.Debug("live stream: skipping record", "partition", r.Partition, "offset", r.Offset, "err", err)
+		} else {
+			l.m.liveRecords.Inc()
 		}
-		if fetches.IsClientClosed() {
-			return errors.New("live stream: kafka client closed")
-		}
-		fetches.EachError(func(topic string, p int32, err error) {
-			l.log.Warn("live stream: fetch", "topic", topic, "partition", p, "err", err)
-		})
-		fetches.EachRecord(func(r *kgo.Record) {
-			data, err := recordView(r)
-			if err != nil {
-				l.log.Debug("live stream: skipping record", "partition", r.Partition, "offset", r.Offset, "err", err)
-			} else {
-				l.m.liveRecords.Inc()
-			}
-			l.hub.publish(r.Partition, r.Offset, data) // nil data still moves the position
-		})
-	}
+		l.hub.publish(r.Partition, r.Offset, data) // nil data still moves the position
+	})
 }
 
 // scoredView is the JSON of a scored transaction in the API and the stream:

@@ -13,7 +13,7 @@ type metrics struct {
 	duplicates    prometheus.Counter
 	batches       prometheus.Counter
 	batchSeconds  prometheus.Histogram
-	decodeErrors  prometheus.Counter
+	deadLetters   *prometheus.CounterVec
 	saveErrors    prometheus.Counter
 	lag           *prometheus.GaugeVec
 	liveRecords   prometheus.Counter
@@ -34,8 +34,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: "alerts_sink",
 			Name: "batch_save_seconds", Help: "Time to write one batch and its offsets.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-		decodeErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_sink",
-			Name: "decode_errors_total", Help: "Records skipped because they are not valid scored records."}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_sink",
+			Name: "dead_letters_total", Help: "Records written to scored-transactions.dlq instead of the database, by reason: invalid (not a valid scored record) or conflict (transaction_id stored with different content). A retried batch may write one again."},
+			[]string{"reason"}),
 		saveErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_sink",
 			Name: "save_errors_total", Help: "Batches the database refused; the sink rewinds and retries them."}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: "alerts_sink",
@@ -50,7 +51,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sseBackfilled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_live",
 			Name: "sse_backfilled_total", Help: "Stored records sent to reconnecting stream clients to fill their gap."}),
 	}
-	reg.MustRegister(m.sseBackfilled, m.rowsStored, m.duplicates, m.batches, m.batchSeconds, m.decodeErrors,
+	for _, reason := range []string{"invalid", "conflict"} {
+		m.deadLetters.WithLabelValues(reason) // present at 0
+	}
+	reg.MustRegister(m.sseBackfilled, m.rowsStored, m.duplicates, m.batches, m.batchSeconds, m.deadLetters,
 		m.saveErrors, m.lag, m.liveRecords, m.sseClients, m.sseSlowKicked)
 	return m
 }

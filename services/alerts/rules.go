@@ -61,19 +61,7 @@ func (b *rulesBook) opts() []kgo.Opt {
 
 func (b *rulesBook) run(ctx context.Context) error {
 	defer b.cl.Close()
-	for {
-		fetches := b.cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if fetches.IsClientClosed() {
-			return errors.New("rules: kafka client closed")
-		}
-		fetches.EachError(func(topic string, p int32, err error) {
-			b.log.Warn("rules: fetch", "topic", topic, "partition", p, "err", err)
-		})
-		fetches.EachRecord(b.apply)
-	}
+	return follow(ctx, b.cl, b.log, "rules", b.apply)
 }
 
 // apply takes one fraud-rules record: a newer valid rule set replaces the
@@ -89,7 +77,7 @@ func (b *rulesBook) apply(r *kgo.Record) {
 	if string(r.Key) != event.RuleSetKey || r.Value == nil {
 		return
 	}
-	rs, err := event.DecodeRuleSet(r.Value)
+	rs, err := event.DecodeRuleSetRecord(r.Value)
 	if err != nil {
 		b.log.Warn("rules: skipping invalid rule set", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return

@@ -25,7 +25,7 @@ const testPartitions = 3
 
 func newCluster(t *testing.T) []string {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(testPartitions, event.TopicScored, event.TopicStats),
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(testPartitions, event.TopicScored, event.TopicStats, event.TopicScoredDLQ),
 		kfake.SeedTopics(1, event.TopicRules))
 	if err != nil {
 		t.Fatal(err)
@@ -195,8 +195,8 @@ func TestSinkStoresCommittedRecordsExactlyOnce(t *testing.T) {
 			if _, err := svc.Store().Transaction(ctx, "aborted-0"); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("aborted record stored: %v", err)
 			}
-			if n := testutil.ToFloat64(svc.sink.m.decodeErrors); n != 1 {
-				t.Errorf("decode errors = %v, want 1", n)
+			if n := testutil.ToFloat64(svc.sink.m.deadLetters.WithLabelValues("invalid")); n != 1 {
+				t.Errorf("invalid dead letters = %v, want 1", n)
 			}
 
 			// Restart: the new instance resumes at the stored offsets, so it
@@ -219,6 +219,189 @@ func TestSinkStoresCommittedRecordsExactlyOnce(t *testing.T) {
 			waitCount(t, svc2.Store(), 391)
 		})
 	}
+}
+
+// readDLQ reads scored-transactions.dlq until it holds n records (or 10 s).
+func readDLQ(t *testing.T, brokers []string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(event.TopicScoredDLQ),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	for deadline := time.Now().Add(10 * time.Second); len(out) < n && time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { out = append(out, r) })
+		cancel()
+	}
+	return out
+}
+
+func headerOf(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// checkDeadLetter checks that d is the dead letter of src (read from
+// scored-transactions at partition p, offset off) with an error header
+// containing reason.
+func checkDeadLetter(t *testing.T, d, src *kgo.Record, off int64, reason string) {
+	t.Helper()
+	if d.Partition != src.Partition || string(d.Key) != string(src.Key) || string(d.Value) != string(src.Value) {
+		t.Errorf("dead letter %d/%q = %s, want partition %d, key %q, value %s", d.Partition, d.Key, d.Value, src.Partition, src.Key, src.Value)
+	}
+	if e := headerOf(d, event.HeaderError); !strings.Contains(e, reason) {
+		t.Errorf("%s header %q, want it to mention %q", event.HeaderError, e, reason)
+	}
+	if got := headerOf(d, event.HeaderSourceTopic) + "/" + headerOf(d, event.HeaderSourcePartition) + "/" + headerOf(d, event.HeaderSourceOffset); got != fmt.Sprintf("%s/%d/%d", event.TopicScored, src.Partition, off) {
+		t.Errorf("source headers %s, want %s/%d/%d", got, event.TopicScored, src.Partition, off)
+	}
+	for _, h := range src.Headers {
+		if headerOf(d, h.Key) != string(h.Value) {
+			t.Errorf("header %s of the record not kept", h.Key)
+		}
+	}
+}
+
+// offsetOf returns the offset at which the record with value v was stored
+// in scored-transactions partition p.
+func offsetOf(t *testing.T, brokers []string, p int32, v []byte) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		event.TopicScored: {p: kgo.NewOffset().AtStart()}}), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		for _, r := range fs.Records() {
+			if string(r.Value) == string(v) {
+				return r.Offset
+			}
+		}
+	}
+	t.Fatalf("%s not found in partition %d", v, p)
+	return 0
+}
+
+// TestSinkDeadLetters: what the sink cannot store goes to
+// scored-transactions.dlq with its key, value, headers, the reason and
+// its source position, and the partition moves on; a redelivery of a
+// stored record stays silent.
+func TestSinkDeadLetters(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			brokers := newCluster(t)
+			cfg := testConfig(brokers, b.url(t))
+			p := newProducer(t, brokers)
+			svc := start(t, cfg, nil)
+
+			invalid := &kgo.Record{Key: []byte("k"), Value: []byte(`{"schema":"fraudstream.scored.v1","score":7}`), Partition: 2,
+				Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t-1")}}}
+			dupKey := scoredRecord("dup-key", 2)
+			dupKey.Value = append(dupKey.Value[:len(dupKey.Value)-1], `,"decision":"decline"}`...)
+			first := scoredRecord("reused", 1)
+			p.txn(true, invalid, dupKey, first)
+			waitCount(t, svc.Store(), 1)
+
+			// transaction_id "reused" again with other content, then the
+			// same record as the first again (a redelivery).
+			sc := scored("reused", event.DecisionDecline)
+			v, _ := sc.Encode()
+			conflicting := &kgo.Record{Key: []byte(sc.Transaction.CardID), Value: v, Partition: 1}
+			again := &kgo.Record{Key: first.Key, Value: first.Value, Partition: 1, Headers: first.Headers}
+			p.txn(true, conflicting, again, scoredRecord("after", 1))
+			waitCount(t, svc.Store(), 2)
+
+			dead := readDLQ(t, brokers, 3)
+			if len(dead) != 3 {
+				t.Fatalf("dead letters: %d, want 3", len(dead))
+			}
+			byValue := map[string]*kgo.Record{}
+			for _, d := range dead {
+				byValue[string(d.Value)] = d
+			}
+			for _, c := range []struct {
+				src    *kgo.Record
+				reason string
+			}{
+				{invalid, "/decision"},
+				{dupKey, "/decision: duplicate key"},
+				{conflicting, "transaction_id reused reused with different content"},
+			} {
+				d := byValue[string(c.src.Value)]
+				if d == nil {
+					t.Errorf("no dead letter of %s", c.src.Value)
+					continue
+				}
+				checkDeadLetter(t, d, c.src, offsetOf(t, brokers, c.src.Partition, c.src.Value), c.reason)
+			}
+			m := svc.sink.m.deadLetters
+			if inv, con := testutil.ToFloat64(m.WithLabelValues("invalid")), testutil.ToFloat64(m.WithLabelValues("conflict")); inv != 2 || con != 1 {
+				t.Errorf("dead letters: invalid %v, conflict %v; want 2 and 1", inv, con)
+			}
+			if n := testutil.ToFloat64(svc.sink.m.duplicates); n != 1 {
+				t.Errorf("duplicates = %v, want 1 (the redelivery)", n)
+			}
+			// The first record of "reused" (scoredRecord: approve) stays.
+			if got, err := svc.Store().Transaction(context.Background(), "reused"); err != nil || got.Decision != event.DecisionApprove {
+				t.Fatalf("reused: decision %q, %v; want the first record's approve", got.Decision, err)
+			}
+		})
+	}
+}
+
+// TestSinkStoresNewerRecords: a scored record with a field this release
+// does not know (written by a newer scorer) is stored, and the record
+// column keeps the field.
+func TestSinkStoresNewerRecords(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			brokers := newCluster(t)
+			svc := start(t, testConfig(brokers, b.url(t)), nil)
+			newer := scoredRecord("newer", 1)
+			newer.Value = append(newer.Value[:len(newer.Value)-1], `,"explanation":{"top":["amount"]}}`...)
+			newProducer(t, brokers).txn(true, newer, scoredRecord("older", 1))
+			waitCount(t, svc.Store(), 2)
+			if _, err := svc.Store().Transaction(context.Background(), "newer"); err != nil {
+				t.Fatalf("record with an unknown field not stored: %v", err)
+			}
+			if rec := storedRecord(t, svc.Store(), "newer"); !strings.Contains(strings.ReplaceAll(rec, " ", ""), `"explanation":{"top":["amount"]}`) {
+				t.Errorf("stored record lost the unknown field: %s", rec)
+			}
+			if n := testutil.ToFloat64(svc.sink.m.deadLetters.WithLabelValues("invalid")); n != 0 {
+				t.Errorf("invalid dead letters = %v, want 0", n)
+			}
+		})
+	}
+}
+
+// storedRecord reads the record column of a stored transaction as is.
+func storedRecord(t *testing.T, s Store, id string) string {
+	t.Helper()
+	var rec string
+	var err error
+	switch st := s.(type) {
+	case *sqliteStore:
+		err = st.r.QueryRow(`SELECT record FROM scored_transactions WHERE transaction_id = ?`, id).Scan(&rec)
+	case *pgStore:
+		err = st.pool.QueryRow(context.Background(), `SELECT record::text FROM scored_transactions WHERE transaction_id = $1`, id).Scan(&rec)
+	default:
+		t.Fatalf("unknown store %T", s)
+	}
+	if err != nil {
+		t.Fatalf("read record %s: %v", id, err)
+	}
+	return rec
 }
 
 // flakyStore fails the first SaveBatch calls, as a database outage would.

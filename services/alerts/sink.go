@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +28,12 @@ import (
 // BlockRebalanceOnPoll keeps a rebalance from running between a poll and
 // the save of what it returned, so a batch never holds records of a
 // partition this member no longer owns when it commits.
+//
+// A record it cannot store (undecodable, invalid, or reusing a stored
+// transaction_id with different content) goes to scored-transactions.dlq,
+// acknowledged by the broker before the database transaction that moves
+// the offset past it commits: never lost, at worst written twice, which
+// its source headers make recognisable (docs/design/dead-letters.md).
 type sink struct {
 	cl      *kgo.Client
 	store   Store
@@ -67,6 +75,8 @@ func (s *sink) opts(group string, session, rebalance time.Duration) []kgo.Opt {
 		kgo.DisableAutoCommit(), // the database holds the offsets
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Dead letters keep the partition number of their record.
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.OnPartitionsAssigned(s.assigned),
 		kgo.AdjustFetchOffsetsFn(s.seekToStored),
 		kgo.OnPartitionsRevoked(s.revoked),
@@ -133,6 +143,7 @@ func (s *sink) revoked(_ context.Context, _ *kgo.Client, revoked map[string][]in
 // batch is what one database transaction writes.
 type batch struct {
 	rows  []Record
+	dead  []*kgo.Record   // dead letters of undecodable or invalid records
 	next  map[int32]int64 // next offset to consume per partition
 	first map[int32]int64 // where to rewind to if the save fails
 	n     int             // records consumed, including undecodable ones
@@ -235,15 +246,18 @@ func (s *sink) collect(ctx context.Context) (*batch, error) {
 }
 
 // decode adds r to b. A record that is not a valid scored record cannot be
-// stored; it is logged, counted and passed over so the partition keeps
-// moving (the scorer dead-letters invalid input, so this means a bug or a
-// foreign producer).
+// stored; it becomes a dead letter, written before its offset is saved (the
+// scorer dead-letters invalid input, so this means a bug, a foreign
+// producer, or a newer scorer's format this release cannot read). Unknown
+// fields are no reason: DecodeScored ignores them and the record column
+// keeps the value as produced, with them.
 func (s *sink) decode(b *batch, r *kgo.Record) {
 	b.add(r)
 	sc, err := event.DecodeScored(r.Value)
 	if err != nil {
-		s.m.decodeErrors.Inc()
-		s.log.Warn("sink: skipping undecodable record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		s.log.Warn("sink: dead-lettering an invalid record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+			"dlq", event.TopicScoredDLQ, "err", err)
+		b.dead = append(b.dead, deadLetter(r, err))
 		return
 	}
 	for _, h := range r.Headers {
@@ -253,15 +267,25 @@ func (s *sink) decode(b *batch, r *kgo.Record) {
 			}
 		}
 	}
-	b.rows = append(b.rows, Record{Scored: sc, Value: r.Value, Partition: r.Partition, Offset: r.Offset})
+	b.rows = append(b.rows, Record{Scored: sc, Value: r.Value, Partition: r.Partition, Offset: r.Offset, Source: r})
 }
 
+// save writes b's dead letters, then its rows and offsets. Every dead
+// letter is acknowledged before the offsets past its record commit; a
+// conflict found by SaveBatch rolls the batch back, is dead-lettered, and
+// the batch is saved again without it.
 func (s *sink) save(ctx context.Context, b *batch) error {
 	s.mu.Lock()
 	rows := b.rows[:0:0]
 	for _, r := range b.rows {
 		if s.owned[r.Partition] {
 			rows = append(rows, r)
+		}
+	}
+	var dead []*kgo.Record
+	for _, r := range b.dead {
+		if s.owned[r.Partition] {
+			dead = append(dead, r)
 		}
 	}
 	next := make(map[int32]int64, len(b.next))
@@ -275,15 +299,91 @@ func (s *sink) save(ctx context.Context, b *batch) error {
 		return nil
 	}
 	start := time.Now()
-	stored, err := s.store.SaveBatch(ctx, s.topic, rows, next)
-	if err != nil {
+	if err := s.produceDead(ctx, dead, "invalid"); err != nil {
 		return err
 	}
-	s.m.batchSeconds.Observe(time.Since(start).Seconds())
-	s.m.batches.Inc()
-	s.m.rowsStored.Add(float64(stored))
-	s.m.duplicates.Add(float64(len(rows) - stored))
+	for {
+		stored, err := s.store.SaveBatch(ctx, s.topic, rows, next)
+		var ce *ConflictError
+		if errors.As(err, &ce) {
+			rows, dead = withoutConflicts(rows, ce.Conflicts)
+			for _, c := range ce.Conflicts {
+				s.log.Warn("sink: dead-lettering a conflicting record", "partition", c.Row.Partition, "offset", c.Row.Offset,
+					"dlq", event.TopicScoredDLQ, "err", c)
+			}
+			if err := s.produceDead(ctx, dead, "conflict"); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.m.batchSeconds.Observe(time.Since(start).Seconds())
+		s.m.batches.Inc()
+		s.m.rowsStored.Add(float64(stored))
+		s.m.duplicates.Add(float64(len(rows) - stored))
+		return nil
+	}
+}
+
+// withoutConflicts returns rows without the conflicting ones, and the
+// dead letters of those.
+func withoutConflicts(rows []Record, conflicts []Conflict) ([]Record, []*kgo.Record) {
+	type pos struct {
+		p int32
+		o int64
+	}
+	bad := make(map[pos]bool, len(conflicts))
+	dead := make([]*kgo.Record, 0, len(conflicts))
+	for _, c := range conflicts {
+		bad[pos{c.Row.Partition, c.Row.Offset}] = true
+		src := c.Row.Source
+		if src == nil { // a row not read by the sink: rebuild what it can
+			v, _ := encodeRecord(c.Row)
+			src = &kgo.Record{Topic: event.TopicScored, Partition: c.Row.Partition, Offset: c.Row.Offset,
+				Key: []byte(c.Row.Scored.Transaction.CardID), Value: v}
+		}
+		dead = append(dead, deadLetter(src, c))
+	}
+	kept := rows[:0:0]
+	for _, r := range rows {
+		if !bad[pos{r.Partition, r.Offset}] {
+			kept = append(kept, r)
+		}
+	}
+	return kept, dead
+}
+
+// produceDead writes dead letters and waits for the broker's
+// acknowledgement of each; reason labels the metric.
+func (s *sink) produceDead(ctx context.Context, dead []*kgo.Record, reason string) error {
+	if len(dead) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, deadLetterTimeout)
+	defer cancel()
+	if err := s.cl.ProduceSync(ctx, dead...).FirstErr(); err != nil {
+		return fmt.Errorf("write dead letters to %s: %w", event.TopicScoredDLQ, err)
+	}
+	s.m.deadLetters.WithLabelValues(reason).Add(float64(len(dead)))
 	return nil
+}
+
+// deadLetterTimeout bounds the wait for dead letters' acknowledgement; the
+// batch is then retried like any failed save.
+const deadLetterTimeout = 30 * time.Second
+
+// deadLetter wraps a record the sink cannot store for scored-transactions.dlq:
+// same partition number, key, value and headers, plus the reason and where
+// it was read from (duplicates of a dead letter share those).
+func deadLetter(r *kgo.Record, err error) *kgo.Record {
+	headers := append(slices.Clone(r.Headers),
+		kgo.RecordHeader{Key: event.HeaderError, Value: []byte(err.Error())},
+		kgo.RecordHeader{Key: event.HeaderSourceTopic, Value: []byte(r.Topic)},
+		kgo.RecordHeader{Key: event.HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
+		kgo.RecordHeader{Key: event.HeaderSourceOffset, Value: strconv.AppendInt(nil, r.Offset, 10)})
+	return &kgo.Record{Topic: event.TopicScoredDLQ, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: headers}
 }
 
 // rewind moves the partitions of a failed batch back to its first record,

@@ -2,7 +2,6 @@ package alerts
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -66,26 +65,14 @@ func (b *statsBook) opts() []kgo.Opt {
 
 func (b *statsBook) run(ctx context.Context) error {
 	defer b.cl.Close()
-	for {
-		fetches := b.cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
+	return follow(ctx, b.cl, b.log, "stats", func(r *kgo.Record) {
+		s, err := event.DecodeStats(r.Value)
+		if err != nil {
+			b.log.Warn("stats: skipping invalid record", "partition", r.Partition, "offset", r.Offset, "err", err)
+			return
 		}
-		if fetches.IsClientClosed() {
-			return errors.New("stats: kafka client closed")
-		}
-		fetches.EachError(func(topic string, p int32, err error) {
-			b.log.Warn("stats: fetch", "topic", topic, "partition", p, "err", err)
-		})
-		fetches.EachRecord(func(r *kgo.Record) {
-			s, err := event.DecodeStats(r.Value)
-			if err != nil {
-				b.log.Warn("stats: skipping invalid record", "partition", r.Partition, "offset", r.Offset, "err", err)
-				return
-			}
-			b.apply(s)
-		})
-	}
+		b.apply(s)
+	})
 }
 
 // apply keeps s if it is the newest revision of its window.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
@@ -34,6 +34,9 @@ type Record struct {
 	// topic (not the raw-transactions position, which Scored carries).
 	Partition int32
 	Offset    int64
+	// Source is the consumed record, for a dead letter should the row be
+	// refused; nil for rows not read from Kafka.
+	Source *kgo.Record
 }
 
 // Store is the alerts database. PostgreSQL and SQLite implement it, and one
@@ -46,9 +49,15 @@ type Record struct {
 type Store interface {
 	// SaveBatch stores rows and sets, for topic, the next offset to consume
 	// of each partition in offsets, in one database transaction. A row whose
-	// transaction_id is already stored is skipped; a stored offset only ever
-	// moves forward, so a zombie writer cannot rewind it. It returns how
+	// transaction_id is already stored (or held by an earlier row of rows)
+	// with the same record is a redelivery and skipped; a stored offset only
+	// ever moves forward, so a zombie writer cannot rewind it. It returns how
 	// many rows were new.
+	//
+	// A row whose transaction_id is stored with a different record is a
+	// conflict: then SaveBatch stores nothing and returns a *ConflictError
+	// listing every conflicting row of the batch. The caller dead-letters
+	// them and saves the batch again without them (docs/design/dead-letters.md).
 	SaveBatch(ctx context.Context, topic string, rows []Record, offsets map[int32]int64) (stored int, err error)
 
 	// Offsets returns the next offset to consume per partition of topic;
@@ -85,11 +94,57 @@ type Store interface {
 	// training set, in transaction_id order after afterID, at most limit.
 	Labeled(ctx context.Context, afterID string, limit int) ([]Stored, error)
 
+	// CreateSession stores a new dashboard login session.
+	CreateSession(ctx context.Context, s Session) error
+
+	// Session returns the session stored under key, ended or not, or
+	// ErrNotFound.
+	Session(ctx context.Context, key []byte) (Session, error)
+
+	// TouchSession moves the session's IdleUntil forward to idleUntil,
+	// never back and never past its ExpiresAt. A missing session is no
+	// error: there is nothing to extend.
+	TouchSession(ctx context.Context, key []byte, idleUntil time.Time) error
+
+	// DeleteSession removes the session stored under key (a logout); a
+	// missing one is no error.
+	DeleteSession(ctx context.Context, key []byte) error
+
+	// DeleteEndedSessions removes the sessions whose IdleUntil or
+	// ExpiresAt is not after now, and returns how many.
+	DeleteEndedSessions(ctx context.Context, now time.Time) (int, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 
 	// Close releases the connections.
 	Close() error
+}
+
+// Conflict is a row SaveBatch refused: its transaction_id is stored from
+// another scored-transactions record with different content.
+type Conflict struct {
+	Row Record
+	// StoredPartition and StoredOffset locate the record stored under the
+	// same transaction_id.
+	StoredPartition int32
+	StoredOffset    int64
+}
+
+func (c Conflict) Error() string {
+	return fmt.Sprintf("transaction_id %s reused with different content: already stored from %s partition %d offset %d",
+		c.Row.Scored.Transaction.TransactionID, event.TopicScored, c.StoredPartition, c.StoredOffset)
+}
+
+// ConflictError is SaveBatch's error when rows reuse a stored
+// transaction_id with different content; nothing of the batch is saved.
+type ConflictError struct {
+	Conflicts []Conflict
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("save batch: %d rows reuse a stored transaction_id with different content, first: %v",
+		len(e.Conflicts), e.Conflicts[0].Error())
 }
 
 // Dispositions an analyst can give an alert.
@@ -109,6 +164,16 @@ type Label struct {
 	Analyst       string    `json:"analyst,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// Session is a dashboard login, stored so that every replica accepts it
+// and a logout on one ends it on all (see auth.go). Key is a keyed hash of
+// the random id the cookie holds; the id itself is never stored.
+type Session struct {
+	Key       []byte // 32 bytes
+	CreatedAt time.Time
+	IdleUntil time.Time // the session ends then unless it is used before
+	ExpiresAt time.Time // the session ends then in any case
 }
 
 // Query selects stored transactions for the alert queue and card history.
@@ -266,7 +331,7 @@ func encodeRecord(r Record) ([]byte, error) {
 // in, and a newer writer's extra fields must not make old rows unreadable.
 func decodeRecord(b []byte, scoredAt time.Time) (event.Scored, error) {
 	var s event.Scored
-	if err := json.Unmarshal(b, &s); err != nil {
+	if err := event.Unmarshal(b, &s, event.IgnoreUnknown); err != nil {
 		return event.Scored{}, fmt.Errorf("decode stored record: %w", err)
 	}
 	s.ScoredAt = scoredAt

@@ -114,6 +114,14 @@ func (s *pgStore) SaveBatch(ctx context.Context, topic string, rows []Record, of
 			return 0, fmt.Errorf("save batch: insert: %w", err)
 		}
 		stored = int(tag.RowsAffected())
+		if stored < len(rows) {
+			// Some ids were stored already (or twice in rows): each is a
+			// redelivery if its record is the same, else a conflict. Only
+			// batches with such rows pay for this look-up.
+			if err := pgConflicts(ctx, tx, rows); err != nil {
+				return 0, err // rolled back
+			}
+		}
 	}
 	if len(offsets) > 0 {
 		parts := make([]int32, 0, len(offsets))
@@ -133,6 +141,47 @@ func (s *pgStore) SaveBatch(ctx context.Context, topic string, rows []Record, of
 		return 0, fmt.Errorf("save batch: commit: %w", err)
 	}
 	return stored, nil
+}
+
+// pgConflicts returns a *ConflictError for the rows of scored_in_v2 whose
+// transaction_id is stored from another position with another record
+// (jsonb equality: the same content, whatever the key order), nil if
+// there are none.
+func pgConflicts(ctx context.Context, tx pgx.Tx, rows []Record) error {
+	res, err := tx.Query(ctx, `SELECT i.kafka_partition, i.kafka_offset, s.kafka_partition, s.kafka_offset
+		FROM scored_in_v2 i JOIN scored_transactions s ON s.transaction_id = i.transaction_id
+		WHERE (s.kafka_partition, s.kafka_offset) <> (i.kafka_partition, i.kafka_offset)
+		  AND s.record <> i.record::jsonb
+		ORDER BY i.kafka_partition, i.kafka_offset`)
+	if err != nil {
+		return fmt.Errorf("save batch: find conflicts: %w", err)
+	}
+	defer res.Close()
+	type pos struct {
+		p int32
+		o int64
+	}
+	byPos := make(map[pos]Record, len(rows))
+	for _, r := range rows {
+		byPos[pos{r.Partition, r.Offset}] = r
+	}
+	var conflicts []Conflict
+	for res.Next() {
+		var in pos
+		var c Conflict
+		if err := res.Scan(&in.p, &in.o, &c.StoredPartition, &c.StoredOffset); err != nil {
+			return fmt.Errorf("save batch: find conflicts: %w", err)
+		}
+		c.Row = byPos[in]
+		conflicts = append(conflicts, c)
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("save batch: find conflicts: %w", err)
+	}
+	if len(conflicts) > 0 {
+		return &ConflictError{Conflicts: conflicts}
+	}
+	return nil
 }
 
 func (s *pgStore) Offsets(ctx context.Context, topic string) (map[int32]int64, error) {
@@ -273,6 +322,50 @@ func (s *pgStore) Labeled(ctx context.Context, afterID string, limit int) ([]Sto
 		return nil, fmt.Errorf("query labeled: %w", err)
 	}
 	return scanPGStored(rows)
+}
+
+func (s *pgStore) CreateSession(ctx context.Context, ss Session) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO dashboard_sessions (session_key, created_at, idle_until, expires_at)
+		VALUES ($1, $2, $3, $4)`, ss.Key, ss.CreatedAt.UTC(), ss.IdleUntil.UTC(), ss.ExpiresAt.UTC()); err != nil {
+		return fmt.Errorf("create session: %w", err)
+	}
+	return nil
+}
+
+func (s *pgStore) Session(ctx context.Context, key []byte) (Session, error) {
+	ss := Session{Key: key}
+	err := s.pool.QueryRow(ctx, `SELECT created_at, idle_until, expires_at FROM dashboard_sessions WHERE session_key = $1`, key).
+		Scan(&ss.CreatedAt, &ss.IdleUntil, &ss.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, fmt.Errorf("session: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("read session: %w", err)
+	}
+	return ss, nil
+}
+
+func (s *pgStore) TouchSession(ctx context.Context, key []byte, idleUntil time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE dashboard_sessions SET idle_until = LEAST($2, expires_at)
+		WHERE session_key = $1 AND idle_until < LEAST($2, expires_at)`, key, idleUntil.UTC()); err != nil {
+		return fmt.Errorf("touch session: %w", err)
+	}
+	return nil
+}
+
+func (s *pgStore) DeleteSession(ctx context.Context, key []byte) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM dashboard_sessions WHERE session_key = $1`, key); err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+func (s *pgStore) DeleteEndedSessions(ctx context.Context, now time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM dashboard_sessions WHERE idle_until <= $1 OR expires_at <= $1`, now.UTC())
+	if err != nil {
+		return 0, fmt.Errorf("delete ended sessions: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 func (s *pgStore) Ping(ctx context.Context) error {

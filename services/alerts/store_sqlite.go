@@ -103,6 +103,7 @@ func (s *sqliteStore) SaveBatch(ctx context.Context, topic string, rows []Record
 	}
 	defer ins.Close()
 	stored := 0
+	var conflicts []Conflict
 	for _, r := range rows {
 		rec, err := encodeRecord(r)
 		if err != nil {
@@ -115,9 +116,28 @@ func (s *sqliteStore) SaveBatch(ctx context.Context, topic string, rows []Record
 		if err != nil {
 			return 0, fmt.Errorf("save batch: insert %s: %w", t.TransactionID, err)
 		}
-		if n, err := res.RowsAffected(); err == nil {
-			stored += int(n)
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("save batch: insert %s: %w", t.TransactionID, err)
 		}
+		if n == 1 {
+			stored++
+			continue
+		}
+		// Already stored: a redelivery if the record is the same.
+		var held string
+		var c Conflict
+		if err := tx.QueryRowContext(ctx, `SELECT record, kafka_partition, kafka_offset FROM scored_transactions WHERE transaction_id = ?`,
+			t.TransactionID).Scan(&held, &c.StoredPartition, &c.StoredOffset); err != nil {
+			return 0, fmt.Errorf("save batch: read stored %s: %w", t.TransactionID, err)
+		}
+		if held != string(rec) {
+			c.Row = r
+			conflicts = append(conflicts, c)
+		}
+	}
+	if len(conflicts) > 0 {
+		return 0, &ConflictError{Conflicts: conflicts} // rolled back
 	}
 	for p, next := range offsets {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO sink_offsets (topic, partition, next_offset) VALUES (?, ?, ?)
@@ -307,6 +327,64 @@ func (s *sqliteStore) Labeled(ctx context.Context, afterID string, limit int) ([
 		return nil, fmt.Errorf("query labeled: %w", err)
 	}
 	return scanSQLiteStored(rows)
+}
+
+func (s *sqliteStore) CreateSession(ctx context.Context, ss Session) error {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO dashboard_sessions (session_key, created_at, idle_until, expires_at)
+		VALUES (?, ?, ?, ?)`, ss.Key, sqliteTS(ss.CreatedAt), sqliteTS(ss.IdleUntil), sqliteTS(ss.ExpiresAt)); err != nil {
+		return fmt.Errorf("create session: %w", err)
+	}
+	return nil
+}
+
+func (s *sqliteStore) Session(ctx context.Context, key []byte) (Session, error) {
+	ss := Session{Key: key}
+	var c, idle, exp string
+	err := s.r.QueryRowContext(ctx, `SELECT created_at, idle_until, expires_at FROM dashboard_sessions WHERE session_key = ?`, key).
+		Scan(&c, &idle, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Session{}, fmt.Errorf("session: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("read session: %w", err)
+	}
+	for _, f := range []struct {
+		dst *time.Time
+		src string
+	}{{&ss.CreatedAt, c}, {&ss.IdleUntil, idle}, {&ss.ExpiresAt, exp}} {
+		if *f.dst, err = parseSQLiteTime(f.src); err != nil {
+			return Session{}, fmt.Errorf("read session: %w", err)
+		}
+	}
+	return ss, nil
+}
+
+func (s *sqliteStore) TouchSession(ctx context.Context, key []byte, idleUntil time.Time) error {
+	// min() of two fixed-width UTC texts is the earlier time.
+	if _, err := s.w.ExecContext(ctx, `UPDATE dashboard_sessions SET idle_until = min(?1, expires_at)
+		WHERE session_key = ?2 AND idle_until < min(?1, expires_at)`, sqliteTS(idleUntil), key); err != nil {
+		return fmt.Errorf("touch session: %w", err)
+	}
+	return nil
+}
+
+func (s *sqliteStore) DeleteSession(ctx context.Context, key []byte) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM dashboard_sessions WHERE session_key = ?`, key); err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+func (s *sqliteStore) DeleteEndedSessions(ctx context.Context, now time.Time) (int, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM dashboard_sessions WHERE idle_until <= ?1 OR expires_at <= ?1`, sqliteTS(now))
+	if err != nil {
+		return 0, fmt.Errorf("delete ended sessions: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete ended sessions: %w", err)
+	}
+	return int(n), nil
 }
 
 func (s *sqliteStore) Ping(ctx context.Context) error {

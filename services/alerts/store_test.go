@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -76,6 +77,41 @@ func scored(id string, decision string) event.Scored {
 		RuleSetVersion: 3,
 		ModelVersion:   "lr-1",
 		ScoredAt:       time.Date(2026, 3, 1, 12, 0, 1, 500_000_000, time.UTC),
+	}
+}
+
+// checkConflicts checks that err is a *ConflictError listing exactly want,
+// each naming the record stored at (storedP, storedO).
+func checkConflicts(t *testing.T, err error, want []Record, storedP int32, storedO int64) {
+	t.Helper()
+	var ce *ConflictError
+	if !errors.As(err, &ce) {
+		t.Fatalf("SaveBatch error %v, want a *ConflictError", err)
+	}
+	if len(ce.Conflicts) != len(want) {
+		t.Fatalf("conflicts %v, want %d", ce.Conflicts, len(want))
+	}
+	for i, c := range ce.Conflicts {
+		if c.Row.Partition != want[i].Partition || c.Row.Offset != want[i].Offset ||
+			c.StoredPartition != storedP || c.StoredOffset != storedO {
+			t.Errorf("conflict %d: row %d/%d stored %d/%d; want row %d/%d stored %d/%d", i,
+				c.Row.Partition, c.Row.Offset, c.StoredPartition, c.StoredOffset, want[i].Partition, want[i].Offset, storedP, storedO)
+		}
+		if !strings.Contains(c.Error(), "reused with different content") {
+			t.Errorf("conflict error %q does not say why", c.Error())
+		}
+	}
+}
+
+// checkUnchanged checks that a refused batch left count rows and offs.
+func checkUnchanged(t *testing.T, s Store, count int64, offs map[int32]int64) {
+	t.Helper()
+	ctx := context.Background()
+	if n, _ := s.Count(ctx); n != count {
+		t.Fatalf("Count = %d after a refused batch, want %d", n, count)
+	}
+	if got, _ := s.Offsets(ctx, event.TopicScored); fmt.Sprint(got) != fmt.Sprint(offs) {
+		t.Fatalf("Offsets = %v after a refused batch, want %v", got, offs)
 	}
 }
 
@@ -168,15 +204,49 @@ func TestStoreConformance(t *testing.T) {
 			t.Run("DuplicateInOneBatch", func(t *testing.T) {
 				s := openTestStore(t, b.url(t))
 				ctx := context.Background()
-				first := rec("dup", 0, 0)
-				second := rec("dup", 0, 1)
-				second.Scored.Score = 0.99
-				if n, err := s.SaveBatch(ctx, event.TopicScored, []Record{first, second}, map[int32]int64{0: 2}); err != nil || n != 1 {
+				// The same record twice (at two offsets) is stored once,
+				// silently.
+				if n, err := s.SaveBatch(ctx, event.TopicScored, []Record{rec("dup", 0, 0), rec("dup", 0, 1)}, map[int32]int64{0: 2}); err != nil || n != 1 {
 					t.Fatalf("SaveBatch = %d, %v; want 1", n, err)
 				}
-				got, _ := s.Transaction(ctx, "dup")
+				// One id with two contents in one batch: the second is a
+				// conflict and nothing is saved.
+				first := rec("dup2", 0, 2)
+				second := rec("dup2", 0, 3)
+				second.Scored.Score = 0.99
+				_, err := s.SaveBatch(ctx, event.TopicScored, []Record{first, second, rec("other", 0, 4)}, map[int32]int64{0: 5})
+				checkConflicts(t, err, []Record{second}, 0, 2)
+				checkUnchanged(t, s, 1, map[int32]int64{0: 2})
+				// Without it, the rest is saved and the first one stays.
+				if n, err := s.SaveBatch(ctx, event.TopicScored, []Record{first, rec("other", 0, 4)}, map[int32]int64{0: 5}); err != nil || n != 2 {
+					t.Fatalf("SaveBatch = %d, %v; want 2", n, err)
+				}
+				got, _ := s.Transaction(ctx, "dup2")
 				if got.Score != first.Scored.Score {
 					t.Fatalf("stored score %v, want the first occurrence's %v", got.Score, first.Scored.Score)
+				}
+			})
+			t.Run("ConflictWithStored", func(t *testing.T) {
+				s := openTestStore(t, b.url(t))
+				ctx := context.Background()
+				if _, err := s.SaveBatch(ctx, event.TopicScored, []Record{rec("a", 1, 0), rec("b", 1, 1)}, map[int32]int64{1: 2}); err != nil {
+					t.Fatal(err)
+				}
+				// transaction_id "a" again, another transaction: refused,
+				// with everything else of the batch, and named.
+				other := rec("a", 1, 5)
+				other.Scored.Transaction.AmountMinor = 99
+				_, err := s.SaveBatch(ctx, event.TopicScored, []Record{rec("c", 1, 4), other}, map[int32]int64{1: 6})
+				checkConflicts(t, err, []Record{other}, 1, 0)
+				checkUnchanged(t, s, 2, map[int32]int64{1: 2})
+				// "b" again with the same content (a redelivery, even at
+				// another offset) is no conflict: skipped silently.
+				if n, err := s.SaveBatch(ctx, event.TopicScored, []Record{rec("b", 1, 6), rec("c", 1, 7)}, map[int32]int64{1: 8}); err != nil || n != 1 {
+					t.Fatalf("SaveBatch of a redelivery = %d, %v; want 1 new row, no error", n, err)
+				}
+				got, _ := s.Transaction(ctx, "a")
+				if got.Transaction.AmountMinor != 12345 {
+					t.Fatalf("stored amount %d, want the first record's", got.Transaction.AmountMinor)
 				}
 			})
 			t.Run("OffsetsOnlyMoveForward", func(t *testing.T) {
@@ -423,6 +493,87 @@ func TestStoreConformance(t *testing.T) {
 				}
 				if labelled != 2 {
 					t.Fatalf("Transactions shows %d labels, want 2", labelled)
+				}
+			})
+			t.Run("Sessions", func(t *testing.T) {
+				s := openTestStore(t, b.url(t))
+				ctx := context.Background()
+				t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+				key := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+				want := Session{Key: key(1), CreatedAt: t0, IdleUntil: t0.Add(30 * time.Minute), ExpiresAt: t0.Add(12 * time.Hour)}
+				if err := s.CreateSession(ctx, want); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.CreateSession(ctx, want); err == nil {
+					t.Fatal("a second session under the same key was stored")
+				}
+				if err := s.CreateSession(ctx, Session{Key: []byte("short"), CreatedAt: t0, IdleUntil: t0, ExpiresAt: t0}); err == nil {
+					t.Fatal("a session key of 5 bytes was stored")
+				}
+				read := func(k []byte) Session {
+					t.Helper()
+					got, err := s.Session(ctx, k)
+					if err != nil {
+						t.Fatalf("Session: %v", err)
+					}
+					return got
+				}
+				if got := read(key(1)); !bytes.Equal(got.Key, want.Key) || !got.CreatedAt.Equal(want.CreatedAt) ||
+					!got.IdleUntil.Equal(want.IdleUntil) || !got.ExpiresAt.Equal(want.ExpiresAt) {
+					t.Fatalf("Session = %+v, want %+v", got, want)
+				}
+				if _, err := s.Session(ctx, key(2)); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("Session(missing) err = %v, want ErrNotFound", err)
+				}
+				tests := []struct {
+					name  string
+					touch time.Time
+					want  time.Time
+				}{
+					{"forward", t0.Add(time.Hour), t0.Add(time.Hour)},
+					{"never back", t0.Add(10 * time.Minute), t0.Add(time.Hour)},
+					{"never past the absolute expiry", t0.Add(13 * time.Hour), t0.Add(12 * time.Hour)},
+				}
+				for _, tt := range tests {
+					t.Run(tt.name, func(t *testing.T) {
+						if err := s.TouchSession(ctx, key(1), tt.touch); err != nil {
+							t.Fatal(err)
+						}
+						if got := read(key(1)).IdleUntil; !got.Equal(tt.want) {
+							t.Fatalf("IdleUntil = %s, want %s", got, tt.want)
+						}
+					})
+				}
+				if err := s.TouchSession(ctx, key(2), t0); err != nil {
+					t.Fatalf("TouchSession(missing) = %v, want nil", err)
+				}
+
+				// Ended by idleness, ended by age, alive: only the first two go.
+				idle := Session{Key: key(3), CreatedAt: t0, IdleUntil: t0.Add(time.Minute), ExpiresAt: t0.Add(time.Hour)}
+				old := Session{Key: key(4), CreatedAt: t0, IdleUntil: t0.Add(2 * time.Minute), ExpiresAt: t0.Add(2 * time.Minute)}
+				for _, ss := range []Session{idle, old} {
+					if err := s.CreateSession(ctx, ss); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if n, err := s.DeleteEndedSessions(ctx, t0.Add(2*time.Minute)); err != nil || n != 2 {
+					t.Fatalf("DeleteEndedSessions = %d, %v; want 2", n, err)
+				}
+				for _, k := range [][]byte{key(3), key(4)} {
+					if _, err := s.Session(ctx, k); !errors.Is(err, ErrNotFound) {
+						t.Fatalf("ended session %x still stored: %v", k[:1], err)
+					}
+				}
+				read(key(1))
+
+				if err := s.DeleteSession(ctx, key(1)); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Session(ctx, key(1)); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("Session after delete err = %v, want ErrNotFound", err)
+				}
+				if err := s.DeleteSession(ctx, key(1)); err != nil {
+					t.Fatalf("DeleteSession(missing) = %v, want nil", err)
 				}
 			})
 			t.Run("AdoptsPreGooseSchema", func(t *testing.T) {

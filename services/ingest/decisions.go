@@ -64,17 +64,18 @@ func DefaultDecisionConfig() DecisionConfig {
 		Retention: DefaultDecisionRetention, CacheSize: DefaultDecisionCacheSize}
 }
 
-// Validate names the environment variable of the first bad setting.
+// Validate returns a *ConfigError naming the first bad field as
+// "Decisions.<Field>".
 func (c DecisionConfig) Validate() error {
 	switch {
 	case c.Budget <= 0:
-		return errors.New("INGEST_DECISION_BUDGET: must be positive")
+		return fieldErr("Decisions.Budget", "must be positive")
 	case c.MaxBudget < c.Budget:
-		return errors.New("INGEST_DECISION_MAX_BUDGET: must be at least INGEST_DECISION_BUDGET")
+		return fieldErr("Decisions.MaxBudget", "must be at least Config.Decisions.Budget (%s)", c.Budget)
 	case c.Retention <= 0:
-		return errors.New("INGEST_DECISION_RETENTION: must be positive")
+		return fieldErr("Decisions.Retention", "must be positive")
 	case c.CacheSize <= 0:
-		return errors.New("INGEST_DECISION_CACHE_SIZE: must be positive")
+		return fieldErr("Decisions.CacheSize", "must be positive")
 	}
 	return nil
 }
@@ -451,7 +452,7 @@ func (s *Service) handleDecision(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	budget, applied, e := s.decisionBudget(r)
 	if e != nil {
-		if le := s.allow(w, r.WithContext(context.WithoutCancel(r.Context())), 1); le != nil {
+		if le := s.adm.charge(w, r.WithContext(context.WithoutCancel(r.Context())), 1); le != nil {
 			e = le
 		}
 		s.fail(w, r, e)

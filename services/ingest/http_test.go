@@ -15,6 +15,12 @@ import (
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
 
+// withMember adds a member (JSON text such as `"a":1`) at the end of the
+// object b.
+func withMember(b []byte, member string) []byte {
+	return append(b[:len(b)-1:len(b)-1], ","+member+"}"...)
+}
+
 func TestSingleValidation(t *testing.T) {
 	_, base := startService(t, testConfig(t, newCluster(t)))
 	long := strings.Repeat("a", 65)
@@ -58,6 +64,11 @@ func TestSingleValidation(t *testing.T) {
 		{"event_time too far ahead", txWith(map[string]any{"event_time": "2026-03-01T12:05:01Z"}), "/event_time"},
 		{"event_time before 2000", txWith(map[string]any{"event_time": "1999-12-31T23:59:59Z"}), "/event_time"},
 		{"unknown field", txWith(map[string]any{"cvv": "123"}), "/cvv"},
+		// Keys are exact-case and each may appear once (issue 16): a
+		// case-insensitive, last-wins reader would take 5 below.
+		{"duplicate key", withMember(txWith(nil), `"amount_minor":5`), "/amount_minor"},
+		{"duplicate key escaped", withMember(txWith(nil), `"amount\u005fminor":5`), "/amount_minor"},
+		{"key in another case", withMember(txWith(nil), `"Amount_Minor":5`), "/Amount_Minor"},
 		{"wrong schema", txWith(map[string]any{"schema": "fraudstream.transaction.v9"}), "/schema"},
 		{"ingest_time from client", txWith(map[string]any{"ingest_time": "2026-03-01T12:00:00Z"}), "/ingest_time"},
 		{"array instead of object", []byte(`[1,2]`), ""},
@@ -89,6 +100,13 @@ func TestSingleValidation(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("duplicate key detail", func(t *testing.T) {
+		p := decodeProblem(t, postTx(t, base, withMember(txWith(nil), `"card_id":"card-2"`)))
+		if len(p.Errors) != 1 || p.Errors[0].Pointer != "/card_id" || !strings.Contains(p.Errors[0].Detail, "duplicate key") {
+			t.Errorf("errors = %+v, want one duplicate key at /card_id", p.Errors)
+		}
+	})
 
 	t.Run("every problem at once", func(t *testing.T) {
 		r := postTx(t, base, txWith(map[string]any{"amount_minor": 0, "currency": "XXX1", "channel": "x"}))

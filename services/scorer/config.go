@@ -29,6 +29,7 @@ const (
 	DefaultRedisTimeout       = 50 * time.Millisecond
 	DefaultProfileCacheTTL    = time.Minute
 	DefaultProfileCacheSize   = 100_000
+	DefaultRuleRunBudget      = time.Millisecond
 
 	// maxEventTimeSetting bounds MaxOutOfOrder and AllowedLateness: state
 	// is kept for the look-back (24h) plus both, so a week is already absurd.
@@ -154,6 +155,14 @@ type Config struct {
 	// cached until its records are scored. SCORER_PROFILE_CACHE_SIZE,
 	// default 100000.
 	ProfileCacheSize int
+
+	// RuleRunBudget is the run-time guard of rules on expr's VM: one
+	// evaluation in 64 is timed, and a rule timed above this three times
+	// in a row is disabled in this instance (logged, counted in
+	// fraudstream_scorer_rules_disabled_total). Published rules are
+	// bounded before they arrive (docs/design/rule-cost.md); this is the
+	// backstop. SCORER_RULE_BUDGET, default 1ms, at most 1s.
+	RuleRunBudget time.Duration
 }
 
 // DefaultConfig returns a Config with every default filled in; Kafka and
@@ -209,6 +218,9 @@ func (c Config) withDefaults() Config {
 		c.ProfileCacheSize = DefaultProfileCacheSize
 	}
 	c.HTTP = c.HTTP.WithDefaults()
+	if c.RuleRunBudget == 0 {
+		c.RuleRunBudget = DefaultRuleRunBudget
+	}
 	return c
 }
 
@@ -258,6 +270,8 @@ func (c Config) Validate() error {
 	case c.ProfileCacheSize < 2*c.MaxBatchRecords:
 		return fmt.Errorf("SCORER_PROFILE_CACHE_SIZE: %d must be at least twice SCORER_MAX_BATCH_RECORDS (%d)",
 			c.ProfileCacheSize, c.MaxBatchRecords)
+	case c.RuleRunBudget < 0 || c.RuleRunBudget > time.Second:
+		return fmt.Errorf("SCORER_RULE_BUDGET: %s must be between 1ns and 1s", c.RuleRunBudget)
 	}
 	if c.RedisURL != "" {
 		if _, err := redisOptions(c.RedisURL, c.RedisTimeout); err != nil {

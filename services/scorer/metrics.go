@@ -37,7 +37,8 @@ type metrics struct {
 
 	ruleSetVersion prometheus.Gauge
 	rulesRejected  prometheus.Counter
-	ruleErrors     prometheus.Counter // rule evaluations that failed at run time
+	ruleErrors     prometheus.Counter     // rule evaluations that failed at run time
+	rulesDisabled  *prometheus.CounterVec // by rule: disabled by the run-time guard
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -128,6 +129,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "rule_runtime_errors_total",
 			Help: "Rule evaluations that failed at run time (counted as not matched).",
 		}),
+		rulesDisabled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "rules_disabled_total",
+			Help: "Rules disabled in this instance by the run-time guard (over SCORER_RULE_BUDGET or the evaluator's memory budget), by rule id; each stays off until a new rule set version is applied.",
+		}, []string{"rule"}),
 	}
 	// Show every decision and outcome from the start, at zero.
 	for _, d := range []string{event.DecisionApprove, event.DecisionReview, event.DecisionDecline} {
@@ -138,7 +143,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.scored, m.dlq, m.duplicates, m.idReused, m.tooLate, m.late, m.changelog,
 		m.restores, m.restoreRec, m.txns, m.batchSize,
 		m.stats, m.profileMissing, m.profileUnavailable, m.profileErrors, m.profileKeys, m.profileBad,
-		m.quarantined, m.ruleSetVersion, m.rulesRejected, m.ruleErrors} {
+		m.quarantined, m.ruleSetVersion, m.rulesRejected, m.ruleErrors, m.rulesDisabled} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register scorer metrics: %w", err)
 		}

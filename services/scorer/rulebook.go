@@ -22,7 +22,9 @@ import (
 // compiled, behind an atomic pointer that the tasks load per record. A
 // record naming an older or equal version is ignored; one that does not
 // decode or compile is refused, logged with every problem and counted,
-// and the rule set in force stays. Until fraud-rules holds a set, the
+// and the rule set in force stays; that includes a set over the rules
+// package's static cost limits, produced to the topic without the API
+// (docs/design/rule-cost.md). Until fraud-rules holds a set, the
 // built-in default (rules.Default, version 1) or the one given in
 // Deps.Rules applies.
 //
@@ -77,7 +79,7 @@ func (b *ruleBook) apply(r *kgo.Record) error {
 }
 
 func (b *ruleBook) applyValue(v []byte) error {
-	rs, err := event.DecodeRuleSet(v)
+	rs, err := event.DecodeRuleSetRecord(v)
 	if err != nil {
 		return err
 	}
@@ -207,5 +209,18 @@ func (b *ruleBook) caughtUp(ends map[int32]int64) {
 	default:
 		close(b.synced)
 		b.log.Info("fraud-rules read; scoring with rule set", "version", b.current().Version())
+	}
+}
+
+// ruleDisabled is the hook of the run-time guard: a rule over its budget
+// is switched off in this instance until the next rule set version, and
+// the partition keeps flowing without it (docs/design/rule-cost.md).
+func ruleDisabled(log *slog.Logger, m *metrics) func(ruleID, reason string) {
+	return func(ruleID, reason string) {
+		log.Error("rule disabled in this scorer: over its budget; it counts as not matched until a new rule set version is applied",
+			"rule", ruleID, "reason", reason)
+		if m != nil {
+			m.rulesDisabled.WithLabelValues(ruleID).Inc()
+		}
 	}
 }

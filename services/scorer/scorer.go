@@ -112,12 +112,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scorer config: %w", err)
 	}
-	hook := rules.WithRuntimeErrorHook(func(string, error) { m.ruleErrors.Inc() })
-	set, err := initialRules(deps, hook)
+	ruleOpts := []rules.Option{
+		rules.WithRuntimeErrorHook(func(string, error) { m.ruleErrors.Inc() }),
+		rules.WithRunBudget(cfg.RuleRunBudget),
+		rules.WithDisableHook(ruleDisabled(log, m)),
+	}
+	set, err := initialRules(deps, ruleOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("scorer config: %w", err)
 	}
-	params.rules = newRuleBook(set, log, m, hook)
+	params.rules = newRuleBook(set, log, m, ruleOpts...)
 	if params.profiles, err = newProfiles(cfg, log, m, time.Now); err != nil {
 		return nil, fmt.Errorf("scorer config: %w", err)
 	}

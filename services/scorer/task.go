@@ -242,7 +242,7 @@ type outcome struct {
 // reuses o's memory.
 func (o *outcome) decode(r *kgo.Record) {
 	o.in, o.has, o.dead = r, false, nil
-	o.scored.Transaction, o.err = event.DecodeTransaction(r.Value)
+	o.scored.Transaction, o.err = event.DecodeTransactionRecord(r.Value)
 	if o.err == nil {
 		// A zero now skips the future-skew check: ingest checked it
 		// against the arrival time, and a replay must not re-judge it.

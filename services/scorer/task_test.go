@@ -199,7 +199,8 @@ func TestTaskDeadLetters(t *testing.T) {
 		want  string // substring of the error header
 	}{
 		{"not JSON", []byte("\x00garbage"), "malformed JSON"},
-		{"unknown field", []byte(`{"transaction_id":"x","bogus":1}`), "/bogus"},
+		{"duplicate key", []byte(`{"transaction_id":"x","transaction_id":"y"}`), "/transaction_id: duplicate key"},
+		{"key in another case", mustEncode(t, func(tx *event.Transaction) { tx.AmountMinor = 0 }, `"Amount_Minor":5`), "/amount_minor"},
 		{"invalid", mustEncode(t, func(tx *event.Transaction) { tx.AmountMinor = 0 }), "/amount_minor"},
 	}
 	for _, tt := range tests {
@@ -229,12 +230,45 @@ func TestTaskDeadLetters(t *testing.T) {
 	}
 }
 
-func mustEncode(t testing.TB, edit func(*event.Transaction)) []byte {
+// mustEncode encodes a test transaction changed by edit, with extra
+// members (JSON text such as `"a":1`) added before its closing brace.
+// TestTaskScoresUnknownFields: a raw-transactions record with fields a
+// newer producer added is scored like the same record without them
+// (forward compatibility), not dead-lettered.
+func TestTaskScoresUnknownFields(t *testing.T) {
+	plain := mustEncode(t, func(*event.Transaction) {})
+	for name, v := range map[string][]byte{
+		"string":          mustEncode(t, func(*event.Transaction) {}, `"wallet":"apple_pay"`),
+		"object":          mustEncode(t, func(*event.Transaction) {}, `"three_ds":{"version":"2.2","eci":"05"}`),
+		"case of a field": mustEncode(t, func(*event.Transaction) {}, `"Amount_Minor":999999`),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var scored [2]event.Scored
+			for i, value := range [][]byte{plain, v} {
+				tk := newTask(1, testParams())
+				c := newBatchCounts()
+				out := tk.process(&kgo.Record{Topic: event.TopicRaw, Partition: 1, Offset: 7, Key: []byte("card-1"), Value: value}, &c)
+				if len(out) != 1 || c.dlq != 0 {
+					t.Fatalf("%s: got %d records, %d dead letters; want one scored record", value, len(out), c.dlq)
+				}
+				scored[i] = decodeOut(t, out[0])
+			}
+			if !reflect.DeepEqual(scored[0], scored[1]) {
+				t.Fatalf("with an unknown field scored as\n%+v\nwithout\n%+v", scored[1], scored[0])
+			}
+		})
+	}
+}
+
+func mustEncode(t testing.TB, edit func(*event.Transaction), extra ...string) []byte {
 	tx := testTx("id-1", "card-1", time.Unix(0, t0).UTC())
 	edit(&tx)
 	v, err := tx.Encode()
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, m := range extra {
+		v = append(v[:len(v)-1], ","+m+"}"...)
 	}
 	return v
 }

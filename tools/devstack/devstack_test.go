@@ -47,28 +47,7 @@ func testPipeline(t *testing.T, databaseURL string, n int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	stack, err := Start(ctx, Config{
-		DataDir: t.TempDir(), BrokerListen: "127.0.0.1:0", Partitions: 4, DatabaseURL: databaseURL,
-		IngestAddr: "127.0.0.1:0", ScorerAddr: "127.0.0.1:0", AlertsAddr: "127.0.0.1:0",
-	}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
-	go func() { runErr <- stack.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-runErr; err != nil {
-			t.Errorf("stack.Run: %v", err)
-		}
-	}()
-
-	select {
-	case <-stack.Alerts().Ready():
-	case <-ctx.Done():
-		t.Fatal("alerts never became ready")
-	}
+	stack := StartForTest(t, ctx, Config{Partitions: 4, DatabaseURL: databaseURL}, log)
 	stream := openStream(t, ctx, stack.AlertsURL()+"/api/v1/stream")
 
 	// Generate n distinct transactions; every tenth is posted twice.
@@ -273,16 +252,7 @@ func TestStartFailureIsAnError(t *testing.T) {
 func TestRuleEditsAreCheckedByTheScorer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	stack, err := Start(ctx, Config{DataDir: t.TempDir(), BrokerListen: "127.0.0.1:0", Partitions: 2,
-		IngestAddr: "127.0.0.1:0", ScorerAddr: "127.0.0.1:0", AlertsAddr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- stack.Run(runCtx) }()
-	defer func() { stop(); <-done }()
-	<-stack.Alerts().Ready()
+	stack := StartForTest(t, ctx, Config{Partitions: 2}, slog.New(slog.DiscardHandler))
 
 	put := func(body []byte) (int, string) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, stack.AlertsURL()+"/api/v1/rules", bytes.NewReader(body))

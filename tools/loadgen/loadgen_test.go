@@ -109,27 +109,7 @@ func TestRunAgainstThePipeline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	stack, err := devstack.Start(ctx, devstack.Config{
-		DataDir: t.TempDir(), BrokerListen: "127.0.0.1:0", Partitions: 4,
-		IngestAddr: "127.0.0.1:0", ScorerAddr: "127.0.0.1:0", AlertsAddr: "127.0.0.1:0",
-	}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
-	go func() { runErr <- stack.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-runErr; err != nil {
-			t.Errorf("stack.Run: %v", err)
-		}
-	}()
-	select {
-	case <-stack.Alerts().Ready():
-	case <-ctx.Done():
-		t.Fatal("alerts never became ready")
-	}
+	stack := devstack.StartForTest(t, ctx, devstack.Config{Partitions: 4}, log)
 
 	const n = 500
 	for _, c := range []struct {

@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -63,7 +62,7 @@ func (f *topicFollower) run(ctx context.Context, t *tracker) {
 		at := time.Now()
 		fs.EachRecord(func(r *kgo.Record) {
 			var rec scoredRecord
-			if err := json.Unmarshal(r.Value, &rec); err != nil {
+			if err := event.Unmarshal(r.Value, &rec, event.IgnoreUnknown); err != nil {
 				return
 			}
 			for _, h := range r.Headers {

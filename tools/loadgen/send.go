@@ -27,7 +27,7 @@ func unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 // connections.
 type httpSender struct {
 	cfg    Config
-	client *http.Client
+	poster traffic.Poster
 	t      *tracker
 	jobs   chan []traffic.Labeled
 	wg     sync.WaitGroup
@@ -39,14 +39,10 @@ type httpSender struct {
 
 func newHTTPSender(cfg Config, client *http.Client, t *tracker) *httpSender {
 	if client == nil {
-		client = &http.Client{Transport: &http.Transport{
-			MaxIdleConns:        cfg.Workers,
-			MaxIdleConnsPerHost: cfg.Workers,
-			IdleConnTimeout:     90 * time.Second,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		}}
+		client = traffic.KeepAliveClient(cfg.Workers)
 	}
-	s := &httpSender{cfg: cfg, client: client, t: t, jobs: make(chan []traffic.Labeled, cfg.Workers)}
+	s := &httpSender{cfg: cfg, t: t, jobs: make(chan []traffic.Labeled, cfg.Workers),
+		poster: traffic.Poster{URL: cfg.IngestURL, APIKey: cfg.APIKey, Client: client}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for range cfg.Workers {
 		s.wg.Add(1)
@@ -84,18 +80,9 @@ func (s *httpSender) close() {
 
 func (s *httpSender) do(path, contentType string, body []byte, ls []traffic.Labeled) (*http.Response, time.Time, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.IngestURL+path, bytes.NewReader(body))
-	if err != nil {
-		cancel()
-		return nil, time.Time{}, err
-	}
-	req.Header.Set("Content-Type", contentType)
-	if s.cfg.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+s.cfg.APIKey)
-	}
 	start := time.Now()
 	s.t.started(ls, start)
-	resp, err := s.client.Do(req)
+	resp, err := s.poster.Post(ctx, path, contentType, body)
 	if err != nil {
 		cancel()
 		return nil, start, err

@@ -82,6 +82,15 @@ type Labeled struct {
 	Episode string
 	// Retry marks a resend of an earlier transaction: same id, same body.
 	Retry bool
+	// Variant names how a fraud episode was carried out, for patterns that
+	// come in more than one way (see the Variant constants); empty when the
+	// pattern has one way or for ordinary traffic. Only populations
+	// (Generate) set it.
+	Variant string
+	// LookAlike tags a legitimate transaction that resembles fraud (see the
+	// LookAlike constants), so false alerts on genuine habits can be
+	// counted; empty otherwise. Only populations (Generate) set it.
+	LookAlike string
 }
 
 // Fraud reports whether the transaction is fraudulent.

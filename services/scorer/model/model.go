@@ -129,14 +129,14 @@ const (
 // *event.ValidationError with a JSON pointer each, such as
 // "/features/3/name: unknown feature \"amount_z\"".
 func Load(r io.Reader) (*Model, error) {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	var f file
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("model: decode: %w", err)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("model: read: %w", err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("model: data after the JSON object")
+	// Exact-case keys; unknown and duplicate keys are refused.
+	var f file
+	if err := event.Unmarshal(b, &f, event.RejectUnknown); err != nil {
+		return nil, fmt.Errorf("model: decode: %w", err)
 	}
 	return build(f)
 }

@@ -38,7 +38,9 @@ func TestLoadErrors(t *testing.T) {
 			"/features/0/transforms/0", "no parameters"},
 		{"negative threshold", `{"version":"v","intercept":0,"reason_threshold":-1,"features":[{"name":"count_1m","weight":1}]}`,
 			"/reason_threshold", "≥ 0"},
-		{"unknown field", `{"version":"v","intercept":0,"bias":1,"features":[{"name":"count_1m","weight":1}]}`, "", `unknown field "bias"`},
+		{"unknown field", `{"version":"v","intercept":0,"bias":1,"features":[{"name":"count_1m","weight":1}]}`, "/bias", "unknown field"},
+		{"key in another case", `{"version":"v","Intercept":3,"intercept":0,"features":[{"name":"count_1m","weight":1}]}`, "/Intercept", `did you mean "intercept"`},
+		{"duplicate key", `{"version":"v","intercept":0,"features":[{"name":"count_1m","weight":1,"weight":2}]}`, "/features/0/weight", "duplicate key"},
 		{"trailing data", `{"version":"v","intercept":0,"features":[{"name":"count_1m","weight":1}]} {}`, "", "after the JSON object"},
 		{"not JSON", `{"version":`, "", "decode"},
 	}

@@ -15,6 +15,12 @@
 // discovered while scoring. Check is that test for callers that only
 // validate (alerts, before publishing to fraud-rules).
 //
+// Every accepted rule has a bounded cost per transaction: Compile bounds
+// each expression from its syntax tree (cost.go) and refuses one without a
+// bound within Limits, Check also measures rules on sample transactions,
+// and at run time a rule over its budget is disabled in its Set
+// (WithRunBudget, WithDisableHook). See docs/design/rule-cost.md.
+//
 // A matching rule becomes an event.Reason. Active rules move the score:
 // the model probability and the weights w of the matching active rules
 // combine as independent evidence (see Combine),
@@ -38,6 +44,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/file"
@@ -49,11 +56,14 @@ import (
 // Set is a compiled rule set. It is immutable and safe for concurrent use
 // by any number of goroutines (one per partition, say).
 type Set struct {
-	version int64
-	rules   []compiled
-	hook    func(ruleID string, err error)
-	errs    atomic.Uint64
-	vms     sync.Pool // *vm.VM for rules that run on expr's VM
+	version     int64
+	rules       []compiled
+	hook        func(ruleID string, err error)
+	errs        atomic.Uint64
+	vms         sync.Pool // *vm.VM for rules that run on expr's VM
+	limits      Limits
+	runBudget   time.Duration
+	disableHook func(ruleID, reason string)
 }
 
 type compiled struct {
@@ -61,6 +71,7 @@ type compiled struct {
 	id     string
 	fast   func(*Env) bool // nil when the rule runs on prog
 	prog   *vm.Program
+	guard  *guard // run-time guard, used only while the rule runs on prog
 }
 
 // Option configures Compile.
@@ -80,7 +91,12 @@ func WithRuntimeErrorHook(hook func(ruleID string, err error)) Option {
 // zone, since a rule must give the same answer when a partition is
 // replayed.
 func exprOptions() []expr.Option {
+	return exprOptionsLimited(DefaultLimits())
+}
+
+func exprOptionsLimited(lim Limits) []expr.Option {
 	return []expr.Option{
+		expr.MaxNodes(lim.MaxNodes),
 		expr.Env(Env{}),
 		expr.AsBool(),
 		expr.DisableBuiltin("now"),
@@ -95,7 +111,9 @@ func exprOptions() []expr.Option {
 // Compile validates rs (structure and every expression) and compiles it.
 // All problems are reported at once in an *event.ValidationError: those of
 // RuleSet.Validate, and per rule "/rules/i/expression" with expr's message
-// and position.
+// and position, or why the rule's cost per transaction has no bound within
+// the static Limits (see WithLimits and cost.go). It measures nothing, so
+// every scorer reaches the same verdict on the same set.
 func Compile(rs event.RuleSet, opts ...Option) (*Set, error) {
 	var ve event.ValidationError
 	if err := rs.Validate(); err != nil {
@@ -105,16 +123,17 @@ func Compile(rs event.RuleSet, opts ...Option) (*Set, error) {
 		}
 		ve.Errors = append(ve.Errors, vErr.Errors...)
 	}
-	s := &Set{version: rs.Version, rules: make([]compiled, 0, len(rs.Rules))}
+	s := &Set{version: rs.Version, rules: make([]compiled, 0, len(rs.Rules)), limits: DefaultLimits()}
 	for _, o := range opts {
 		o(s)
 	}
-	s.vms.New = func() any { return new(vm.VM) }
+	s.vms.New = func() any { return s.newVM() }
+	var setSteps int64
 	for i, r := range rs.Rules {
-		if r.Expression == "" {
+		if r.Expression == "" || len(r.Expression) > event.MaxRuleExpressionLen {
 			continue // Validate reported it
 		}
-		prog, err := expr.Compile(r.Expression, exprOptions()...)
+		prog, err := expr.Compile(r.Expression, exprOptionsLimited(s.limits)...)
 		if err != nil {
 			ve.Errors = append(ve.Errors, event.FieldError{
 				Pointer: fmt.Sprintf("/rules/%d/expression", i),
@@ -122,6 +141,15 @@ func Compile(rs event.RuleSet, opts ...Option) (*Set, error) {
 			})
 			continue
 		}
+		cost, err := staticCost(prog.Node(), s.limits)
+		if err != nil {
+			ve.Errors = append(ve.Errors, event.FieldError{
+				Pointer: fmt.Sprintf("/rules/%d/expression", i),
+				Detail:  fmt.Sprintf("rule %q is refused: %v", r.ID, err),
+			})
+			continue
+		}
+		setSteps = add(setSteps, cost.steps)
 		detail := r.Description
 		if detail == "" {
 			detail = r.ID
@@ -138,7 +166,15 @@ func Compile(rs event.RuleSet, opts ...Option) (*Set, error) {
 			},
 		}
 		c.fast, _ = lowerBool(prog.Node())
+		c.guard = new(guard)
 		s.rules = append(s.rules, c)
+	}
+	if setSteps > s.limits.MaxSetSteps {
+		ve.Errors = append(ve.Errors, event.FieldError{
+			Pointer: "/rules",
+			Detail: fmt.Sprintf("the rules together may cost %d steps per transaction, above the limit of %d",
+				setSteps, s.limits.MaxSetSteps),
+		})
 	}
 	if len(ve.Errors) > 0 {
 		return nil, &ve
@@ -160,12 +196,39 @@ func compileDetail(err error) string {
 	return err.Error()
 }
 
-// Check reports whether rs is a rule set the scorer can evaluate: nil, or
-// an *event.ValidationError listing every problem by JSON pointer. It is
-// the checker alerts runs before publishing a rule set to fraud-rules.
-func Check(rs event.RuleSet) error {
-	_, err := Compile(rs)
-	return err
+func (s *Set) newVM() *vm.VM { return &vm.VM{MemoryBudget: s.limits.vmMemoryBudget()} }
+
+// Check reports whether rs is a rule set the scorer can evaluate within
+// DefaultLimits: nil, or an *event.ValidationError listing every problem
+// by JSON pointer. It is the checker alerts runs before publishing a rule
+// set to fraud-rules (see Checker).
+func Check(rs event.RuleSet) error { return Checker(DefaultLimits())(rs) }
+
+// Checker returns a Check with limits lim (zero fields take their
+// default, except the measured budgets, where 0 skips the measurement):
+// Compile's static limits, then every rule on expr's VM measured on
+// sample transactions against lim.EvalBudget and lim.EvalAllocBudget.
+func Checker(lim Limits) func(event.RuleSet) error {
+	return func(rs event.RuleSet) error {
+		set, err := Compile(rs, WithLimits(lim))
+		if err != nil {
+			return err
+		}
+		problems := set.measure(lim)
+		if len(problems) == 0 {
+			return nil
+		}
+		var ve event.ValidationError
+		for i, r := range rs.Rules { // set.rules[i] is rs.Rules[i]: Compile refused nothing
+			if p, ok := problems[i]; ok {
+				ve.Errors = append(ve.Errors, event.FieldError{
+					Pointer: fmt.Sprintf("/rules/%d/expression", i),
+					Detail:  fmt.Sprintf("rule %q is refused: %s", r.ID, p),
+				})
+			}
+		}
+		return &ve
+	}
 }
 
 // Version is the version of the rule set s was compiled from; the scorer
@@ -192,10 +255,13 @@ func (s *Set) Evaluate(env *Env, dst []event.Reason) []event.Reason {
 		if r.fast != nil {
 			match = r.fast(env)
 		} else {
+			if r.guard.off.Load() {
+				continue // disabled at run time (Disabled says why)
+			}
 			if m == nil {
 				m = s.vms.Get().(*vm.VM)
 			}
-			match = s.run(m, r, env)
+			match = s.runGuarded(m, r, env)
 		}
 		if match {
 			dst = append(dst, r.reason)
@@ -210,6 +276,9 @@ func (s *Set) Evaluate(env *Env, dst []event.Reason) []event.Reason {
 func (s *Set) run(m *vm.VM, r *compiled, env *Env) bool {
 	out, err := m.Run(r.prog, env)
 	if err != nil {
+		if isBudgetError(err) {
+			s.disable(r, "exceeded the evaluator's memory budget: "+compileDetail(err))
+		}
 		s.errs.Add(1)
 		if s.hook != nil {
 			s.hook(r.id, err)

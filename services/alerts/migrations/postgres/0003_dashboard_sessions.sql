@@ -1,0 +1,14 @@
+-- +goose Up
+-- Dashboard logins (auth.go, docs/design/alerts-sessions.md). session_key is a
+-- keyed SHA-256 of the random id in the cookie, never the id itself. A
+-- session ends at idle_until unless used, and at expires_at in any case.
+CREATE TABLE dashboard_sessions (
+    session_key bytea PRIMARY KEY CHECK (length(session_key) = 32),
+    created_at  timestamptz NOT NULL,
+    idle_until  timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL
+);
+CREATE INDEX dashboard_sessions_expires ON dashboard_sessions (expires_at);
+
+-- +goose Down
+DROP TABLE dashboard_sessions;
