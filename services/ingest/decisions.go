@@ -86,7 +86,9 @@ func (c DecisionConfig) Validate() error {
 // Decision is "pending" (and the scoring fields empty) when the budget ran
 // out first.
 type Decision struct {
-	TransactionID  string         `json:"transaction_id"`
+	// TransactionID is empty only in a pending answer to a GET of an
+	// offset the feed has not read yet.
+	TransactionID  string         `json:"transaction_id,omitempty"`
 	Decision       string         `json:"decision"`
 	Score          *float64       `json:"score,omitempty"`
 	Reasons        []event.Reason `json:"reasons,omitempty"`
