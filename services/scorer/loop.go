@@ -161,8 +161,10 @@ session:
 			if wait <= 0 {
 				break
 			}
-			// nil context: what is buffered now, without waiting.
-			fetches := sess.PollRecords(nil, s.cfg.MaxBatchRecords-b.records) //nolint:staticcheck // kgo's documented non-blocking poll
+			// A nil context is kgo's non-blocking poll: what is buffered
+			// now, without waiting.
+			//lint:ignore SA1012 kgo documents nil as "drain what is buffered and return"
+			fetches := sess.PollRecords(nil, s.cfg.MaxBatchRecords-b.records)
 			if fetches.NumRecords() == 0 {
 				var pctx context.Context
 				var cancel context.CancelFunc
