@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -114,6 +115,7 @@ type decisionKey struct {
 type decided struct {
 	key  decisionKey
 	txID string
+	fp   uint64 // event.Fingerprint of the transaction's canonical encoding
 	body []byte
 	at   time.Time // when the feed read it
 }
@@ -122,6 +124,7 @@ type decided struct {
 type waiter struct {
 	key  decisionKey
 	txID string
+	fp   uint64        // its transaction's fingerprint; 0 if unknown
 	ch   chan *decided // buffered 1; nil sent when the offset was passed unscored
 }
 
@@ -154,9 +157,11 @@ func newDecisionIndex(size int, retention time.Duration) *decisionIndex {
 
 // add stores d and wakes the waiters of its key, and those of the
 // partition's earlier offsets, which will never be scored: each of them
-// gets the decision of its transaction_id when the index has it (the
-// repeat of a transaction the scorer dropped as a redelivery carries the
-// decision of its first copy), nil otherwise.
+// gets the decision of the same transaction (transaction_id and
+// fingerprint) when the index has it: the repeat of a transaction the
+// scorer dropped as a redelivery carries the decision of its first copy.
+// Otherwise nil: a transaction reusing an id with other contents (the
+// scorer dead-letters it) must never get the other one's decision.
 func (x *decisionIndex) add(d *decided) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -179,10 +184,7 @@ func (x *decisionIndex) add(d *decided) {
 		for _, w := range list {
 			ans := d
 			if o < d.key.o {
-				ans = x.byTx[w.txID]
-				if ans != nil && ans.key.p != w.key.p {
-					ans = nil
-				}
+				ans = x.sameTransaction(w.key.p, w.txID, w.fp)
 			}
 			w.ch <- ans
 		}
@@ -219,22 +221,31 @@ const (
 	stateGone                       // passed, and not (or no longer) in the index
 )
 
-// lookup answers from the index; with txID set, an offset passed unscored
-// is answered by its transaction_id's entry in the same partition.
-func (x *decisionIndex) lookup(k decisionKey, txID string) (*decided, lookupState) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.lookupLocked(k, txID)
+// sameTransaction is the entry of the transaction txID with fingerprint
+// fp in partition p, or nil.
+func (x *decisionIndex) sameTransaction(p int32, txID string, fp uint64) *decided {
+	if d := x.byTx[txID]; d != nil && fp != 0 && d.fp == fp && d.key.p == p {
+		return d
+	}
+	return nil
 }
 
-func (x *decisionIndex) lookupLocked(k decisionKey, txID string) (*decided, lookupState) {
+// lookup answers from the index; with txID and fp set, an offset passed
+// unscored is answered by the same transaction's entry (sameTransaction).
+func (x *decisionIndex) lookup(k decisionKey, txID string, fp uint64) (*decided, lookupState) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.lookupLocked(k, txID, fp)
+}
+
+func (x *decisionIndex) lookupLocked(k decisionKey, txID string, fp uint64) (*decided, lookupState) {
 	if d := x.byKey[k]; d != nil {
 		return d, stateDecided
 	}
 	if o, ok := x.passed[k.p]; !ok || o < k.o {
 		return nil, stateWaiting
 	}
-	if d := x.byTx[txID]; txID != "" && d != nil && d.key.p == k.p {
+	if d := x.sameTransaction(k.p, txID, fp); d != nil {
 		return d, stateDecided
 	}
 	return nil, stateGone
@@ -243,14 +254,14 @@ func (x *decisionIndex) lookupLocked(k decisionKey, txID string) (*decided, look
 // wait returns the decision at k, waiting until ctx is done. It returns
 // (nil, stateGone) when k was passed without a decision the index holds,
 // and (nil, stateWaiting) when ctx ended first.
-func (x *decisionIndex) wait(ctx context.Context, k decisionKey, txID string) (*decided, lookupState) {
+func (x *decisionIndex) wait(ctx context.Context, k decisionKey, txID string, fp uint64) (*decided, lookupState) {
 	x.mu.Lock()
-	d, st := x.lookupLocked(k, txID)
+	d, st := x.lookupLocked(k, txID, fp)
 	if st != stateWaiting {
 		x.mu.Unlock()
 		return d, st
 	}
-	w := &waiter{key: k, txID: txID, ch: make(chan *decided, 1)}
+	w := &waiter{key: k, txID: txID, fp: fp, ch: make(chan *decided, 1)}
 	ws := x.waiters[k.p]
 	if ws == nil {
 		ws = make(map[int64][]*waiter)
@@ -385,7 +396,12 @@ func decodeDecided(r *kgo.Record, now time.Time) (*decided, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &decided{key: decisionKey{s.Partition, s.Offset}, txID: d.TransactionID, body: body, at: now}, nil
+	canonical, err := s.Transaction.AppendCanonical(nil)
+	if err != nil {
+		return nil, err
+	}
+	return &decided{key: decisionKey{s.Partition, s.Offset}, txID: d.TransactionID, fp: event.Fingerprint(canonical),
+		body: body, at: now}, nil
 }
 
 // decisionMetrics are the decision API's series.
@@ -461,12 +477,20 @@ func (s *Service) handleDecision(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &captured{w: w, h: make(http.Header)}
+	// The body handleSingle reads (it bounds it) is kept, for the
+	// transaction's fingerprint.
+	var body bytes.Buffer
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.TeeReader(r.Body, &body), r.Body}
 	s.handleSingle(c, r)
 	var acc Accepted
 	if c.status != http.StatusAccepted || json.Unmarshal(c.body.Bytes(), &acc) != nil {
 		c.send(w)
 		return
 	}
+	fp := s.requestFingerprint(body.Bytes())
 	for k, v := range c.h {
 		if k != "Content-Type" && k != "X-Content-Type-Options" {
 			w.Header()[k] = v
@@ -477,7 +501,7 @@ func (s *Service) handleDecision(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithDeadline(r.Context(), start.Add(budget))
 	defer cancel()
-	d, _ := s.decisions.index.wait(ctx, decisionKey{acc.Partition, acc.Offset}, acc.TransactionID)
+	d, _ := s.decisions.index.wait(ctx, decisionKey{acc.Partition, acc.Offset}, acc.TransactionID, fp)
 	outcome := "decided"
 	if d != nil {
 		writeRaw(w, http.StatusOK, d.body)
@@ -487,6 +511,21 @@ func (s *Service) handleDecision(w http.ResponseWriter, r *http.Request) {
 		writePending(w, acc)
 	}
 	s.decisions.metrics.latency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+}
+
+// requestFingerprint is the fingerprint of the transaction in an accepted
+// request's body, as decodeDecided computes it from its scored record; 0
+// (unknown: no fallback by transaction_id) if it does not decode.
+func (s *Service) requestFingerprint(body []byte) uint64 {
+	tx, e := decodeTransaction(bodyString(body), s.now(), s.cfg.MaxSkew)
+	if e != nil {
+		return 0
+	}
+	canonical, err := tx.AppendCanonical(nil)
+	if err != nil {
+		return 0
+	}
+	return event.Fingerprint(canonical)
 }
 
 // writePending answers 202 pending with where to read the decision.
@@ -512,7 +551,7 @@ func (s *Service) handleGetDecision(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &Error{Kind: KindNotFound, Detail: "a decision is named by a partition and an offset, both non-negative integers, as in the Location of a pending answer"})
 		return
 	}
-	d, st := s.decisions.index.lookup(decisionKey{int32(p), o}, "")
+	d, st := s.decisions.index.lookup(decisionKey{int32(p), o}, "", 0)
 	switch st {
 	case stateDecided:
 		writeRaw(w, http.StatusOK, d.body)

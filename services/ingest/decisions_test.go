@@ -329,7 +329,7 @@ func TestDecisionRefusals(t *testing.T) {
 func TestDecisionIndex(t *testing.T) {
 	at := time.Unix(1000, 0)
 	entry := func(p int32, o int64, id string, age time.Duration) *decided {
-		return &decided{key: decisionKey{p, o}, txID: id, body: []byte(id), at: at.Add(age)}
+		return &decided{key: decisionKey{p, o}, txID: id, fp: uint64(len(id)), body: []byte(id), at: at.Add(age)}
 	}
 	short := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -339,7 +339,7 @@ func TestDecisionIndex(t *testing.T) {
 		x := newDecisionIndex(10, time.Hour)
 		got := make(chan *decided, 1)
 		go func() {
-			d, _ := x.wait(context.Background(), decisionKey{1, 5}, "a")
+			d, _ := x.wait(context.Background(), decisionKey{1, 5}, "a", 1)
 			got <- d
 		}()
 		for { // until registered
@@ -361,7 +361,7 @@ func TestDecisionIndex(t *testing.T) {
 		x := newDecisionIndex(10, time.Hour)
 		x.add(entry(2, 3, "dup", 0))
 		res := make(chan *decided, 1)
-		go func() { d, _ := x.wait(context.Background(), decisionKey{2, 8}, "dup"); res <- d }()
+		go func() { d, _ := x.wait(context.Background(), decisionKey{2, 8}, "dup", 3); res <- d }()
 		time.Sleep(10 * time.Millisecond)
 		x.add(entry(2, 9, "next", 0)) // offset 8 was dropped by the scorer
 		if d := <-res; d == nil || d.key.o != 3 {
@@ -369,15 +369,32 @@ func TestDecisionIndex(t *testing.T) {
 		}
 		ctx, cancel := short()
 		defer cancel()
-		if d, st := x.wait(ctx, decisionKey{2, 7}, "never"); d != nil || st != stateGone {
+		if d, st := x.wait(ctx, decisionKey{2, 7}, "never", 5); d != nil || st != stateGone {
 			t.Fatalf("passed unknown offset: %v %v, want gone", d, st)
+		}
+	})
+	t.Run("passed reuse of an id never answers the other transaction", func(t *testing.T) {
+		// The same transaction_id with other contents (fingerprint 99):
+		// the scorer dead-letters it, and its waiter must not get the
+		// decision of the transaction that had the id first.
+		x := newDecisionIndex(10, time.Hour)
+		x.add(entry(2, 3, "dup", 0))
+		res := make(chan *decided, 1)
+		go func() { d, _ := x.wait(context.Background(), decisionKey{2, 8}, "dup", 99); res <- d }()
+		time.Sleep(10 * time.Millisecond)
+		x.add(entry(2, 9, "next", 0))
+		if d := <-res; d != nil {
+			t.Fatalf("a reused id answered with %s at offset %d, another transaction's decision", d.txID, d.key.o)
+		}
+		if d, st := x.lookup(decisionKey{2, 8}, "dup", 99); d != nil || st != stateGone {
+			t.Fatalf("lookup of the reuse: %v %v, want gone", d, st)
 		}
 	})
 	t.Run("budget", func(t *testing.T) {
 		x := newDecisionIndex(10, time.Hour)
 		ctx, cancel := short()
 		defer cancel()
-		if d, st := x.wait(ctx, decisionKey{0, 1}, "a"); d != nil || st != stateWaiting {
+		if d, st := x.wait(ctx, decisionKey{0, 1}, "a", 1); d != nil || st != stateWaiting {
 			t.Fatalf("%v %v, want waiting", d, st)
 		}
 		if len(x.waiters[0]) != 0 {
@@ -389,10 +406,10 @@ func TestDecisionIndex(t *testing.T) {
 		for o := range int64(3) {
 			x.add(entry(0, o, fmt.Sprint("t", o), 0))
 		}
-		if _, st := x.lookup(decisionKey{0, 0}, ""); st != stateGone {
+		if _, st := x.lookup(decisionKey{0, 0}, "", 0); st != stateGone {
 			t.Errorf("oldest still held: %v", st)
 		}
-		if d, st := x.lookup(decisionKey{0, 2}, ""); st != stateDecided || d.txID != "t2" {
+		if d, st := x.lookup(decisionKey{0, 2}, "", 0); st != stateDecided || d.txID != "t2" {
 			t.Errorf("newest: %v %v", d, st)
 		}
 		if _, ok := x.byTx["t0"]; ok {
@@ -403,10 +420,10 @@ func TestDecisionIndex(t *testing.T) {
 		x := newDecisionIndex(10, time.Minute)
 		x.add(entry(0, 0, "old", 0))
 		x.add(entry(0, 1, "new", 2*time.Minute))
-		if _, st := x.lookup(decisionKey{0, 0}, ""); st != stateGone {
+		if _, st := x.lookup(decisionKey{0, 0}, "", 0); st != stateGone {
 			t.Errorf("expired entry still held: %v", st)
 		}
-		if _, st := x.lookup(decisionKey{0, 5}, ""); st != stateWaiting {
+		if _, st := x.lookup(decisionKey{0, 5}, "", 0); st != stateWaiting {
 			t.Errorf("an offset not yet read: %v, want waiting", st)
 		}
 	})
@@ -475,5 +492,44 @@ func BenchmarkDecisionFeedRecord(b *testing.B) {
 		}
 		d.key.o = int64(i)
 		x.add(d)
+	}
+}
+
+// TestDecisionFingerprint: the fingerprint a request computes from its body
+// is the one the feed computes from the scored record of what ingest
+// stored, so a dropped repeat finds its first copy; another body with the
+// same transaction_id does not.
+func TestDecisionFingerprint(t *testing.T) {
+	s := &Service{cfg: DefaultConfig(), now: func() time.Time { return testNow }}
+	body := txWith(map[string]any{"amount_minor": 4321})
+	tx, e := decodeTransaction(bodyString(body), testNow, s.cfg.MaxSkew)
+	if e != nil {
+		t.Fatal(e)
+	}
+	canonical, err := tx.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, e := s.record(tx, canonical, testNow.Add(time.Second))
+	if e != nil {
+		t.Fatal(e)
+	}
+	stored, err := event.DecodeTransaction(raw.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := event.Scored{Transaction: stored, Decision: event.DecisionApprove, Partition: 1, Offset: 2}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := decodeDecided(&kgo.Record{Value: v}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.requestFingerprint(body); got == 0 || got != d.fp {
+		t.Errorf("request fingerprint %x, scored record's %x", got, d.fp)
+	}
+	if other := s.requestFingerprint(txWith(map[string]any{"amount_minor": 4322})); other == d.fp {
+		t.Errorf("other contents under the same transaction_id share the fingerprint %x", other)
 	}
 }
