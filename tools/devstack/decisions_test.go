@@ -277,7 +277,12 @@ func TestDecisionsSurviveScorerSIGKILL(t *testing.T) {
 
 	c := client.New("http://"+ing.Addr(), DevAPIKey, client.WithMaxAttempts(10), client.WithBudget(5*time.Second))
 	gen := traffic.New(traffic.Config{Seed: 23, Cards: 400, IDPrefix: "kill"})
-	next := func() event.Transaction { return gen.Next(time.Now().UTC()).Tx }
+	var genMu sync.Mutex // the generator is not safe for concurrent use
+	next := func() event.Transaction {
+		genMu.Lock()
+		defer genMu.Unlock()
+		return gen.Next(time.Now().UTC()).Tx
+	}
 	// Warm up until decisions flow from both scorers' partitions.
 	for ok, warm := 0, time.Now().Add(60*time.Second); ok < 20; {
 		if time.Now().After(warm) {
