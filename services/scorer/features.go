@@ -25,10 +25,11 @@ const (
 	// authorisations in a row).
 	smallUSCents = 500
 
-	// flagSmall is the windowing.Record flag bit of a small amount.
-	flagSmall = 1
-	// Distinct dimensions of windowing.Record.
-	dimMerchant, dimCountry = 0, 1
+	// flagSmall is the windowing.Record flag bit of a small amount;
+	// lookbackFlags the number of flags the look-back counts.
+	flagSmall, lookbackFlags = 1, 1
+	// Distinct dimensions of windowing.Record, and their number.
+	dimMerchant, dimCountry, lookbackDims = 0, 1, 2
 
 	earthRadiusKm = 6371.0
 
@@ -47,13 +48,22 @@ func usCents(tx *event.Transaction) int64 {
 	return int64(event.USCents(tx.AmountMinor, tx.Currency))
 }
 
+// newLookback is the look-back of the velocity features: the retention of
+// the longest horizon, and the scorer's dimensions and flags. Those are
+// part of the encoding of the card state (changelog): changing them needs a
+// state migration (TestLookbackStateBytes).
+func newLookback(lateness time.Duration) (*windowing.Lookback, error) {
+	return windowing.NewLookback(windowing.WithRetention(retention), windowing.WithLookbackLateness(lateness),
+		windowing.WithDistinctDims(lookbackDims), windowing.WithFlags(lookbackFlags))
+}
+
 // lookbackRecord is how the look-back sees a transaction: its value is the
 // amount in US cents, so sum_1h and sum_24h add like with like.
 func lookbackRecord(tx *event.Transaction, cents, et int64) windowing.Record {
 	r := windowing.Record{
 		Time:     et,
 		Value:    cents,
-		Distinct: [windowing.DistinctDims]uint64{windowing.Hash(tx.MerchantID), windowing.Hash(tx.MerchantCountry)},
+		Distinct: [windowing.MaxDistinctDims]uint64{dimMerchant: windowing.Hash(tx.MerchantID), dimCountry: windowing.Hash(tx.MerchantCountry)},
 	}
 	if cents < smallUSCents {
 		r.Flags = flagSmall

@@ -38,7 +38,7 @@ type taskParams struct {
 }
 
 func newTaskParams(cfg Config, deps Deps, now func() time.Time) (*taskParams, error) {
-	lb, err := windowing.NewLookback(windowing.WithRetention(retention), windowing.WithLookbackLateness(cfg.AllowedLateness))
+	lb, err := newLookback(cfg.AllowedLateness)
 	if err != nil {
 		return nil, fmt.Errorf("scorer look-back: %w", err)
 	}
