@@ -76,7 +76,7 @@ func TestIngestFieldsHaveSettings(t *testing.T) {
 			switch {
 			case sf.Type == reflect.TypeFor[kafkaopt.Config]():
 				// kafkaopt names its own settings, as for every service.
-			case sf.Type == reflect.TypeFor[httpserver.Limits]():
+			case sf.Type == reflect.TypeFor[httpserver.Limits](), sf.Type == reflect.TypeFor[ingest.DecisionConfig]():
 				walk(name+".", sf.Type)
 			default:
 				flag, ok := f.fields[name]

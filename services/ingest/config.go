@@ -140,6 +140,9 @@ type Config struct {
 	// and is refused with 413 (INGEST_RATE_BURST, default 2000).
 	// Per-key override: ";burst=N".
 	RateBurst int
+
+	// Decisions configures POST /v1/decisions (decisions.go).
+	Decisions DecisionConfig
 }
 
 // DefaultConfig returns a Config with every default filled in. Kafka
@@ -159,6 +162,7 @@ func DefaultConfig() Config {
 		TransactionIDTTL:   DefaultTransactionIDTTL,
 		RateLimit:          DefaultRateLimit,
 		RateBurst:          DefaultRateBurst,
+		Decisions:          DefaultDecisionConfig(),
 	}
 }
 
@@ -272,6 +276,9 @@ func (c Config) validate() (settings, error) {
 	}
 	if len(c.APIKeys) == 0 && !c.AllowAnonymous {
 		return v, fieldErr("APIKeys", "at least one key is required unless Config.AllowAnonymous is set")
+	}
+	if err := c.Decisions.Validate(); err != nil {
+		return v, err
 	}
 	return settings{keys: keys, redis: ropts}, nil
 }

@@ -74,6 +74,8 @@ type Service struct {
 	ln      net.Listener
 	handler http.Handler
 	metrics *metrics
+	// decisions feeds POST /v1/decisions (decisions.go).
+	decisions *decisionFeed
 }
 
 // New validates cfg, creates the Kafka producer and binds the listener, so
@@ -112,18 +114,25 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	reg.MustRegister(ln.Collectors()...)
+	feed, err := newDecisionFeed(cfg, reg, log)
+	if err != nil {
+		cl.Close()
+		_ = ln.Close()
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	// The Redis client connects lazily; /readyz reports whether it answers.
 	rdb := redis.NewClient(set.redis)
 	m := newMetrics(reg)
 	s := &Service{
-		cfg:     cfg,
-		log:     log,
-		now:     now,
-		cl:      cl,
-		rdb:     rdb,
-		adm:     newAdmission(cfg, set.keys, rdb, log, m),
-		ln:      ln,
-		metrics: m,
+		cfg:       cfg,
+		log:       log,
+		now:       now,
+		cl:        cl,
+		rdb:       rdb,
+		adm:       newAdmission(cfg, set.keys, rdb, log, m),
+		ln:        ln,
+		metrics:   m,
+		decisions: feed,
 	}
 	s.handler = s.routes(reg)
 	if len(set.keys) == 0 {
@@ -141,7 +150,17 @@ func (s *Service) Addr() string { return s.ln.Addr().String() }
 // buffered, and the Kafka client closes. Run may be called once.
 func (s *Service) Run(ctx context.Context) error {
 	stopAdmission := s.adm.start()
+	// The decisions feed outlives the server: requests still waiting at
+	// shutdown get their decision or their budget's pending answer.
+	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
+	feedDone := make(chan struct{})
+	go func() {
+		defer close(feedDone)
+		s.decisions.run(feedCtx)
+	}()
 	err := httpserver.Serve(ctx, s.ln, s.handler, s.cfg.HTTP, s.log)
+	stopFeed()
+	<-feedDone
 	stopAdmission()
 	// Every record still buffered belongs to a request that was already
 	// answered 503 or whose client left; flushing gives it its last chance
@@ -180,6 +199,8 @@ func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 		// inside their handlers, with their claims; the others here.
 		r.With(s.requireScope(scopeTransactionsWrite)).Post("/v1/transactions", s.handleSingle)
 		r.With(s.requireScope(scopeTransactionsWrite)).Post("/v1/transactions/batch", s.handleBatch)
+		r.With(s.requireScope(scopeTransactionsWrite)).Post("/v1/decisions", s.handleDecision)
+		r.With(s.requireScope(scopeTransactionsWrite), s.limitRequest).Get("/v1/decisions/{partition}/{offset}", s.handleGetDecision)
 		r.With(s.requireScope(scopeProfilesWrite), s.limitRequest).Put("/v1/cards/{card_id}/profile", s.handlePutProfile)
 		r.With(s.requireScope(scopeProfilesRead), s.limitRequest).Get("/v1/cards/{card_id}/profile", s.handleGetProfile)
 	})

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +23,12 @@ import (
 	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(scorerChildEnv) != "" {
+		os.Exit(runScorerChild()) // a scorer to SIGKILL (decisions_test.go)
+	}
+	testenv.Main(m)
+}
 
 // TestPipelineExactlyOnce posts 2,000 transactions, a tenth of them twice
 // (client retries with the same transaction_id), through ingest → scorer →

@@ -115,7 +115,7 @@ func TestRunAgainstThePipeline(t *testing.T) {
 	for _, c := range []struct {
 		mode      Mode
 		fromTopic bool
-	}{{ModeHTTP, false}, {ModeBatch, false}, {ModeKafka, false}, {ModeHTTP, true}} {
+	}{{ModeHTTP, false}, {ModeBatch, false}, {ModeKafka, false}, {ModeHTTP, true}, {ModeDecisions, false}} {
 		mode := c.mode
 		name := string(mode)
 		if c.fromTopic {
@@ -167,6 +167,11 @@ func TestRunAgainstThePipeline(t *testing.T) {
 			}
 			if wantReq := int64(n + rep.Retries - conflicts(rep.Errors)); mode != ModeBatch && rep.Requests.Count != wantReq {
 				t.Errorf("%d requests measured, want %d", rep.Requests.Count, wantReq)
+			}
+			if d := rep.Decisions; (mode == ModeDecisions) != (d != nil) {
+				t.Errorf("decisions report %+v in mode %s", d, mode)
+			} else if d != nil && (d.Floor.Count == 0 || d.Decided.Count == 0 || d.Floor.Count+d.Decided.Count+int64(d.Pending) != rep.Requests.Count) {
+				t.Errorf("decisions %+v do not add up to %d requests", d, rep.Requests.Count)
 			}
 			if !strings.Contains(progress.String(), "loadgen ") {
 				t.Errorf("no progress line: %q", progress.String())

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,8 +31,10 @@ type httpSender struct {
 	t      *tracker
 	jobs   chan []traffic.Labeled
 	wg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelFunc
+	// alternate picks the endpoint of each request in decisions mode.
+	alternate atomic.Uint64
+	ctx       context.Context
+	cancel    context.CancelFunc
 }
 
 func newHTTPSender(cfg Config, client *http.Client, t *tracker) *httpSender {
@@ -139,8 +142,15 @@ func (s *httpSender) post(l traffic.Labeled) {
 		resp  *http.Response
 		start time.Time
 	)
+	path, decide := "/v1/transactions", false
+	if s.cfg.Mode == ModeDecisions && s.alternate.Add(1)%2 == 0 {
+		path, decide = "/v1/decisions", true
+		if s.cfg.DecisionBudget > 0 {
+			path += "?budget_ms=" + strconv.FormatInt(s.cfg.DecisionBudget.Milliseconds(), 10)
+		}
+	}
 	for attempt := 1; ; attempt++ {
-		resp, start, err = s.do("/v1/transactions", "application/json", body, []traffic.Labeled{l})
+		resp, start, err = s.do(path, "application/json", body, []traffic.Labeled{l})
 		if err != nil {
 			if s.ctx.Err() == nil {
 				s.t.request(0, retryKind(l.Retry, transportKind(err)))
@@ -159,8 +169,12 @@ func (s *httpSender) post(l traffic.Labeled) {
 			break
 		}
 	}
-	if resp.StatusCode == http.StatusAccepted {
-		s.t.request(time.Since(start), "")
+	if decide && resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusAccepted {
+		el := time.Since(start)
+		s.t.request(el, "")
+		if s.cfg.Mode == ModeDecisions {
+			s.t.decision(el, !decide, resp.StatusCode == http.StatusAccepted)
+		}
 		s.t.result(l.Tx.TransactionID, l.Retry, true, "")
 		return
 	}

@@ -146,8 +146,9 @@
     $("rate").textContent = arrivalRate(Date.now()).toFixed(1) + " / s (last 10 s)";
     if (latencies.length) {
       const s = latencies.slice().sort((a, b) => a - b);
-      const med = s[Math.floor(s.length / 2)];
-      $("latency").textContent = med < 1000 ? Math.round(med) + " ms" : (med / 1000).toFixed(2) + " s";
+      const fmt = (v) => (v < 1000 ? Math.round(v) + " ms" : (v / 1000).toFixed(2) + " s");
+      $("latency").textContent = fmt(s[Math.floor(s.length / 2)]);
+      $("latency-sub").textContent = "ingest → scored, median of last " + s.length + "; p99 " + fmt(s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]);
     }
   }
   setInterval(updateCounters, 1000);
