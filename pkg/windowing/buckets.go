@@ -102,6 +102,11 @@ func (b *bucket) addRec(x *rec) {
 	}
 }
 
+// BucketIndex is the index of the bucket of the given width (> 0) that
+// holds time t: floor(t / width), so times before 0 fall in negative
+// buckets rather than sharing bucket 0 with the first width after it.
+func BucketIndex(t, width int64) int64 { return floorDiv(t, width) }
+
 func floorDiv(a, b int64) int64 {
 	q := a / b
 	if a%b != 0 && a < 0 {

@@ -224,3 +224,11 @@ func ExampleHash() {
 	fmt.Println(a != 0, a == windowing.Hash("merchant-42"), a != b)
 	// Output: true true true
 }
+
+// BucketIndex puts a time before the epoch in the bucket before 0, not in
+// bucket 0 with the first minute after it.
+func ExampleBucketIndex() {
+	const minute = 60_000
+	fmt.Println(windowing.BucketIndex(59_999, minute), windowing.BucketIndex(60_000, minute), windowing.BucketIndex(-1, minute))
+	// Output: 0 1 -1
+}

@@ -84,7 +84,7 @@ type memory struct {
 	count       uint32
 }
 
-func minuteOf(ms int64) uint32 { return uint32(max(floorDiv(ms, 60_000), 0)) }
+func minuteOf(ms int64) uint32 { return uint32(max(windowing.BucketIndex(ms, 60_000), 0)) }
 
 // live reports whether an entry last seen at minute m is above floor (ms).
 func live(m uint32, floor int64) bool { return int64(m)*60_000 > floor }

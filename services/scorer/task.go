@@ -642,7 +642,7 @@ type expiry struct {
 }
 
 func (e *expiry) add(t int64, key string) {
-	b := floorDiv(t, expiryBucket.Milliseconds())
+	b := windowing.BucketIndex(t, expiryBucket.Milliseconds())
 	keys, ok := e.buckets[b]
 	if !ok {
 		if e.buckets == nil {
@@ -662,7 +662,7 @@ func (e *expiry) add(t int64, key string) {
 // paying every few seconds is filed once a bucket, not once a record.
 func (e *expiry) moved(from, to int64, key string) {
 	w := expiryBucket.Milliseconds()
-	if to > from && floorDiv(to, w) != floorDiv(from, w) {
+	if to > from && windowing.BucketIndex(to, w) != windowing.BucketIndex(from, w) {
 		e.add(to, key)
 	}
 }
@@ -683,14 +683,6 @@ func (e *expiry) expire(cutoff int64, evict func(key string)) {
 		}
 		delete(e.buckets, b)
 	}
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
 }
 
 type bucketHeap []int64
