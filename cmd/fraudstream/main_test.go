@@ -20,7 +20,9 @@ func TestBadSettingIsNamed(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{[]string{"scorer"}, map[string]string{"SCORER_REVIEW_THRESHOLD": "2"}, "SCORER_REVIEW_THRESHOLD"},
+		{[]string{"scorer"}, map[string]string{"SCORER_REVIEW_THRESHOLD": "2"}, "SCORER_REVIEW_THRESHOLD (--review-threshold): 2 must be in (0, 1]"},
+		{[]string{"scorer"}, map[string]string{"SCORER_REVIEW_THRESHOLD": "0.9", "SCORER_DECLINE_THRESHOLD": "0.6"},
+			"SCORER_DECLINE_THRESHOLD (--decline-threshold): 0.6 is below SCORER_REVIEW_THRESHOLD (--review-threshold) (0.9)"},
 		{[]string{"scorer"}, map[string]string{"SCORER_COMMIT_INTERVAL": "soon"}, "SCORER_COMMIT_INTERVAL"},
 		{[]string{"ingest"}, map[string]string{"INGEST_MAX_SKEW": "xyz"}, "INGEST_MAX_SKEW"},
 		{[]string{"ingest"}, nil, "INGEST_API_KEYS"},

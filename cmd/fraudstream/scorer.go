@@ -35,6 +35,15 @@ func scorerFlags(f *flags) func() scorer.Config {
 	cacheTTL := f.Duration("profile-cache-ttl", "SCORER_PROFILE_CACHE_TTL", d.ProfileCacheTTL, "how long a looked-up card profile is used before it is looked up again")
 	cacheSize := f.Int("profile-cache-size", "SCORER_PROFILE_CACHE_SIZE", d.ProfileCacheSize, "most card profiles cached (at least twice --max-batch-records)")
 	ruleBudget := f.Duration("rule-budget", "SCORER_RULE_BUDGET", d.RuleRunBudget, "run-time guard: a rule timed above this per transaction 3 times in a row is disabled in this instance")
+	for field, flag := range map[string]string{"Addr": "addr", "GroupID": "group-id", "TransactionalID": "transactional-id",
+		"CommitInterval": "commit-interval", "MaxBatchRecords": "max-batch-records", "TransactionTimeout": "transaction-timeout",
+		"ReviewThreshold": "review-threshold", "DeclineThreshold": "decline-threshold", "ModelFile": "model-file",
+		"MaxOutOfOrder": "max-out-of-order", "AllowedLateness": "allowed-lateness", "StatsIdleTimeout": "stats-idle-timeout",
+		"SessionTimeout": "session-timeout", "RebalanceTimeout": "rebalance-timeout", "RedisURL": "redis-url",
+		"RedisTimeout": "redis-timeout", "ProfileCacheTTL": "profile-cache-ttl", "ProfileCacheSize": "profile-cache-size",
+		"RuleRunBudget": "rule-budget"} {
+		f.field(field, flag) // the scorer's errors name these fields (configfield.Error)
+	}
 	return func() scorer.Config {
 		return scorer.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), GroupID: *group, TransactionalID: *txid,
 			CommitInterval: *commit, MaxBatchRecords: *batch, TransactionTimeout: *txTimeout,

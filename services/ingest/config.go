@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/fraudstream/fraudstream/internal/platform/configfield"
 	"strconv"
 	"strings"
 	"time"
@@ -166,23 +167,11 @@ func DefaultConfig() Config {
 	}
 }
 
-// A ConfigError names the Config field Validate refused, such as
-// "MaxSkew" or "HTTP.BodyTimeout"; other fields its message mentions are
-// written "Config.Field". cmd/fraudstream turns the names into the flags and
-// environment variables they were read from.
-type ConfigError struct {
-	Field string
-	Err   error
-}
-
-func (e *ConfigError) Error() string { return "ingest: Config." + e.Field + ": " + e.Err.Error() }
-func (e *ConfigError) Unwrap() error { return e.Err }
-
-// ConfigField is the name of the refused field.
-func (e *ConfigError) ConfigField() string { return e.Field }
+// A ConfigError names the Config field Validate refused (configfield).
+type ConfigError = configfield.Error
 
 func fieldErr(field, msg string, args ...any) error {
-	return &ConfigError{Field: field, Err: fmt.Errorf(msg, args...)}
+	return configfield.New("ingest", field, msg, args...)
 }
 
 // Validate returns a *ConfigError naming the first bad field.
@@ -216,9 +205,9 @@ func (c Config) validate() (settings, error) {
 	if err := c.HTTP.Check(); err != nil {
 		var le *httpserver.LimitError
 		if errors.As(err, &le) {
-			return v, &ConfigError{Field: "HTTP." + le.Field, Err: le.Err}
+			return v, &ConfigError{Service: "ingest", Field: "HTTP." + le.Field, Err: le.Err}
 		}
-		return v, &ConfigError{Field: "HTTP", Err: err}
+		return v, &ConfigError{Service: "ingest", Field: "HTTP", Err: err}
 	}
 	if c.MaxSkew <= 0 {
 		return v, fieldErr("MaxSkew", "must be positive")
@@ -251,7 +240,7 @@ func (c Config) validate() (settings, error) {
 	}
 	ropts, err := redisopt.Options(c.RedisURL, redisPolicy(c.RedisTimeout))
 	if err != nil {
-		return v, &ConfigError{Field: "RedisURL", Err: err}
+		return v, &ConfigError{Service: "ingest", Field: "RedisURL", Err: err}
 	}
 	if c.RedisTimeout <= 0 {
 		return v, fieldErr("RedisTimeout", "must be positive")
@@ -272,7 +261,7 @@ func (c Config) validate() (settings, error) {
 	}
 	keys, err := parseKeys(c.APIKeys, c.RateLimit, c.RateBurst)
 	if err != nil {
-		return v, &ConfigError{Field: "APIKeys", Err: err}
+		return v, &ConfigError{Service: "ingest", Field: "APIKeys", Err: err}
 	}
 	if len(c.APIKeys) == 0 && !c.AllowAnonymous {
 		return v, fieldErr("APIKeys", "at least one key is required unless Config.AllowAnonymous is set")

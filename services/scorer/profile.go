@@ -184,7 +184,7 @@ func newProfiles(cfg Config, log *slog.Logger, m *metrics, now func() time.Time)
 func redisOptions(rawURL string, timeout time.Duration) (*redis.Options, error) {
 	opts, err := redisopt.Options(rawURL, redisopt.Policy{Timeout: timeout, PoolTimeout: timeout})
 	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, fmt.Errorf("redis URL: %w", err)
 	}
 	return opts, nil
 }

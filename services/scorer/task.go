@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"github.com/fraudstream/fraudstream/internal/platform/configfield"
 	"log/slog"
 	"os"
 	"slices"
@@ -77,12 +78,12 @@ func loadModel(cfg Config, deps Deps) (*model.Model, error) {
 	}
 	f, err := os.Open(cfg.ModelFile)
 	if err != nil {
-		return nil, fmt.Errorf("SCORER_MODEL_FILE: %w", err)
+		return nil, &configfield.Error{Service: "scorer", Field: "ModelFile", Err: err}
 	}
 	defer f.Close()
 	m, err := model.Load(f)
 	if err != nil {
-		return nil, fmt.Errorf("SCORER_MODEL_FILE: %s: %w", cfg.ModelFile, err)
+		return nil, &configfield.Error{Service: "scorer", Field: "ModelFile", Err: fmt.Errorf("%s: %w", cfg.ModelFile, err)}
 	}
 	return m, nil
 }
