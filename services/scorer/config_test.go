@@ -14,9 +14,9 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	tests := []struct {
-		name   string
-		edit   func(*Config)
-		want   string // the error's prefix: the field (cmd/fraudstream names its setting)
+		name string
+		edit func(*Config)
+		want string // the error's prefix: the field (cmd/fraudstream names its setting)
 	}{
 		{"no brokers", func(c *Config) { c.Kafka.Brokers = nil }, "KAFKA_BROKERS"},
 		{"no transactional id", func(c *Config) { c.TransactionalID = "" }, "scorer: Config.TransactionalID"},
