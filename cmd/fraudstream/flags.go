@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,16 +19,66 @@ import (
 // given on the command line wins, then its variable, then its default. A bad
 // value is reported with the name it came from.
 type flags struct {
-	fs    *flag.FlagSet
-	env   map[string]string // flag name → environment variable
-	lists []func()          // fill list flags after parsing
+	fs     *flag.FlagSet
+	env    map[string]string // flag name → environment variable
+	fields map[string]string // a service's Config field ("HTTP.BodyTimeout") → flag name
+	lists  []func()          // fill list flags after parsing
 }
 
 func newFlags(name string, stderr io.Writer) *flags {
 	fs := flag.NewFlagSet("fraudstream "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	return &flags{fs: fs, env: map[string]string{}}
+	return &flags{fs: fs, env: map[string]string{}, fields: map[string]string{}}
 }
+
+// field records that flag fills the Config field named field, for named.
+func (f *flags) field(field, flag string) { f.fields[field] = flag }
+
+// setting is how a start-up message names a flag: its environment
+// variable and the flag, e.g. "INGEST_MAX_SKEW (--max-skew)".
+func (f *flags) setting(flag string) string {
+	if env := f.env[flag]; env != "" {
+		return env + " (--" + flag + ")"
+	}
+	return "--" + flag
+}
+
+// named rewrites an error from a service's Config validation that names a
+// Config field (it has a ConfigField method, as ingest.ConfigError) to
+// name the environment variable and flag the field came from, here and
+// wherever the message mentions another field as "Config.Field".
+func (f *flags) named(err error) error {
+	var fe interface {
+		error
+		ConfigField() string
+		Unwrap() error
+	}
+	if !errors.As(err, &fe) {
+		return err
+	}
+	flag, ok := f.fields[fe.ConfigField()]
+	if !ok {
+		return err
+	}
+	fields := slices.Collect(maps.Keys(f.fields))
+	// Longest first, so "Config.HTTP.BodyTimeout" is not read as "Config.HTTP".
+	slices.SortFunc(fields, func(a, b string) int { return len(b) - len(a) })
+	pairs := make([]string, 0, 2*len(fields))
+	for _, field := range fields {
+		pairs = append(pairs, "Config."+field, f.setting(f.fields[field]))
+	}
+	msg := f.setting(flag) + ": " + strings.NewReplacer(pairs...).Replace(fe.Unwrap().Error())
+	return &settingError{msg: msg, err: err}
+}
+
+// settingError is a Config error retold with the setting's names.
+type settingError struct {
+	msg string
+	err error
+}
+
+func (e *settingError) Error() string { return e.msg }
+func (e *settingError) Unwrap() error { return e.err }
 
 func (f *flags) bind(name, env string) {
 	if env != "" {
@@ -158,6 +210,10 @@ func (f *flags) httpLimits(prefix string, d httpserver.Limits) func() httpserver
 	idle := f.Duration("idle-timeout", prefix+"_IDLE_TIMEOUT", d.IdleTimeout, "how long a keep-alive connection may wait for its next request")
 	headerBytes := f.Int("max-header-bytes", prefix+"_MAX_HEADER_BYTES", d.MaxHeaderBytes, "largest request line and headers; more get 431")
 	conns := f.Int("max-conns", prefix+"_MAX_CONNS", d.MaxConns, "most HTTP connections open at once; more are closed as they are accepted")
+	for field, flag := range map[string]string{"HTTP.ReadHeaderTimeout": "read-header-timeout", "HTTP.BodyTimeout": "body-timeout",
+		"HTTP.IdleTimeout": "idle-timeout", "HTTP.MaxHeaderBytes": "max-header-bytes", "HTTP.MaxConns": "max-conns"} {
+		f.field(field, flag)
+	}
 	return func() httpserver.Limits {
 		return httpserver.Limits{ReadHeaderTimeout: *header, BodyTimeout: *body, IdleTimeout: *idle,
 			MaxHeaderBytes: *headerBytes, MaxConns: *conns}

@@ -29,12 +29,26 @@ func ingestFlags(f *flags) func() ingest.Config {
 	txidTTL := f.Duration("transaction-id-ttl", "INGEST_TRANSACTION_ID_TTL", d.TransactionIDTTL, "how long a transaction_id stays bound to the contents first accepted with it (another transaction reusing it gets 409); at least --idempotency-ttl")
 	rate := f.Int("rate-limit", "INGEST_RATE_LIMIT", d.RateLimit, `transactions per second per API key (per key: ";rate=N" in INGEST_API_KEYS)`)
 	burst := f.Int("rate-burst", "INGEST_RATE_BURST", d.RateBurst, `burst per API key (per key: ";burst=N" in INGEST_API_KEYS)`)
+	decBudget := f.Duration("decision-budget", "INGEST_DECISION_BUDGET", d.Decisions.Budget, `how long POST /v1/decisions waits for the decision before answering 202 pending (per request: "Prefer: wait=N" or "?budget_ms=N")`)
+	decMax := f.Duration("decision-max-budget", "INGEST_DECISION_MAX_BUDGET", d.Decisions.MaxBudget, "the largest budget a decision request may ask for")
+	decRetention := f.Duration("decision-retention", "INGEST_DECISION_RETENTION", d.Decisions.Retention, "how long recent decisions stay readable at GET /v1/decisions/{partition}/{offset}")
+	decCache := f.Int("decision-cache-size", "INGEST_DECISION_CACHE_SIZE", d.Decisions.CacheSize, "most recent decisions held (about 470 bytes of heap each: 100000 ≈ 47 MB)")
+	for field, flag := range map[string]string{"Addr": "addr", "MaxSkew": "max-skew", "MaxBodyBytes": "max-body-bytes",
+		"MaxBatchBodyBytes": "max-batch-body-bytes", "MaxBatchItems": "max-batch-items", "ProduceTimeout": "produce-timeout",
+		"MaxBufferedRecords": "max-buffered-records", "APIKeys": "api-keys", "AllowAnonymous": "allow-anonymous",
+		"RedisURL": "redis-url", "RedisTimeout": "redis-timeout", "RedisFailOpen": "redis-fail-open",
+		"IdempotencyTTL": "idempotency-ttl", "TransactionIDTTL": "transaction-id-ttl", "RateLimit": "rate-limit", "RateBurst": "rate-burst",
+		"Decisions.Budget": "decision-budget", "Decisions.MaxBudget": "decision-max-budget",
+		"Decisions.Retention": "decision-retention", "Decisions.CacheSize": "decision-cache-size"} {
+		f.field(field, flag) // ingest's errors name these fields (ingest.ConfigError)
+	}
 	return func() ingest.Config {
 		return ingest.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), MaxSkew: *skew, MaxBodyBytes: int64(*body),
 			MaxBatchBodyBytes: int64(*batchBody), MaxBatchItems: *batchItems, ProduceTimeout: *produce,
 			MaxBufferedRecords: *buffered, APIKeys: *keys, AllowAnonymous: *anon,
 			RedisURL: *redisURL, RedisTimeout: *redisTimeout, RedisFailOpen: *failOpen,
-			IdempotencyTTL: *idemTTL, TransactionIDTTL: *txidTTL, RateLimit: *rate, RateBurst: *burst}
+			IdempotencyTTL: *idemTTL, TransactionIDTTL: *txidTTL, RateLimit: *rate, RateBurst: *burst,
+			Decisions: ingest.DecisionConfig{Budget: *decBudget, MaxBudget: *decMax, Retention: *decRetention, CacheSize: *decCache}}
 	}
 }
 

@@ -37,7 +37,7 @@ flags:
 
 func runLoadgen(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("loadgen", stderr)
-	mode := f.String("mode", "LOADGEN_MODE", "http", "how to send: http (POST /v1/transactions), batch (POST /v1/transactions/batch, NDJSON) or kafka (produce to the topic)")
+	mode := f.String("mode", "LOADGEN_MODE", "http", "how to send: http (POST /v1/transactions), batch (POST /v1/transactions/batch, NDJSON), decisions (POST /v1/decisions and /v1/transactions alternately: decision latency beside its floor) or kafka (produce to the topic)")
 	url := f.String("url", "INGEST_URL", "http://127.0.0.1:8081", "ingest base URL")
 	key := f.String("api-key", "INGEST_API_KEY", "dev-secret-key", "ingest API key")
 	kafka := f.kafka()
@@ -48,6 +48,7 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 	workers := f.Int("workers", "LOADGEN_WORKERS", 8, "concurrent requests")
 	batchSize := f.Int("batch-size", "LOADGEN_BATCH_SIZE", 100, "transactions per request of --mode batch")
 	timeout := f.Duration("request-timeout", "LOADGEN_REQUEST_TIMEOUT", 10*time.Second, "bound on one request")
+	budget := f.Duration("decision-budget", "LOADGEN_DECISION_BUDGET", 0, "budget_ms sent with each request of --mode decisions (0: ingest's INGEST_DECISION_BUDGET)")
 
 	seed := f.Int("seed", "LOADGEN_SEED", 1, "simulator seed; the same seed sends the same stream")
 	idPrefix := f.String("id-prefix", "LOADGEN_ID_PREFIX", "", "transaction id prefix, unique per run (default load-SEED-UNIXTIME)")
@@ -97,7 +98,7 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 		Mode: loadgen.Mode(*mode), IngestURL: strings.TrimRight(*url, "/"), APIKey: *key,
 		Kafka: kafka(), Topic: *topic,
 		Rate: *rate, Workers: *workers, BatchSize: *batchSize, Count: *count, Duration: *duration,
-		RequestTimeout: *timeout, Drain: *drain, TimeScale: *timeScale, Progress: *progress, AlertsToken: *alertsToken,
+		RequestTimeout: *timeout, DecisionBudget: *budget, Drain: *drain, TimeScale: *timeScale, Progress: *progress, AlertsToken: *alertsToken,
 		Traffic: traffic.Config{
 			Seed: uint64(*seed), Cards: *cards, CardPrefix: *cardPrefix, Merchants: *merchants, FraudRate: *fraud, Scenarios: rates,
 			EpisodeScale: *episodeScale, RetryRate: *retryRate, RetryAfter: *retryAfter, IDPrefix: prefix,

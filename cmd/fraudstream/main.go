@@ -96,7 +96,7 @@ func runService[C any](ctx context.Context, name string, args []string, env func
 	}
 	svc, err := start(config(), log)
 	if err != nil {
-		return err
+		return f.named(err)
 	}
 	return svc.Run(ctx)
 }

@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
+	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
+	"github.com/fraudstream/fraudstream/services/ingest"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -15,7 +20,9 @@ func TestBadSettingIsNamed(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{[]string{"scorer"}, map[string]string{"SCORER_REVIEW_THRESHOLD": "2"}, "SCORER_REVIEW_THRESHOLD"},
+		{[]string{"scorer"}, map[string]string{"SCORER_REVIEW_THRESHOLD": "2"}, "SCORER_REVIEW_THRESHOLD (--review-threshold): 2 must be in (0, 1]"},
+		{[]string{"scorer"}, map[string]string{"SCORER_REVIEW_THRESHOLD": "0.9", "SCORER_DECLINE_THRESHOLD": "0.6"},
+			"SCORER_DECLINE_THRESHOLD (--decline-threshold): 0.6 is below SCORER_REVIEW_THRESHOLD (--review-threshold) (0.9)"},
 		{[]string{"scorer"}, map[string]string{"SCORER_COMMIT_INTERVAL": "soon"}, "SCORER_COMMIT_INTERVAL"},
 		{[]string{"ingest"}, map[string]string{"INGEST_MAX_SKEW": "xyz"}, "INGEST_MAX_SKEW"},
 		{[]string{"ingest"}, nil, "INGEST_API_KEYS"},
@@ -40,6 +47,12 @@ func TestBadSettingIsNamed(t *testing.T) {
 		{[]string{"quality"}, map[string]string{"QUALITY_SCALE": "-1"}, "QUALITY_SCALE"},
 		{[]string{"quality", "--review-threshold", "0.9", "--decline-threshold", "0.8"}, nil, "QUALITY_REVIEW_THRESHOLD"},
 		{[]string{"quality", "--seed", "0"}, nil, "QUALITY_SEED"},
+		{[]string{"ingest"}, map[string]string{"INGEST_API_KEYS": "a:" + strings.Repeat("0", 64), "INGEST_MAX_BATCH_BODY_BYTES": "100"},
+			"INGEST_MAX_BATCH_BODY_BYTES (--max-batch-body-bytes): must be at least INGEST_MAX_BODY_BYTES (--max-body-bytes)"},
+		{[]string{"ingest"}, map[string]string{"INGEST_API_KEYS": "a:abcd"}, "INGEST_API_KEYS (--api-keys): entry 1"},
+		{[]string{"ingest", "--redis-url", "http://x"}, map[string]string{"INGEST_API_KEYS": "a:" + strings.Repeat("0", 64)}, "REDIS_URL (--redis-url): must be"},
+		{[]string{"train", "--simulate", "10", "--review-rate", "1.5"}, nil, "TRAIN_REVIEW_RATE"},
+		{[]string{"train", "--simulate", "10", "--review-rate", "0.01", "--decline-rate", "0.02"}, nil, "TRAIN_DECLINE_RATE"},
 		{[]string{"nope"}, nil, `unknown command "nope"`},
 	}
 	for _, tc := range tests {
@@ -50,6 +63,32 @@ func TestBadSettingIsNamed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIngestFieldsHaveSettings: every field ingest's errors can name
+// (ingest.ConfigError) is mapped to its flag, so no start-up message names
+// a Go field instead of the setting.
+func TestIngestFieldsHaveSettings(t *testing.T) {
+	f := newFlags("ingest", io.Discard)
+	ingestFlags(f)
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for sf := range typ.Fields() {
+			name := prefix + sf.Name
+			switch {
+			case sf.Type == reflect.TypeFor[kafkaopt.Config]():
+				// kafkaopt names its own settings, as for every service.
+			case sf.Type == reflect.TypeFor[httpserver.Limits](), sf.Type == reflect.TypeFor[ingest.DecisionConfig]():
+				walk(name+".", sf.Type)
+			default:
+				flag, ok := f.fields[name]
+				if !ok || f.env[flag] == "" {
+					t.Errorf("ingest.Config.%s: no flag with an environment variable (%q)", name, flag)
+				}
+			}
+		}
+	}
+	walk("", reflect.TypeFor[ingest.Config]())
 }
 
 func TestFlagBeatsEnvironmentBeatsDefault(t *testing.T) {

@@ -18,7 +18,7 @@ and model, then each held out from a model trained on the others. Prints
 PR-AUC, precision and recall at the thresholds, recall at 0.5 %% and 1 %%
 alert rates, recall per pattern and episode, false alerts on legitimate
 look-alikes, and thresholds chosen by alert rate on the training populations.
-docs/detection.md defines every figure and records the baseline.
+docs/detection-quality.md defines every figure and records the baseline.
 
 populations: %s
 

@@ -39,6 +39,16 @@ func scorerFlags(f *flags) func() scorer.Config {
 	entityLag := f.Duration("entity-lag", "SCORER_ENTITY_LAG", d.Entities.Lag, "a transaction is joined with the entity table as of its time minus this (more than allowed lateness + max out-of-order)")
 	entityWait := f.Duration("entity-wait", "SCORER_ENTITY_WAIT", d.Entities.Wait, "longest wait for the entity table to be complete through a transaction's join time; then it is scored with entity_stale")
 	entityMemory := f.Duration("entity-memory", "SCORER_ENTITY_MEMORY", d.Entities.Memory, "how long a card remembers its merchants, and the window of a merchant's flagged visitors")
+	for field, flag := range map[string]string{"Addr": "addr", "GroupID": "group-id", "TransactionalID": "transactional-id",
+		"CommitInterval": "commit-interval", "MaxBatchRecords": "max-batch-records", "TransactionTimeout": "transaction-timeout",
+		"ReviewThreshold": "review-threshold", "DeclineThreshold": "decline-threshold", "ModelFile": "model-file",
+		"MaxOutOfOrder": "max-out-of-order", "AllowedLateness": "allowed-lateness", "StatsIdleTimeout": "stats-idle-timeout",
+		"SessionTimeout": "session-timeout", "RebalanceTimeout": "rebalance-timeout", "RedisURL": "redis-url",
+		"RedisTimeout": "redis-timeout", "ProfileCacheTTL": "profile-cache-ttl", "ProfileCacheSize": "profile-cache-size",
+		"RuleRunBudget": "rule-budget", "Entities.Enabled": "entities", "Entities.Lag": "entity-lag",
+		"Entities.Wait": "entity-wait", "Entities.Memory": "entity-memory"} {
+		f.field(field, flag) // the scorer's errors name these fields (configfield.Error)
+	}
 	return func() scorer.Config {
 		return scorer.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), GroupID: *group, TransactionalID: *txid,
 			CommitInterval: *commit, MaxBatchRecords: *batch, TransactionTimeout: *txTimeout,

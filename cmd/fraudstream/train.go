@@ -47,6 +47,8 @@ func runTrain(_ context.Context, args []string, env func(string) string, stdout,
 	version := f.String("version", "TRAIN_VERSION", "", "the model's version (default trained-YYYYMMDD)")
 	l2 := f.Float("l2", "TRAIN_L2", 1e-3, "strength of the L2 penalty")
 	reasonAt := f.Float("reason-threshold", "TRAIN_REASON_THRESHOLD", 1.5, "contribution to the log-odds from which a feature is named as a reason")
+	reviewRate := f.Float("review-rate", "TRAIN_REVIEW_RATE", 0, "if set, report the SCORER_REVIEW_THRESHOLD that flags this share of the training transactions (rules and the new model)")
+	declineRate := f.Float("decline-rate", "TRAIN_DECLINE_RATE", 0, "with --review-rate: the share to decline (default a quarter of --review-rate)")
 	if err := f.parse(args, env); err != nil {
 		return err
 	}
@@ -59,6 +61,13 @@ func runTrain(_ context.Context, args []string, env func(string) string, stdout,
 		return fmt.Errorf("TRAIN_PER_CARD_PER_HOUR: %v must be positive", *perCard)
 	case *l2 < 0:
 		return fmt.Errorf("TRAIN_L2: %v is negative", *l2)
+	case *reviewRate < 0 || *reviewRate >= 1:
+		return fmt.Errorf("TRAIN_REVIEW_RATE: %v is not in [0, 1)", *reviewRate)
+	case *declineRate < 0 || *declineRate > *reviewRate:
+		return fmt.Errorf("TRAIN_DECLINE_RATE: %v is not in [0, TRAIN_REVIEW_RATE]", *declineRate)
+	}
+	if *declineRate == 0 {
+		*declineRate = *reviewRate / 4
 	}
 	features := scorer.TrainingFeatures()
 	if *template != "" {
@@ -108,6 +117,16 @@ func runTrain(_ context.Context, args []string, env func(string) string, stdout,
 	}
 	if *out != "" {
 		fmt.Fprintf(stderr, "train: model %s written to %s\n", m.Version(), *out)
+	}
+	if *reviewRate > 0 {
+		th, err := scorer.ThresholdsForRates(scorer.DefaultConfig(), scorer.Deps{Model: m}, ls, *reviewRate, *declineRate)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "train: with the default rules, SCORER_REVIEW_THRESHOLD=%.4f flags %.4f of these transactions (target %.4f), SCORER_DECLINE_THRESHOLD=%.4f declines %.4f (target %.4f)\n",
+			th.Review, th.Reviewed, th.ReviewRate, th.Decline, th.Declined, th.DeclineRate)
+		d := scorer.DefaultConfig()
+		fmt.Fprintf(stderr, "train: the default thresholds %.2f and %.2f flag %.4f and decline %.4f\n", d.ReviewThreshold, d.DeclineThreshold, th.ConfigReviewed, th.ConfigDeclined)
 	}
 	return nil
 }

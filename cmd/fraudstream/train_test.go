@@ -16,10 +16,15 @@ import (
 func TestTrain(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "model.json")
-	err := dispatch(context.Background(), []string{"train", "--simulate", "20000", "--seed", "3", "--version", "t1", "--out", out},
-		envOf(nil), io.Discard, io.Discard)
+	var report strings.Builder
+	err := dispatch(context.Background(), []string{"train", "--simulate", "20000", "--seed", "3", "--version", "t1", "--out", out, "--review-rate", "0.05"},
+		envOf(nil), io.Discard, &report)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(report.String(), "SCORER_REVIEW_THRESHOLD=") || !strings.Contains(report.String(), "(target 0.0500)") ||
+		!strings.Contains(report.String(), "(target 0.0125)") {
+		t.Errorf("no thresholds for the alert rates (decline a quarter of review) in %q", report.String())
 	}
 	m, err := loadModelFile(out)
 	if err != nil {

@@ -201,6 +201,30 @@ func appendFeatures(b []byte, f *Features, ok *bool) []byte {
 	b = strconv.AppendInt(b, f.RiskTier, 10)
 	b = append(b, `,"profile_missing":`...)
 	b = strconv.AppendBool(b, f.ProfileMissing)
+	b = append(b, `,"history_count":`...)
+	b = strconv.AppendInt(b, f.HistoryCount, 10)
+	b = append(b, `,"history_days":`...)
+	b = appendFloat(b, f.HistoryDays, ok)
+	b = append(b, `,"new_device":`...)
+	b = strconv.AppendBool(b, f.NewDevice)
+	b = append(b, `,"new_ip":`...)
+	b = strconv.AppendBool(b, f.NewIP)
+	b = append(b, `,"device_known":`...)
+	b = strconv.AppendBool(b, f.DeviceKnown)
+	b = append(b, `,"devices_1h":`...)
+	b = strconv.AppendInt(b, f.Devices1h, 10)
+	b = append(b, `,"merchant_visits":`...)
+	b = strconv.AppendInt(b, f.MerchantVisits, 10)
+	b = append(b, `,"repeat_merchant_10m":`...)
+	b = strconv.AppendBool(b, f.RepeatMerchant10m)
+	b = append(b, `,"merchant_days":`...)
+	b = appendFloat(b, f.MerchantDays, ok)
+	b = append(b, `,"distinct_merchants_10m":`...)
+	b = strconv.AppendInt(b, f.DistinctMerchants10m, 10)
+	b = append(b, `,"amount_ratio_mcc":`...)
+	b = appendFloat(b, f.AmountRatioMCC, ok)
+	b = append(b, `,"impossible_arrival":`...)
+	b = strconv.AppendBool(b, f.ImpossibleArrival)
 	b = append(b, `,"device_cards_24h":`...)
 	b = strconv.AppendInt(b, f.DeviceCards24h, 10)
 	b = append(b, `,"ip_cards_24h":`...)
@@ -384,7 +408,7 @@ func appendString(b []byte, s string) []byte {
 // plus the strings.
 const (
 	transactionSizeBase = 288
-	scoredSizeBase      = 992 // the transaction, the features and the rest
+	scoredSizeBase      = 1344 // the transaction, the features (352 for the long-memory ones, 96 for the entity ones) and the rest
 	reasonSizeBase      = 64
 	statsSizeBase       = 384
 )

@@ -51,6 +51,41 @@ type Features struct {
 	RiskTier            int64   `json:"risk_tier"`
 	ProfileMissing      bool    `json:"profile_missing"`
 
+	// Long memory of the card (weeks, bounded; see docs/detection.md).
+	// NewCountry and NewMerchant above are against it too: a country or
+	// merchant the card has not used in that memory (new_country is false
+	// for a card without history: it has no country to be new against).
+	//
+	// HistoryCount is how many earlier transactions the card's memory
+	// holds, HistoryDays how long ago the first of them was.
+	HistoryCount int64   `json:"history_count"`
+	HistoryDays  float64 `json:"history_days"`
+	// NewDevice and NewIP: a card with history, that has paid from other
+	// devices (networks: the address's /24 or /48) for more than a day,
+	// pays from one it first used less than a day ago. Never true for a
+	// card without that history. DeviceKnown: the card first used this
+	// device an hour or more ago (before the current burst).
+	NewDevice   bool `json:"new_device"`
+	NewIP       bool `json:"new_ip"`
+	DeviceKnown bool `json:"device_known"`
+	// Devices1h is how many different devices the card used in the last
+	// hour, this one included.
+	Devices1h int64 `json:"devices_1h"`
+	// MerchantVisits is how often the card paid this merchant before;
+	// RepeatMerchant10m says one of those was in the last 10 minutes.
+	MerchantVisits    int64 `json:"merchant_visits"`
+	RepeatMerchant10m bool  `json:"repeat_merchant_10m"`
+	// MerchantDays is how long ago the card first paid this merchant.
+	MerchantDays float64 `json:"merchant_days"`
+	// DistinctMerchants10m counts the merchants of the card's earlier
+	// transactions in the last 10 minutes.
+	DistinctMerchants10m int64 `json:"distinct_merchants_10m"`
+	// AmountRatioMCC is the amount over the card's usual amount in this
+	// merchant category (geometric mean); 0 for a category it has not used.
+	AmountRatioMCC float64 `json:"amount_ratio_mcc"`
+	// ImpossibleArrival: arrival_kmh is faster than any journey (900 km/h).
+	ImpossibleArrival bool `json:"impossible_arrival"`
+
 	// Entity features: the entity-features table as of the state time
 	// minus the join lag (docs/design/entities.md). DeviceCards24h and
 	// IPCards24h are the distinct cards seen at the transaction's device

@@ -41,14 +41,22 @@
 // the key. Series.MarshalBinary is a compact, versioned, deterministic
 // encoding for a changelog.
 //
+// What a record carries besides its value is the caller's choice, made once
+// on the [Lookback]: up to [MaxDistinctDims] dimensions to count distinct
+// values of ([WithDistinctDims], e.g. merchant and country) and up to
+// [MaxFlags] flag bits to count ([WithFlags], e.g. "small amount").
+//
 // # Example
 //
-//	lb, _ := windowing.NewLookback(windowing.WithLookbackLateness(time.Minute))
+//	const merchant, country = 0, 1
+//	lb, _ := windowing.NewLookback(windowing.WithLookbackLateness(time.Minute),
+//		windowing.WithDistinctDims(2), windowing.WithFlags(1))
 //	s := lb.NewSeries() // one per card
 //	horizons := []time.Duration{time.Minute, 10 * time.Minute, time.Hour, 24 * time.Hour}
 //	out := make([]windowing.Agg, len(horizons))
 //	_ = s.Query(tx.EventTimeMs, horizons, out) // features before this transaction
 //	_ = s.Add(windowing.Record{Time: tx.EventTimeMs, Value: tx.AmountMinor,
-//		Distinct: [2]uint64{windowing.Hash(tx.MerchantID), windowing.Hash(tx.Country)}})
+//		Distinct: [windowing.MaxDistinctDims]uint64{
+//			merchant: windowing.Hash(tx.MerchantID), country: windowing.Hash(tx.Country)}})
 //	if s.Evict(wm) { /* delete the card's state */ }
 package windowing

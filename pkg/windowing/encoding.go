@@ -11,19 +11,20 @@ const seriesVersion = 1
 // AppendBinary appends the compact encoding of the series to b.
 //
 // Format (version 1): the version byte; the eviction cutoff as a zig-zag
-// varint; per distinct dimension the dictionary length as a uvarint and
+// varint; per distinct dimension of the Lookback the dictionary length as a uvarint and
 // that many little-endian uint64 values (0 = free slot); the record count as
 // a uvarint; per record, in event-time order, the time delta to the
 // previous record (the first relative to the cutoff) as a uvarint, the
 // value as a zig-zag varint, the flags byte and one slot byte per
-// dimension. Buckets are not stored: they are rebuilt from the records.
+// dimension. The number of dimensions is not stored: a series decodes
+// only with a Lookback of the same number (WithDistinctDims). Buckets are not stored: they are rebuilt from the records.
 // The same history of calls always gives the same bytes.
 func (s *Series) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, seriesVersion)
 	b = binary.AppendVarint(b, s.cutoff)
-	for d := range s.dict {
-		b = binary.AppendUvarint(b, uint64(len(s.dict[d])))
-		for _, v := range s.dict[d] {
+	for d := range s.dims {
+		b = binary.AppendUvarint(b, uint64(len(s.dims[d].dict)))
+		for _, v := range s.dims[d].dict {
 			b = binary.LittleEndian.AppendUint64(b, v)
 		}
 	}
@@ -35,7 +36,10 @@ func (s *Series) AppendBinary(b []byte) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(r.t-prev))
 		b = binary.AppendVarint(b, r.v)
 		b = append(b, r.flags)
+		// All MaxDistinctDims slots, then cut back to the Lookback's: a
+		// fixed-size append is a single store, a variable one a memmove.
 		b = append(b, r.slot[:]...)
+		b = b[:len(b)-(MaxDistinctDims-len(s.dims))]
 		prev = r.t
 	}
 	return b, nil
@@ -71,7 +75,9 @@ func (s *Series) decode(data []byte) error {
 	}
 	p = p[n:]
 	s.cutoff = cutoff
-	for d := range s.dict {
+	nd := len(s.dims)
+	for d := range s.dims {
+		dm := &s.dims[d]
 		k, n := binary.Uvarint(p)
 		if n <= 0 || k > DistinctCap || uint64(len(p)-n) < k*8 {
 			return fmt.Errorf("%w: dictionary", ErrFormat)
@@ -79,18 +85,18 @@ func (s *Series) decode(data []byte) error {
 		p = p[n:]
 		for i := range int(k) {
 			v := binary.LittleEndian.Uint64(p[i*8:])
-			for _, w := range s.dict[d] {
+			for _, w := range dm.dict {
 				if v != 0 && w == v {
 					return fmt.Errorf("%w: duplicate dictionary value", ErrFormat)
 				}
 			}
-			s.dict[d] = append(s.dict[d], v)
+			dm.dict = append(dm.dict, v)
 		}
 		p = p[k*8:]
 		for range k {
-			s.lastT[d] = append(s.lastT[d], MinTime-1)
+			dm.lastT = append(dm.lastT, MinTime-1)
 		}
-		s.reindex(d)
+		dm.reindex()
 	}
 	cnt, n := binary.Uvarint(p)
 	if n <= 0 || cnt > uint64(len(p)) { // every record takes at least one byte
@@ -105,22 +111,22 @@ func (s *Series) decode(data []byte) error {
 		}
 		p = p[n:]
 		v, n := binary.Varint(p)
-		if n <= 0 || len(p) < n+1+DistinctDims {
+		if n <= 0 || len(p) < n+1+nd {
 			return fmt.Errorf("%w: record", ErrFormat)
 		}
 		p = p[n:]
 		x := rec{t: prev + int64(dt), v: v, flags: p[0]}
-		if x.flags >= 1<<NumFlags {
+		if x.flags&^s.lb.flagMask != 0 {
 			return fmt.Errorf("%w: record flags", ErrFormat)
 		}
-		for d := range DistinctDims {
+		for d := range nd {
 			sl := p[1+d]
-			if sl != 0 && sl != overSlot && (int(sl) > len(s.dict[d]) || s.dict[d][sl-1] == 0) {
+			if sl != 0 && sl != overSlot && (int(sl) > len(s.dims[d].dict) || s.dims[d].dict[sl-1] == 0) {
 				return fmt.Errorf("%w: record slot", ErrFormat)
 			}
 			x.slot[d] = sl
 		}
-		p = p[1+DistinctDims:]
+		p = p[1+nd:]
 		s.insert(x) // in time order: appends
 		prev = x.t
 	}

@@ -109,19 +109,20 @@ func ExampleSessions_Advance() {
 
 // Velocity features of one card at the time of a new transaction.
 func ExampleSeries_Query() {
-	lb, _ := windowing.NewLookback()
+	const merchant, country = 0, 1
+	lb, _ := windowing.NewLookback(windowing.WithDistinctDims(2))
 	s := lb.NewSeries()
 	minute := int64(60_000)
 	for i, m := range []string{"shop-a", "shop-b", "shop-a", "shop-c"} {
 		_ = s.Add(windowing.Record{Time: int64(i) * 20 * minute, Value: 1_000 * int64(i+1),
-			Distinct: [2]uint64{windowing.Hash(m), windowing.Hash("FR")}})
+			Distinct: [windowing.MaxDistinctDims]uint64{merchant: windowing.Hash(m), country: windowing.Hash("FR")}})
 	}
 	_ = s.Add(windowing.Record{Time: 100 * minute, Value: 99}) // arrived early, event time later
 	horizons := []time.Duration{time.Minute, 30 * time.Minute, time.Hour, 24 * time.Hour}
 	out := make([]windowing.Agg, len(horizons))
 	_ = s.Query(60*minute, horizons, out) // (t−d, t] at t = 60 min
 	for i, a := range out {
-		fmt.Println(horizons[i], a.Count, a.Sum, a.Min, a.Max, a.Distinct[0])
+		fmt.Println(horizons[i], a.Count, a.Sum, a.Min, a.Max, a.Distinct[merchant])
 	}
 	// Output:
 	// 1m0s 1 4000 4000 4000 1
@@ -170,7 +171,7 @@ func ExampleSeries_Evict() {
 func ExampleSeries_MarshalBinary() {
 	lb, _ := windowing.NewLookback()
 	s := lb.NewSeries()
-	_ = s.Add(windowing.Record{Time: 1_700_000_000_000, Value: 1250, Distinct: [2]uint64{windowing.Hash("m1"), 0}})
+	_ = s.Add(windowing.Record{Time: 1_700_000_000_000, Value: 1250, Distinct: [windowing.MaxDistinctDims]uint64{windowing.Hash("m1")}})
 	b, _ := s.MarshalBinary()
 	restored := lb.NewSeries()
 	fmt.Println(restored.UnmarshalBinary(b), restored.Len(), b[0])
@@ -178,11 +179,35 @@ func ExampleSeries_MarshalBinary() {
 }
 
 func ExampleSeries_AppendBinary() {
-	lb, _ := windowing.NewLookback()
+	lb, _ := windowing.NewLookback(windowing.WithDistinctDims(2))
 	s := lb.NewSeries()
 	buf, _ := s.AppendBinary(make([]byte, 0, 64)) // reuse a buffer per batch
+	// The version, the cutoff, two empty dictionaries and no records.
 	fmt.Println(len(buf))
 	// Output: 14
+}
+
+// A look-back over what the caller needs: here one distinct dimension
+// (devices) and one flag (declined). Fewer dimensions cost less memory
+// and work per record; a value in a dimension the look-back does not have
+// is refused rather than ignored.
+func ExampleWithDistinctDims() {
+	const declined = 1 << 0
+	lb, _ := windowing.NewLookback(windowing.WithDistinctDims(1), windowing.WithFlags(1))
+	s := lb.NewSeries()
+	for i, dev := range []string{"phone", "laptop", "phone"} {
+		_ = s.Add(windowing.Record{Time: int64(i) * 1_000, Value: 1, Flags: declined,
+			Distinct: [windowing.MaxDistinctDims]uint64{windowing.Hash(dev)}})
+	}
+	err := s.Add(windowing.Record{Time: 5_000, Distinct: [windowing.MaxDistinctDims]uint64{1, 2}})
+	out := make([]windowing.Agg, 1)
+	_ = s.Query(10_000, []time.Duration{time.Minute}, out)
+	fmt.Println(out[0].Count, out[0].Distinct[0], out[0].Flagged[0], err)
+	_, err = windowing.NewLookback(windowing.WithDistinctDims(windowing.MaxDistinctDims + 1))
+	fmt.Println(err != nil)
+	// Output:
+	// 3 2 3 windowing: distinct value in a dimension the look-back does not have
+	// true
 }
 
 func ExampleSeries_Reset() {
@@ -198,4 +223,12 @@ func ExampleHash() {
 	a, b := windowing.Hash("merchant-42"), windowing.Hash("merchant-43")
 	fmt.Println(a != 0, a == windowing.Hash("merchant-42"), a != b)
 	// Output: true true true
+}
+
+// BucketIndex puts a time before the epoch in the bucket before 0, not in
+// bucket 0 with the first minute after it.
+func ExampleBucketIndex() {
+	const minute = 60_000
+	fmt.Println(windowing.BucketIndex(59_999, minute), windowing.BucketIndex(60_000, minute), windowing.BucketIndex(-1, minute))
+	// Output: 0 1 -1
 }

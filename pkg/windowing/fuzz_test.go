@@ -51,7 +51,7 @@ func FuzzLookback(f *testing.F) {
 	sc := lookbackScenario{values: 16}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := lb.NewSeries()
-		o := &lookbackOracle{lateness: 8, retention: 64, cutoff: MinTime - 1}
+		o := &lookbackOracle{flags: MaxFlags, lateness: 8, retention: 64, cutoff: MinTime - 1}
 		out := make([]Agg, len(hs))
 		base := int64(0)
 		for len(data) >= 4 {
@@ -66,7 +66,7 @@ func FuzzLookback(f *testing.F) {
 			case 1:
 				check(t, s, o, base+int64(int8(x)), hs, out, sc)
 			default:
-				r := Record{Time: base, Value: v - 100, Flags: x, Distinct: [2]uint64{uint64(x % 16), uint64(x >> 4)}}
+				r := Record{Time: base, Value: v - 100, Flags: x, Distinct: [MaxDistinctDims]uint64{uint64(x % 16), uint64(x >> 4)}}
 				if es, eo := s.Add(r), o.add(r); es != eo {
 					t.Fatalf("Add: %v, oracle %v", es, eo)
 				}
@@ -88,7 +88,7 @@ func FuzzLookbackDecode(f *testing.F) {
 	lb, _ := NewLookback()
 	s := lb.NewSeries()
 	for i := range 20 {
-		_ = s.Add(Record{Time: 1_700_000_000_000 + int64(i)*7_000, Value: int64(i), Flags: 1, Distinct: [2]uint64{Hash("m"), uint64(i%3 + 1)}})
+		_ = s.Add(Record{Time: 1_700_000_000_000 + int64(i)*7_000, Value: int64(i), Flags: 1, Distinct: [MaxDistinctDims]uint64{Hash("m"), uint64(i%3 + 1)}})
 	}
 	seed, _ := s.MarshalBinary()
 	f.Add(seed)

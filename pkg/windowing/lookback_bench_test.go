@@ -8,13 +8,17 @@ import (
 
 var scorerHorizons = []time.Duration{time.Minute, 10 * time.Minute, time.Hour, 24 * time.Hour}
 
+// scorerShape is the look-back's shape in the scorer: two distinct
+// dimensions (merchant, country) and one flag (small amount).
+var scorerShape = []LookbackOption{WithDistinctDims(2), WithFlags(1)}
+
 // benchLookback feeds one key's events gap ms apart on average (with
 // out-of-order jitter), and per op adds the record and queries four
 // horizons at its event time; the watermark evicts every 64 events. The
 // state is warmed up over more than the retention first, so the timed loop
 // is steady state.
 func benchLookback(b *testing.B, gap int64) {
-	lb, err := NewLookback(WithLookbackLateness(time.Minute))
+	lb, err := NewLookback(append(scorerShape, WithLookbackLateness(time.Minute))...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -39,7 +43,7 @@ func benchLookback(b *testing.B, gap int64) {
 			Time:     -rng.Int64N(5_000), // up to 5 s out of order
 			Value:    rng.Int64N(50_000),
 			Flags:    uint8(rng.IntN(2)),
-			Distinct: [2]uint64{uint64(rng.IntN(40) + 1), uint64(rng.IntN(5) + 1)},
+			Distinct: [MaxDistinctDims]uint64{uint64(rng.IntN(40) + 1), uint64(rng.IntN(5) + 1)},
 		}
 	}
 	warm := int(30*time.Hour/time.Millisecond) / int(gap)
@@ -66,7 +70,7 @@ func BenchmarkLookbackUpdateQuery4Attack(b *testing.B) { benchLookback(b, 5_000)
 // BenchmarkLookbackManyKeys spreads events over 100 000 keys (cards), so the
 // per-key state is cold in the CPU cache, as in the scorer.
 func BenchmarkLookbackManyKeys(b *testing.B) {
-	lb, _ := NewLookback(WithLookbackLateness(time.Minute))
+	lb, _ := NewLookback(append(scorerShape, WithLookbackLateness(time.Minute))...)
 	const keys = 100_000
 	series := make([]*Series, keys)
 	for i := range series {
@@ -80,7 +84,7 @@ func BenchmarkLookbackManyKeys(b *testing.B) {
 	var recs [n]Record
 	for i := range recs {
 		ks[i] = int32(rng.IntN(keys))
-		recs[i] = Record{Time: -rng.Int64N(5_000), Value: rng.Int64N(50_000), Distinct: [2]uint64{uint64(rng.IntN(40) + 1), 1}}
+		recs[i] = Record{Time: -rng.Int64N(5_000), Value: rng.Int64N(50_000), Distinct: [MaxDistinctDims]uint64{uint64(rng.IntN(40) + 1), 1}}
 	}
 	// Each key sees an event every keys*gap ms: 100 000 × 10 ms ≈ 17 minutes.
 	step := func(i int) {
@@ -104,10 +108,10 @@ func BenchmarkLookbackManyKeys(b *testing.B) {
 
 // BenchmarkLookbackMarshal encodes a busy card's state (the changelog write).
 func BenchmarkLookbackMarshal(b *testing.B) {
-	lb, _ := NewLookback()
+	lb, _ := NewLookback(scorerShape...)
 	s := lb.NewSeries()
 	for i := range 720 {
-		s.Add(Record{Time: int64(i) * 120_000, Value: int64(i), Distinct: [2]uint64{uint64(i%40 + 1), 1}})
+		s.Add(Record{Time: int64(i) * 120_000, Value: int64(i), Distinct: [MaxDistinctDims]uint64{uint64(i%40 + 1), 1}})
 	}
 	buf := make([]byte, 0, 1<<16)
 	b.ReportAllocs()

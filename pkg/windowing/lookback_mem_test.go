@@ -23,7 +23,7 @@ func BenchmarkLookbackMemoryPerKey(b *testing.B) {
 	for _, sh := range shapes {
 		b.Run(sh.name, func(b *testing.B) {
 			for range b.N {
-				lb, err := NewLookback()
+				lb, err := NewLookback(scorerShape...)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -37,7 +37,7 @@ func BenchmarkLookbackMemoryPerKey(b *testing.B) {
 					for i := 0; i < sh.n; i++ {
 						t := start + int64(i)*sh.every.Milliseconds()
 						if err := s.Add(Record{Time: t, Value: int64(100 + i%900), Flags: 1,
-							Distinct: [DistinctDims]uint64{uint64(1 + i%40), uint64(1 + i%3)}}); err != nil {
+							Distinct: [MaxDistinctDims]uint64{uint64(1 + i%40), uint64(1 + i%3)}}); err != nil {
 							b.Fatal(err)
 						}
 						if err := s.Query(t, horizons, out); err != nil {

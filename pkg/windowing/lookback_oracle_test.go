@@ -10,8 +10,10 @@ import (
 )
 
 // lookbackOracle keeps every accepted record in a list and answers queries
-// by scanning all of them.
+// by scanning all of them. It counts the flags below flags, and expects
+// distinct values only in the dimensions below the Lookback's.
 type lookbackOracle struct {
+	flags               int
 	lateness, retention int64
 	cutoff              int64
 	recs                []Record
@@ -35,7 +37,7 @@ func (o *lookbackOracle) evict(wm int64) bool {
 
 func (o *lookbackOracle) query(t int64, h time.Duration) (g Agg) {
 	lo := t - int64(h/time.Millisecond)
-	var seen [DistinctDims]map[uint64]bool
+	var seen [MaxDistinctDims]map[uint64]bool
 	for d := range seen {
 		seen[d] = map[uint64]bool{}
 	}
@@ -49,7 +51,7 @@ func (o *lookbackOracle) query(t int64, h time.Duration) (g Agg) {
 		g.Count++
 		g.Sum += r.Value
 		g.Min, g.Max = min(g.Min, r.Value), max(g.Max, r.Value)
-		for f := range NumFlags {
+		for f := range o.flags {
 			g.Flagged[f] += int64(r.Flags >> f & 1)
 		}
 		for d, v := range r.Distinct {
@@ -74,20 +76,33 @@ type lookbackScenario struct {
 	disorder int64         // how far back an out-of-order event may be, ms
 	horizons []time.Duration
 	values   int // distinct values per dimension
+	dims     int // WithDistinctDims
+	flags    int // WithFlags
+}
+
+func (sc lookbackScenario) options() []LookbackOption {
+	opts := []LookbackOption{WithRetention(sc.ret), WithLookbackLateness(sc.late), WithDistinctDims(sc.dims), WithFlags(sc.flags)}
+	if sc.levels != nil {
+		opts = append(opts, WithLevels(sc.levels...))
+	}
+	return opts
 }
 
 var lookbackScenarios = []lookbackScenario{
 	{name: "milliseconds", levels: []time.Duration{3 * time.Millisecond, 12 * time.Millisecond, 60 * time.Millisecond},
 		ret: 200 * time.Millisecond, late: 20 * time.Millisecond, delay: 10 * time.Millisecond, step: 2, disorder: 40,
-		horizons: []time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 13 * time.Millisecond, 60 * time.Millisecond, 61 * time.Millisecond, 200 * time.Millisecond, time.Second}, values: 30},
+		horizons: []time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 13 * time.Millisecond, 60 * time.Millisecond, 61 * time.Millisecond, 200 * time.Millisecond, time.Second}, values: 30, dims: MaxDistinctDims, flags: MaxFlags},
 	{name: "one-level", levels: []time.Duration{7 * time.Millisecond},
 		ret: 100 * time.Millisecond, late: 0, delay: 5 * time.Millisecond, step: 3, disorder: 15,
-		horizons: []time.Duration{time.Millisecond, 7 * time.Millisecond, 8 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}, values: 8},
+		horizons: []time.Duration{time.Millisecond, 7 * time.Millisecond, 8 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}, values: 8, dims: 1, flags: 2},
 	{name: "scorer", levels: nil, ret: 24 * time.Hour, late: time.Minute, delay: 10 * time.Second, step: 90_000, disorder: 120_000,
-		horizons: []time.Duration{time.Minute, 10 * time.Minute, time.Hour, 24 * time.Hour}, values: 20},
+		horizons: []time.Duration{time.Minute, 10 * time.Minute, time.Hour, 24 * time.Hour}, values: 20, dims: 2, flags: 1},
+	{name: "no-dimensions", levels: []time.Duration{4 * time.Millisecond, 16 * time.Millisecond},
+		ret: 100 * time.Millisecond, late: 5 * time.Millisecond, delay: 5 * time.Millisecond, step: 2, disorder: 20,
+		horizons: []time.Duration{3 * time.Millisecond, 20 * time.Millisecond, 100 * time.Millisecond}, values: 10, dims: 0, flags: 0},
 	{name: "saturating", levels: []time.Duration{5 * time.Millisecond, 25 * time.Millisecond},
 		ret: 300 * time.Millisecond, late: 10 * time.Millisecond, delay: 5 * time.Millisecond, step: 1, disorder: 20,
-		horizons: []time.Duration{10 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond}, values: 500},
+		horizons: []time.Duration{10 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond}, values: 500, dims: 3, flags: 4},
 }
 
 // TestLookbackOracle runs thousands of random out-of-order streams, with
@@ -101,11 +116,7 @@ func TestLookbackOracle(t *testing.T) {
 	}
 	for _, sc := range lookbackScenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			opts := []LookbackOption{WithRetention(sc.ret), WithLookbackLateness(sc.late)}
-			if sc.levels != nil {
-				opts = append(opts, WithLevels(sc.levels...))
-			}
-			lb, err := NewLookback(opts...)
+			lb, err := NewLookback(sc.options()...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +131,7 @@ func runLookbackStream(t *testing.T, lb *Lookback, sc lookbackScenario, seed uin
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 99))
 	s := lb.NewSeries()
-	o := &lookbackOracle{lateness: millis(sc.late), retention: millis(sc.ret), cutoff: MinTime - 1}
+	o := &lookbackOracle{flags: sc.flags, lateness: millis(sc.late), retention: millis(sc.ret), cutoff: MinTime - 1}
 	gen := watermark.NewGenerator(sc.delay)
 	base := rng.Int64N(1_000_000) - 500_000
 	out := make([]Agg, len(sc.horizons))
@@ -137,7 +148,7 @@ func runLookbackStream(t *testing.T, lb *Lookback, sc lookbackScenario, seed uin
 		case k == 4:
 			r.Time -= millis(sc.ret) + rng.Int64N(sc.disorder+1) // very likely too late
 		}
-		for d := range DistinctDims {
+		for d := range sc.dims {
 			if rng.IntN(5) > 0 {
 				r.Distinct[d] = uint64(rng.IntN(sc.values)) + 1
 			}
@@ -200,7 +211,7 @@ func check(t *testing.T, s *Series, o *lookbackOracle, at int64, hs []time.Durat
 	}
 	for i, h := range hs {
 		want, got := o.query(at, h), out[i]
-		for d := range DistinctDims {
+		for d := range MaxDistinctDims {
 			if got.Saturated[d] {
 				// Beyond the dictionary: a lower bound, flagged.
 				if got.Distinct[d] > want.Distinct[d] || sc.values <= DistinctCap {
@@ -228,11 +239,7 @@ func TestLookbackOracleBucketToggle(t *testing.T) {
 	}
 	for _, sc := range lookbackScenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			opts := []LookbackOption{WithRetention(sc.ret), WithLookbackLateness(sc.late)}
-			if sc.levels != nil {
-				opts = append(opts, WithLevels(sc.levels...))
-			}
-			lb, err := NewLookback(opts...)
+			lb, err := NewLookback(sc.options()...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -252,10 +259,10 @@ func TestLookbackManyRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := lb.NewSeries()
-	o := &lookbackOracle{lateness: 0, retention: 10_000, cutoff: MinTime - 1}
+	o := &lookbackOracle{flags: MaxFlags, lateness: 0, retention: 10_000, cutoff: MinTime - 1}
 	const n = maxLaneRange + 5000
 	for i := range n {
-		r := Record{Time: int64(i / 4), Value: int64(i%1000) - 10, Flags: 0xf, Distinct: [2]uint64{uint64(i%50 + 1), uint64(i%3 + 1)}}
+		r := Record{Time: int64(i / 4), Value: int64(i%1000) - 10, Flags: 0xf, Distinct: [MaxDistinctDims]uint64{uint64(i%50 + 1), uint64(i%3 + 1)}}
 		if i%997 == 0 {
 			r.Time -= 300 // out of order
 		}

@@ -401,3 +401,56 @@ func TestQueueKeepsAlertsThatStreamInWhileItLoads(t *testing.T) {
 		t.Fatalf("queue has %d rows of the streamed alert and badge %q, want 1 and \"2\"", rows, badge)
 	}
 }
+
+// TestQueueCountsTheAlertsItDoesNotList: the queue lists at most 100 live
+// alerts; the others stay counted (badge and a note) until a reload lists
+// them from the database, newest first, with paging to the rest. No alert
+// is lost from the queue.
+func TestQueueCountsTheAlertsItDoesNotList(t *testing.T) {
+	ctx := NewBrowser(t)
+	brokers := newCluster(t)
+	svc := start(t, testConfig(brokers, sqliteURL(t)), nil)
+	p := newProducer(t, brokers)
+
+	Do(t, ctx, "open queue", chromedp.Navigate("http://"+svc.Addr()+"/#alerts"))
+	WaitJS(t, ctx, "live status", `document.getElementById("status").dataset.state === "live"`)
+	WaitJS(t, ctx, "empty queue loaded", `!document.getElementById("queue-empty").hidden`)
+
+	now := time.Now().UTC()
+	var recs []*kgo.Record
+	for i := range 150 {
+		recs = append(recs, record(fmt.Sprintf("gap-%03d", i), fmt.Sprintf("card-g%d", i%7), event.DecisionReview,
+			now.Add(time.Duration(i)*time.Millisecond), int32(i%testPartitions)))
+	}
+	p.txn(true, recs...)
+	WaitJS(t, ctx, "badge counts every alert", `document.getElementById("queue-count").textContent === "150"`)
+	WaitJS(t, ctx, "100 rows listed", `document.querySelectorAll("#queue tr").length === 100`)
+	if gap := EvalJS[string](t, ctx, `document.getElementById("queue-gap").hidden ? "(hidden)" : document.getElementById("queue-gap-text").textContent`); !strings.HasPrefix(gap, "50 more alerts arrived") {
+		t.Fatalf("gap note = %q, want 50 more alerts", gap)
+	}
+	Screenshot(t, ctx, "gap")
+
+	// The reload lists them from the database: the newest page, and paging
+	// reaches every one.
+	waitCount(t, svc.Store(), 150)
+	Do(t, ctx, "reload the queue", chromedp.Click(chromedp.ID("queue-reload"), chromedp.NodeVisible))
+	WaitJS(t, ctx, "gap note gone", `document.getElementById("queue-gap").hidden`)
+	for n := 50; n < 150; n += 50 {
+		WaitJS(t, ctx, fmt.Sprintf("page of %d rows", n), fmt.Sprintf(`document.querySelectorAll("#queue tr").length === %d && !document.getElementById("queue-more").hidden`, n))
+		Do(t, ctx, "load older", chromedp.Click(chromedp.ID("queue-more"), chromedp.NodeVisible))
+	}
+	WaitJS(t, ctx, "every alert listed", `document.querySelectorAll("#queue tr").length === 150`)
+	ids := EvalJS[[]string](t, ctx, `[...document.querySelectorAll("#queue tr")].map((tr) => tr.dataset.id)`)
+	seen := map[string]bool{}
+	for _, id := range ids {
+		seen[id] = true
+	}
+	for i := range 150 {
+		if id := fmt.Sprintf("gap-%03d", i); !seen[id] {
+			t.Errorf("alert %s is not in the queue after the reload and paging", id)
+		}
+	}
+	if len(ids) != 150 {
+		t.Errorf("queue lists %d rows, want 150", len(ids))
+	}
+}

@@ -17,9 +17,8 @@ import (
 	"github.com/fraudstream/fraudstream/tools/testenv"
 )
 
-// adminService is a Service with just what admit and the recorder use, on
-// a real Redis.
-func adminService(t *testing.T) (*Service, *redis.Client) {
+// adminService is an admission on a real Redis, without API keys.
+func adminService(t *testing.T) (*admission, *redis.Client) {
 	t.Helper()
 	opts, err := redis.ParseURL(testenv.Redis(t))
 	if err != nil {
@@ -28,8 +27,7 @@ func adminService(t *testing.T) (*Service, *redis.Client) {
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { rdb.Close() })
 	cfg := DefaultConfig()
-	return &Service{cfg: cfg, rdb: rdb, log: testLogger(t), metrics: newMetrics(prometheus.NewRegistry()),
-		rec: recorder{wake: make(chan struct{}, 1)}, admits: make(chan *admitCall), admitterStopped: make(chan struct{})}, rdb
+	return newAdmission(cfg, nil, rdb, testLogger(t), newMetrics(prometheus.NewRegistry())), rdb
 }
 
 // TestAdmitMatchesRedisRate runs the same costs through redis_rate's AllowN
@@ -171,7 +169,7 @@ func TestAdmitShared(t *testing.T) {
 	k := &apiKey{id: "shared", rate: 1, burst: 25}
 	const n = 60
 	items := make([]*idemItem, n)
-	results := make([]admission, n)
+	results := make([]rateResult, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {

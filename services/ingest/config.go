@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
+	"github.com/fraudstream/fraudstream/internal/platform/configfield"
 	"strconv"
 	"strings"
 	"time"
@@ -14,11 +14,13 @@ import (
 
 	"github.com/fraudstream/fraudstream/internal/platform/httpserver"
 	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
+	"github.com/fraudstream/fraudstream/internal/platform/redisopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
 
 // Defaults for Config, used by DefaultConfig. The environment variable each
-// setting is read from in cmd/fraudstream is named in the Config field docs.
+// setting is read from in cmd/fraudstream is named in the Config field docs;
+// Validate's errors name the field (ConfigError).
 const (
 	DefaultAddr               = "127.0.0.1:8081"
 	DefaultMaxSkew            = 5 * time.Minute
@@ -139,6 +141,9 @@ type Config struct {
 	// and is refused with 413 (INGEST_RATE_BURST, default 2000).
 	// Per-key override: ";burst=N".
 	RateBurst int
+
+	// Decisions configures POST /v1/decisions (decisions.go).
+	Decisions DecisionConfig
 }
 
 // DefaultConfig returns a Config with every default filled in. Kafka
@@ -158,73 +163,113 @@ func DefaultConfig() Config {
 		TransactionIDTTL:   DefaultTransactionIDTTL,
 		RateLimit:          DefaultRateLimit,
 		RateBurst:          DefaultRateBurst,
+		Decisions:          DefaultDecisionConfig(),
 	}
 }
 
-// Validate names the environment variable of the first bad setting.
+// A ConfigError names the Config field Validate refused (configfield).
+type ConfigError = configfield.Error
+
+func fieldErr(field, msg string, args ...any) error {
+	return configfield.New("ingest", field, msg, args...)
+}
+
+// Validate returns a *ConfigError naming the first bad field.
 func (c Config) Validate() error {
+	_, err := c.validate()
+	return err
+}
+
+// settings is what validate derives from a Config; New keeps it, so the
+// API keys and the Redis URL are parsed once.
+type settings struct {
+	keys  []apiKey
+	redis *redis.Options
+}
+
+// redisPolicy is ingest's: one retry, so a stale pooled connection does
+// not cost a client a 503, then fail fast (RedisFailOpen decides what
+// failing means).
+func redisPolicy(timeout time.Duration) redisopt.Policy {
+	return redisopt.Policy{Timeout: timeout, Retries: 1}
+}
+
+func (c Config) validate() (settings, error) {
+	var v settings
 	if c.Addr == "" {
-		return errors.New("INGEST_ADDR: a listen address such as 127.0.0.1:8081 is required")
+		return v, fieldErr("Addr", "a listen address such as 127.0.0.1:8081 is required")
 	}
 	if err := c.Kafka.Validate(); err != nil {
-		return err
+		return v, err // kafkaopt names the setting, as for every service
 	}
-	if err := c.HTTP.Validate("INGEST"); err != nil {
-		return err
+	if err := c.HTTP.Check(); err != nil {
+		var le *httpserver.LimitError
+		if errors.As(err, &le) {
+			return v, &ConfigError{Service: "ingest", Field: "HTTP." + le.Field, Err: le.Err}
+		}
+		return v, &ConfigError{Service: "ingest", Field: "HTTP", Err: err}
 	}
 	if c.MaxSkew <= 0 {
-		return errors.New("INGEST_MAX_SKEW: must be positive")
+		return v, fieldErr("MaxSkew", "must be positive")
 	}
 	if c.MaxBodyBytes <= 0 {
-		return errors.New("INGEST_MAX_BODY_BYTES: must be positive")
+		return v, fieldErr("MaxBodyBytes", "must be positive")
 	}
 	if c.MaxBodyBytes > event.MaxRecordBytes {
 		// A bigger body could not become one record the scorer accepts.
-		return fmt.Errorf("INGEST_MAX_BODY_BYTES: must be at most %d", event.MaxRecordBytes)
+		return v, fieldErr("MaxBodyBytes", "must be at most %d", event.MaxRecordBytes)
 	}
 	if c.MaxBatchBodyBytes < c.MaxBodyBytes {
-		return errors.New("INGEST_MAX_BATCH_BODY_BYTES: must be at least INGEST_MAX_BODY_BYTES")
+		return v, fieldErr("MaxBatchBodyBytes", "must be at least Config.MaxBodyBytes (%d)", c.MaxBodyBytes)
 	}
 	if c.MaxBatchItems <= 0 {
-		return errors.New("INGEST_MAX_BATCH_ITEMS: must be positive")
+		return v, fieldErr("MaxBatchItems", "must be positive")
 	}
 	if c.ProduceTimeout <= 0 {
-		return errors.New("INGEST_PRODUCE_TIMEOUT: must be positive")
+		return v, fieldErr("ProduceTimeout", "must be positive")
 	}
 	if c.MaxBufferedRecords <= 0 {
-		return errors.New("INGEST_MAX_BUFFERED_RECORDS: must be positive")
+		return v, fieldErr("MaxBufferedRecords", "must be positive")
 	}
 	if c.MaxBufferedRecords < c.MaxBatchItems {
 		// Otherwise a full batch could never fit in the producer buffer.
-		return errors.New("INGEST_MAX_BUFFERED_RECORDS: must be at least INGEST_MAX_BATCH_ITEMS")
+		return v, fieldErr("MaxBufferedRecords", "must be at least Config.MaxBatchItems (%d)", c.MaxBatchItems)
 	}
-	if _, err := redisOptions(c.RedisURL, c.RedisTimeout); err != nil {
-		return err
+	if c.RedisURL == "" {
+		return v, fieldErr("RedisURL", "required, e.g. redis://127.0.0.1:6379/0 (rediss:// for TLS)")
+	}
+	ropts, err := redisopt.Options(c.RedisURL, redisPolicy(c.RedisTimeout))
+	if err != nil {
+		return v, &ConfigError{Service: "ingest", Field: "RedisURL", Err: err}
 	}
 	if c.RedisTimeout <= 0 {
-		return errors.New("INGEST_REDIS_TIMEOUT: must be positive")
+		return v, fieldErr("RedisTimeout", "must be positive")
 	}
 	if c.IdempotencyTTL < time.Second {
-		return errors.New("INGEST_IDEMPOTENCY_TTL: must be at least 1s")
+		return v, fieldErr("IdempotencyTTL", "must be at least 1s")
 	}
 	if c.TransactionIDTTL < c.IdempotencyTTL {
 		// A reuse must be refused for at least as long as a retry is
 		// replayed.
-		return fmt.Errorf("INGEST_TRANSACTION_ID_TTL: must be at least INGEST_IDEMPOTENCY_TTL (%s)", c.IdempotencyTTL)
+		return v, fieldErr("TransactionIDTTL", "must be at least Config.IdempotencyTTL (%s)", c.IdempotencyTTL)
 	}
 	if c.RateLimit <= 0 {
-		return errors.New("INGEST_RATE_LIMIT: must be a positive number of transactions per second")
+		return v, fieldErr("RateLimit", "must be a positive number of transactions per second")
 	}
 	if c.RateBurst <= 0 {
-		return errors.New("INGEST_RATE_BURST: must be positive")
+		return v, fieldErr("RateBurst", "must be positive")
 	}
-	if _, err := parseKeys(c.APIKeys, c.RateLimit, c.RateBurst); err != nil {
-		return err
+	keys, err := parseKeys(c.APIKeys, c.RateLimit, c.RateBurst)
+	if err != nil {
+		return v, &ConfigError{Service: "ingest", Field: "APIKeys", Err: err}
 	}
 	if len(c.APIKeys) == 0 && !c.AllowAnonymous {
-		return errors.New("INGEST_API_KEYS: at least one key is required unless INGEST_ALLOW_ANONYMOUS=true")
+		return v, fieldErr("APIKeys", "at least one key is required unless Config.AllowAnonymous is set")
 	}
-	return nil
+	if err := c.Decisions.Validate(); err != nil {
+		return v, err
+	}
+	return settings{keys: keys, redis: ropts}, nil
 }
 
 // HashKey returns the APIKeys entry for a clear key: "id:" followed by the
@@ -289,25 +334,25 @@ func parseKeys(entries []string, rate, burst int) ([]apiKey, error) {
 		// The id charset allows ':', so the hash is what follows the last one.
 		j := strings.LastIndexByte(e, ':')
 		if j < 0 {
-			return nil, fmt.Errorf("INGEST_API_KEYS: entry %d is not id:sha256hex", i+1)
+			return nil, fmt.Errorf("entry %d is not id:sha256hex", i+1)
 		}
 		id, hexHash := e[:j], e[j+1:]
 		if !event.ValidID(id) {
-			return nil, fmt.Errorf("INGEST_API_KEYS: entry %d: id must be 1-64 characters from [A-Za-z0-9_.:-]", i+1)
+			return nil, fmt.Errorf("entry %d: id must be 1-64 characters from [A-Za-z0-9_.:-]", i+1)
 		}
 		if seen[id] {
-			return nil, fmt.Errorf("INGEST_API_KEYS: entry %d: id %q appears twice", i+1, id)
+			return nil, fmt.Errorf("entry %d: id %q appears twice", i+1, id)
 		}
 		seen[id] = true
 		k := apiKey{id: id, rate: rate, burst: burst, scopes: scopeAll}
 		if err := k.parseOptions(opts); err != nil {
-			return nil, fmt.Errorf("INGEST_API_KEYS: entry %d (id %q): %w", i+1, id, err)
+			return nil, fmt.Errorf("entry %d (id %q): %w", i+1, id, err)
 		}
 		if len(hexHash) != 2*sha256.Size {
-			return nil, fmt.Errorf("INGEST_API_KEYS: entry %d (id %q): want 64 hex digits of SHA-256 after the last ':'", i+1, id)
+			return nil, fmt.Errorf("entry %d (id %q): want 64 hex digits of SHA-256 after the last ':'", i+1, id)
 		}
 		if _, err := hex.Decode(k.hash[:], []byte(hexHash)); err != nil {
-			return nil, fmt.Errorf("INGEST_API_KEYS: entry %d (id %q): hash is not hex", i+1, id)
+			return nil, fmt.Errorf("entry %d (id %q): hash is not hex", i+1, id)
 		}
 		keys = append(keys, k)
 	}
@@ -350,26 +395,4 @@ func (k *apiKey) parseOptions(opts string) error {
 		}
 	}
 	return nil
-}
-
-// redisOptions parses RedisURL: redis:// or rediss:// (TLS) only, with
-// every round trip bounded by timeout.
-func redisOptions(rawURL string, timeout time.Duration) (*redis.Options, error) {
-	if rawURL == "" {
-		return nil, errors.New("REDIS_URL: required, e.g. redis://127.0.0.1:6379/0 (rediss:// for TLS)")
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		return nil, errors.New("REDIS_URL: must be a redis:// or rediss:// (TLS) URL such as redis://127.0.0.1:6379/0")
-	}
-	opts, err := redis.ParseURL(rawURL)
-	if err != nil {
-		// The error may quote the URL, password and all; name only what
-		// is wrong with it.
-		return nil, fmt.Errorf("REDIS_URL: %s", strings.ReplaceAll(err.Error(), rawURL, u.Redacted()))
-	}
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = timeout, timeout, timeout
-	opts.ContextTimeoutEnabled = true // a request's deadline bounds its Redis calls
-	opts.MaxRetries = 1               // one retry on a stale pooled connection, then fail fast
-	return opts, nil
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fraudstream/fraudstream/internal/platform/kafkaopt"
+	"github.com/fraudstream/fraudstream/internal/platform/redisopt"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -25,38 +27,43 @@ func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name   string
 		change func(*Config)
-		want   string // the error starts with this
+		want   string // the error starts with this: the field it names
 	}{
-		{"no addr", func(c *Config) { c.Addr = "" }, "INGEST_ADDR:"},
+		{"no addr", func(c *Config) { c.Addr = "" }, "ingest: Config.Addr:"},
 		{"no brokers", func(c *Config) { c.Kafka.Brokers = nil }, "KAFKA_BROKERS:"},
-		{"zero skew", func(c *Config) { c.MaxSkew = 0 }, "INGEST_MAX_SKEW: must be positive"},
-		{"negative body", func(c *Config) { c.MaxBodyBytes = -1 }, "INGEST_MAX_BODY_BYTES:"},
-		{"body above record limit", func(c *Config) { c.MaxBodyBytes = 1 << 20 }, "INGEST_MAX_BODY_BYTES:"},
-		{"batch body below body", func(c *Config) { c.MaxBatchBodyBytes = 100 }, "INGEST_MAX_BATCH_BODY_BYTES:"},
-		{"zero batch items", func(c *Config) { c.MaxBatchItems = 0 }, "INGEST_MAX_BATCH_ITEMS:"},
-		{"zero produce timeout", func(c *Config) { c.ProduceTimeout = 0 }, "INGEST_PRODUCE_TIMEOUT:"},
-		{"zero buffer", func(c *Config) { c.MaxBufferedRecords = 0 }, "INGEST_MAX_BUFFERED_RECORDS:"},
-		{"buffer below batch", func(c *Config) { c.MaxBufferedRecords = c.MaxBatchItems - 1 }, "INGEST_MAX_BUFFERED_RECORDS:"},
-		{"no keys, not anonymous", func(c *Config) { c.APIKeys = nil }, "INGEST_API_KEYS:"},
-		{"key without colon", func(c *Config) { c.APIKeys = []string{"clear-text-key"} }, "INGEST_API_KEYS:"},
-		{"key hash short", func(c *Config) { c.APIKeys = []string{"a:abcd"} }, "INGEST_API_KEYS:"},
-		{"key hash not hex", func(c *Config) { c.APIKeys = []string{"a:" + strings.Repeat("z", 64)} }, "INGEST_API_KEYS:"},
-		{"key id empty", func(c *Config) { c.APIKeys = []string{HashKey("", "k")} }, "INGEST_API_KEYS:"},
-		{"key id bad", func(c *Config) { c.APIKeys = []string{HashKey("a b", "k")} }, "INGEST_API_KEYS:"},
-		{"key id twice", func(c *Config) { c.APIKeys = []string{HashKey("a", "k1"), HashKey("a", "k2")} }, "INGEST_API_KEYS:"},
-		{"key option without =", func(c *Config) { c.APIKeys = []string{HashKey("a", "k") + ";rate"} }, "INGEST_API_KEYS: entry 1 (id \"a\"): option"},
-		{"key rate zero", func(c *Config) { c.APIKeys = []string{HashKey("a", "k") + ";rate=0"} }, "INGEST_API_KEYS: entry 1 (id \"a\"): rate="},
-		{"key burst not a number", func(c *Config) { c.APIKeys = []string{HashKey("a", "k") + ";burst=lots"} }, "INGEST_API_KEYS: entry 1 (id \"a\"): burst="},
-		{"key unknown scope", func(c *Config) { c.APIKeys = []string{HashKey("a", "k") + ";scopes=admin"} }, "INGEST_API_KEYS: entry 1 (id \"a\"): unknown scope"},
-		{"key unknown option", func(c *Config) { c.APIKeys = []string{HashKey("a", "k") + ";ttl=5"} }, "INGEST_API_KEYS: entry 1 (id \"a\"): unknown option"},
-		{"no redis", func(c *Config) { c.RedisURL = "" }, "REDIS_URL: required"},
-		{"redis wrong scheme", func(c *Config) { c.RedisURL = "http://127.0.0.1:6379" }, "REDIS_URL: must be a redis://"},
-		{"redis bad db", func(c *Config) { c.RedisURL = "redis://:hunter2@127.0.0.1:6379/x" }, "REDIS_URL:"},
-		{"zero redis timeout", func(c *Config) { c.RedisTimeout = 0 }, "INGEST_REDIS_TIMEOUT:"},
-		{"short idempotency ttl", func(c *Config) { c.IdempotencyTTL = time.Millisecond }, "INGEST_IDEMPOTENCY_TTL:"},
-		{"transaction id ttl below idempotency ttl", func(c *Config) { c.TransactionIDTTL = c.IdempotencyTTL - time.Second }, "INGEST_TRANSACTION_ID_TTL: must be at least INGEST_IDEMPOTENCY_TTL"},
-		{"zero rate", func(c *Config) { c.RateLimit = 0 }, "INGEST_RATE_LIMIT:"},
-		{"negative burst", func(c *Config) { c.RateBurst = -1 }, "INGEST_RATE_BURST:"},
+		{"zero body timeout", func(c *Config) { c.HTTP.BodyTimeout = 0 }, "ingest: Config.HTTP.BodyTimeout: must be a positive"},
+		{"zero skew", func(c *Config) { c.MaxSkew = 0 }, "ingest: Config.MaxSkew: must be positive"},
+		{"negative body", func(c *Config) { c.MaxBodyBytes = -1 }, "ingest: Config.MaxBodyBytes:"},
+		{"body above record limit", func(c *Config) { c.MaxBodyBytes = 1 << 20 }, "ingest: Config.MaxBodyBytes:"},
+		{"batch body below body", func(c *Config) { c.MaxBatchBodyBytes = 100 }, "ingest: Config.MaxBatchBodyBytes:"},
+		{"zero batch items", func(c *Config) { c.MaxBatchItems = 0 }, "ingest: Config.MaxBatchItems:"},
+		{"zero produce timeout", func(c *Config) { c.ProduceTimeout = 0 }, "ingest: Config.ProduceTimeout:"},
+		{"zero decision budget", func(c *Config) { c.Decisions.Budget = 0 }, "ingest: Config.Decisions.Budget: must be positive"},
+		{"max budget below budget", func(c *Config) { c.Decisions.MaxBudget = time.Millisecond }, "ingest: Config.Decisions.MaxBudget:"},
+		{"zero decision retention", func(c *Config) { c.Decisions.Retention = 0 }, "ingest: Config.Decisions.Retention:"},
+		{"zero decision cache", func(c *Config) { c.Decisions.CacheSize = 0 }, "ingest: Config.Decisions.CacheSize:"},
+		{"zero buffer", func(c *Config) { c.MaxBufferedRecords = 0 }, "ingest: Config.MaxBufferedRecords:"},
+		{"buffer below batch", func(c *Config) { c.MaxBufferedRecords = c.MaxBatchItems - 1 }, "ingest: Config.MaxBufferedRecords:"},
+		{"no keys, not anonymous", func(c *Config) { c.APIKeys = nil }, "ingest: Config.APIKeys:"},
+		{"key without colon", func(c *Config) { c.APIKeys = []string{"clear-text-key"} }, "ingest: Config.APIKeys:"},
+		{"key hash short", func(c *Config) { c.APIKeys = []string{"a:abcd"} }, "ingest: Config.APIKeys:"},
+		{"key hash not hex", func(c *Config) { c.APIKeys = []string{"a:" + strings.Repeat("z", 64)} }, "ingest: Config.APIKeys:"},
+		{"key id empty", func(c *Config) { c.APIKeys = []string{HashKey("", "k")} }, "ingest: Config.APIKeys:"},
+		{"key id bad", func(c *Config) { c.APIKeys = []string{HashKey("a b", "k")} }, "ingest: Config.APIKeys:"},
+		{"key id twice", func(c *Config) { c.APIKeys = []string{HashKey("a", "k1"), HashKey("a", "k2")} }, "ingest: Config.APIKeys:"},
+		{"key option without =", func(c *Config) { c.APIKeys = []string{HashKey("a", "k") + ";rate"} }, "ingest: Config.APIKeys: entry 1 (id \"a\"): option"},
+		{"key rate zero", func(c *Config) { c.APIKeys = []string{HashKey("a", "k") + ";rate=0"} }, "ingest: Config.APIKeys: entry 1 (id \"a\"): rate="},
+		{"key burst not a number", func(c *Config) { c.APIKeys = []string{HashKey("a", "k") + ";burst=lots"} }, "ingest: Config.APIKeys: entry 1 (id \"a\"): burst="},
+		{"key unknown scope", func(c *Config) { c.APIKeys = []string{HashKey("a", "k") + ";scopes=admin"} }, "ingest: Config.APIKeys: entry 1 (id \"a\"): unknown scope"},
+		{"key unknown option", func(c *Config) { c.APIKeys = []string{HashKey("a", "k") + ";ttl=5"} }, "ingest: Config.APIKeys: entry 1 (id \"a\"): unknown option"},
+		{"no redis", func(c *Config) { c.RedisURL = "" }, "ingest: Config.RedisURL: required"},
+		{"redis wrong scheme", func(c *Config) { c.RedisURL = "http://127.0.0.1:6379" }, "ingest: Config.RedisURL: must be a redis://"},
+		{"redis bad db", func(c *Config) { c.RedisURL = "redis://:hunter2@127.0.0.1:6379/x" }, "ingest: Config.RedisURL:"},
+		{"zero redis timeout", func(c *Config) { c.RedisTimeout = 0 }, "ingest: Config.RedisTimeout:"},
+		{"short idempotency ttl", func(c *Config) { c.IdempotencyTTL = time.Millisecond }, "ingest: Config.IdempotencyTTL:"},
+		{"transaction id ttl below idempotency ttl", func(c *Config) { c.TransactionIDTTL = c.IdempotencyTTL - time.Second }, "ingest: Config.TransactionIDTTL: must be at least Config.IdempotencyTTL"},
+		{"zero rate", func(c *Config) { c.RateLimit = 0 }, "ingest: Config.RateLimit:"},
+		{"negative burst", func(c *Config) { c.RateBurst = -1 }, "ingest: Config.RateBurst:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +72,11 @@ func TestConfigValidate(t *testing.T) {
 			err := c.Validate()
 			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 				t.Fatalf("Validate() = %v, want %q…", err, tt.want)
+			}
+			var ce *ConfigError
+			if strings.HasPrefix(tt.want, "ingest: Config.") &&
+				(!errors.As(err, &ce) || !strings.HasPrefix(tt.want, "ingest: Config."+ce.ConfigField()+":")) {
+				t.Errorf("ConfigError %+v does not name the field of %q", ce, tt.want)
 			}
 			if strings.Contains(err.Error(), strings.Repeat("z", 64)) || strings.Contains(err.Error(), "hunter2") {
 				t.Errorf("error echoes the key entry: %v", err)
@@ -98,7 +110,7 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); err != nil {
 			t.Fatal(err)
 		}
-		o, _ := redisOptions(c.RedisURL, time.Second)
+		o, _ := redisopt.Options(c.RedisURL, redisPolicy(time.Second))
 		if o.TLSConfig == nil || o.DB != 2 {
 			t.Errorf("rediss options: TLS %v DB %d", o.TLSConfig, o.DB)
 		}
@@ -139,7 +151,7 @@ func TestNewAndRun(t *testing.T) {
 	t.Run("invalid config", func(t *testing.T) {
 		bad := cfg
 		bad.MaxSkew = 0
-		if _, err := New(bad, Deps{Log: slog.New(slog.DiscardHandler)}); err == nil || !strings.HasPrefix(err.Error(), "INGEST_MAX_SKEW") {
+		if _, err := New(bad, Deps{Log: slog.New(slog.DiscardHandler)}); err == nil || !strings.HasPrefix(err.Error(), "ingest: Config.MaxSkew:") {
 			t.Fatalf("New with a bad config: %v", err)
 		}
 	})

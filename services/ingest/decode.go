@@ -75,7 +75,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *Err
 				return nil, &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("body is larger than %d bytes", limit)}
 			}
 			if errors.Is(err, httpserver.ErrBodyTimeout) {
-				return nil, &Error{Kind: KindRequestTimeout, Detail: "the body did not arrive within the body timeout (INGEST_BODY_TIMEOUT); send it at once"}
+				return nil, &Error{Kind: KindRequestTimeout, Detail: "the body did not arrive within the server's body timeout; send it at once"}
 			}
 			// The client went away or sent a broken chunked body.
 			return nil, &Error{Kind: KindMalformed, Detail: "could not read the request body", Err: err}

@@ -51,17 +51,15 @@ type BatchResponse struct {
 // and a retry with the same Idempotency-Key gets the first 202 again.
 //
 // Redis is asked once before the produce (rate limit and idempotency claim
-// together, admitItems) and the answer is recorded after the response
-// (remember, see recorder.go).
+// together, admission.Admit) and the answer is recorded after the response.
 func (s *Service) handleSingle(w http.ResponseWriter, r *http.Request) {
 	tx, canonical, idemKey, e := s.readSingle(w, r)
 	if e != nil {
 		// Every request is charged, valid or not, and 429 comes before
-		// anything else, as when the limit ran ahead of the handler. The
-		// charge is detached from the request's cancellation: a body that
+		// any other answer. The charge is detached from the request's cancellation: a body that
 		// timed out or a client that left cancels it, and must not turn
 		// the answer into a Redis failure.
-		if le := s.allow(w, r.WithContext(context.WithoutCancel(r.Context())), 1); le != nil {
+		if le := s.adm.charge(w, r.WithContext(context.WithoutCancel(r.Context())), 1); le != nil {
 			e = le
 		}
 		s.fail(w, r, e)
@@ -69,9 +67,8 @@ func (s *Service) handleSingle(w http.ResponseWriter, r *http.Request) {
 	}
 	kid := keyID(r.Context())
 	it := newIdemItem(kid, idemKey, tx.TransactionID, canonical)
-	items := []*idemItem{it}
-	cl := s.newClaimer(kid, 1)
-	if e := s.admitItems(w, r, 1, items, cl); e != nil {
+	t, e := s.adm.Admit(w, r, 1, []*idemItem{it})
+	if e != nil {
 		s.fail(w, r, e)
 		return
 	}
@@ -97,7 +94,7 @@ func (s *Service) handleSingle(w http.ResponseWriter, r *http.Request) {
 	// arrived: a duplicate may have waited on the idempotency claim.
 	rec, e := s.record(tx, canonical, s.now())
 	if e != nil {
-		s.releaseItems(r, items)
+		t.release(r, t.items)
 		s.fail(w, r, e)
 		return
 	}
@@ -105,14 +102,14 @@ func (s *Service) handleSingle(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	a := s.produce(ctx, []*kgo.Record{rec})[0]
 	if a.err != nil {
-		s.releaseItems(r, items) // a retry may succeed
+		t.release(r, t.items) // a retry may succeed
 		s.logProduceFailure(r, a.err, 1)
 		s.fail(w, r, s.produceError(a.err))
 		return
 	}
 	out := Accepted{TransactionID: tx.TransactionID, Partition: a.partition, Offset: a.offset}.appendJSON(nil)
 	writeRaw(w, http.StatusAccepted, out)
-	s.remember(answerWrites(cl, items, [][]byte{out}))
+	t.record([][]byte{out})
 }
 
 // txIDConflict is the answer to a transaction reusing a registered
@@ -150,15 +147,6 @@ func (s *Service) readSingle(w http.ResponseWriter, r *http.Request) (event.Tran
 		return event.Transaction{}, nil, "", &Error{Kind: KindInternal, Detail: "could not encode the transaction", Err: err}
 	}
 	return tx, canonical, idemKey, nil
-}
-
-// releaseItems gives back the claims of owned items whose produce failed,
-// detached from the request's cancellation: a client that hung up must not
-// leave a pending claim behind.
-func (s *Service) releaseItems(r *http.Request, items []*idemItem) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RedisTimeout)
-	defer cancel()
-	s.release(ctx, items)
 }
 
 // handleBatch serves POST /v1/transactions/batch. Once the body parses into
@@ -263,8 +251,8 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 	// same Redis call that claims the valid items; a refused batch claims
 	// nothing and gets 429 as a whole, as does one Redis could not admit
 	// (503, failing closed).
-	cl := s.newClaimer(kid, len(claims))
-	if e := s.admitItems(w, r, n, claims, cl); e != nil {
+	t, e := s.adm.Admit(w, r, n, claims)
+	if e != nil {
 		s.fail(w, r, e)
 		return
 	}
@@ -349,7 +337,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(failed) > 0 {
-		s.releaseItems(r, failed)
+		t.release(r, failed)
 	}
 
 	// A repeat within the batch gets its first item's fate, or 409 when
@@ -374,7 +362,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", retryAfterSeconds(retryAfter))
 	}
 	writeBatchResponse(w, &resp)
-	s.remember(answerWrites(cl, claims, answers))
+	t.record(answers)
 }
 
 // record builds the Kafka record for a valid transaction from its

@@ -17,115 +17,25 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Idempotency records live in Redis, scoped by the API key's id so two
-// clients can never see each other's answers. Every transaction a request
-// produces has a claim; every request that got a 202 for any of its items
-// has one answers key:
+// Idempotency claims and answers in Redis, scoped by API key id. A request
+// claims each transaction (SET NX) before it produces, and only the claimant
+// produces; its 202 answers are written once, after the response
+// (recorder.go); a retry finding the claim replays them, waits while the
+// claim is younger than its pend, or takes over a stale one. Formats,
+// crash windows and the rolling upgrade: docs/design/ingest-idempotency.md.
 //
-//	claim:   "idem:" + key_id + ":" + Idempotency-Key   (default: the transaction_id)
+//	claim:   "idem:" + key_id + ":" + Idempotency-Key (default: the transaction_id)
 //	         {"fp":"<sha256 hex>","t":"<token>","i":<index>,"ttl":<ms>,"pend":<ms>}
-//	answers: "idemanswers:" + key_id + ":" + <token>
-//	         one line per item of the request, in order: the 202 body first
-//	         sent for it, or empty when it got none
-//
-// fp is the SHA-256 of the canonical transaction (its encoding without
-// ingest_time, so whitespace and field order do not matter); t is the
-// claiming request's random token, which names its answers key; i is the
-// item's line in those answers (0 for a single POST); ttl is the TTL the
-// claim was written with, and pend how long after the claim its owner may
-// still be producing.
-//
-// The protocol: a request claims each key with SET NX and the long TTL
-// (IdempotencyTTL), once its rate limit allowed it: a single POST inside
-// the rate-limit script, a batch in one pipeline right after it
-// (admit.go). Only the claimant produces. After the broker's acks, and
-// after the response, all of its 202 answers are stored with one SET of its
-// answers key (recorder.go), so an accepted item costs Redis one write and
-// a request one more; items whose produce failed release their claims
-// (compare-and-delete) before the 503, so a retry can succeed.
-//
-// A request that finds a key taken reads the claim and its PTTL:
-//
-//   - another fp: 409 idempotency-key-reused (unless the transaction_id
-//     registry, below, refused it first: 409 transaction-id-reused).
-//   - its answers key exists: the item's line is replayed (202, with
-//     ReplayedHeader, exactly the bytes first sent). An empty line means
-//     the claimant finished without a 202 for it and could not release the
-//     claim: the key is taken over at once (below).
-//   - no answers yet, and the claim is younger than its pend: the claimant
-//     is still producing. The duplicate waits (polling every
-//     idemPollInterval, up to ProduceTimeout, which is how long the
-//     claimant can take) and replays; if the claimant is still not done it
-//     gets 409 idempotency-in-progress with Retry-After. Concurrent retries
-//     of one transaction thus make one record, and are spared a 409 in the
-//     common case.
-//   - no answers, and the claim is older than its pend: the claimant
-//     crashed, or could neither write its answers nor release the claim.
-//     The key is taken over with a compare-and-set (takeoverScript: only
-//     if the claim is still the one read and the answers key still does
-//     not exist) and the transaction is produced.
-//
-// A claim's age is ttl − PTTL, both by Redis's clock: no ingest instance's
-// wall clock is compared with another's, so clock skew between instances
-// does not matter (a claim time written by the claimant would be compared
-// with the reader's clock). The claim carries its owner's own pend, so
-// instances with different produce timeouts, as during a configuration
-// change, still judge each other's claims by the right bound.
-//
-// Crash windows. A claimant that crashes before its acks leaves a claim
-// without answers: a retry after pend takes it over and makes the one
-// record. One that crashes after the acks but before its answers are
-// written (before or after the response, recorder.go), or whose answers
-// write fails, leaves the same, so a retry after pend writes a second
-// record; a client retries only when it did not see the answer, and the
-// scorer drops the repeat as a redelivery (same transaction_id and
-// contents), as it does for every duplicate ingest cannot rule out
-// (package doc, docs/design/transaction-ids.md). This is the window the
-// earlier protocol had, where the pending claim expired after pendingTTL.
-//
-// Rolling upgrade. Records of the previous version are still read: its
-// {"state":"pending",…} claims (short TTL) are in progress until they
-// expire, and its {"state":"done",…,"body":…} records are replayed. A
-// previous instance that finds a claim of this version reads it as its own
-// pending format (it is JSON with the same fp and no "done" state): another
-// fp is 409 conflict, as it should be; the same fp is in progress, so it
-// waits up to ProduceTimeout and answers 409 idempotency-in-progress with
-// Retry-After. It never replays (it does not know answers keys) and never
-// produces (its SET NX fails while the claim lives). So during an upgrade a
-// retry of a transaction first taken by a new instance may get 409 in
-// progress from an old one until it reaches a new one. That is why the
-// claim stays JSON with the full 64-digit fp, and so longer than the 44
-// bytes under which Redis stores a string in one allocation: a short claim
-// an old instance cannot parse would be a Redis failure to it, which with
-// RedisFailOpen produces the transaction again. Once no instance of the
-// previous version runs, a shorter fp could be introduced the same way.
-//
-// Batch items use their transaction_id and share this key space with single
-// POSTs (a single POST is a request of one item), so a transaction first
-// sent in a batch and retried alone is replayed too, and the other way
-// round.
+//	answers: "idemanswers:" + key_id + ":" + <token>, a line per item
 const (
 	idemPrefix    = "idem:"
 	answersPrefix = "idemanswers:"
 )
 
-// The transaction-id registry (docs/design/transaction-ids.md): one key per
-// transaction_id across all API keys, holding the content fingerprint of
-// the transaction first claimed under it for TransactionIDTTL,
-//
-//	registry: "txid:" + transaction_id  →  <16 hex digits>
-//
-// the first 16 digits of the claim's fp (event.Fingerprint in hex, but for
-// the one value in 2^64 it moves). It is written with SET NX next to the idempotency claim, in the same
-// round trip: inside admitScript for a single POST, in the claim pipeline
-// for a batch. A request whose transaction_id the registry holds with
-// another fingerprint claims nothing and gets 409 transaction-id-reused,
-// whatever its API key or Idempotency-Key and however long ago the first
-// answer expired. The same fingerprint is no conflict: the same
-// transaction sent again (under another Idempotency-Key or API key, or
-// after the idempotency TTL) is produced again, and the scorer drops the
-// redelivery. An entry outlives a failed produce on purpose: a record
-// whose produce timed out may still land.
+// The transaction-id registry (docs/design/transaction-ids.md): "txid:" +
+// transaction_id → the first regFPLen hex digits of the claim's fp, written
+// with SET NX in the claim's round trip. Another fp there is 409
+// transaction-id-reused; an entry outlives a failed produce on purpose.
 const regPrefix = "txid:"
 
 // regFPLen is the length of a registry value: 8 bytes in hex.
@@ -134,7 +44,8 @@ const regFPLen = 16
 // idemPollInterval is how often a duplicate re-reads a claim in progress.
 const idemPollInterval = 10 * time.Millisecond
 
-// States of the previous version's records, still read (see above).
+// States of the previous protocol's records, still read during a rolling
+// upgrade (docs/design/ingest-idempotency.md#history-and-rolling-upgrade).
 const (
 	idemPending = "pending"
 	idemDone    = "done"
@@ -220,15 +131,15 @@ type claimer struct {
 
 // newClaimer returns the claimer of a request of n items. A batch may wait
 // up to ProduceTimeout for keys other requests hold before it produces, so
-// its claims are in progress for that much longer than a single's. A claim
+// its claims are in progress for that much longer than a single'ad. A claim
 // lives at least that long, however short IdempotencyTTL is.
-func (s *Service) newClaimer(keyID string, n int) claimer {
-	pend := s.pendingTTL()
+func (ad *admission) newClaimer(keyID string, n int) claimer {
+	pend := ad.pendingTTL()
 	if n > 1 {
-		pend += s.cfg.ProduceTimeout
+		pend += ad.cfg.ProduceTimeout
 	}
-	ttl := max(s.cfg.IdempotencyTTL, pend)
-	return claimer{keyID: keyID, tok: newToken(), ttl: ttl, pend: pend, regTTL: max(s.cfg.TransactionIDTTL, ttl)}
+	ttl := max(ad.cfg.IdempotencyTTL, pend)
+	return claimer{keyID: keyID, tok: newToken(), ttl: ttl, pend: pend, regTTL: max(ad.cfg.TransactionIDTTL, ttl)}
 }
 
 // answersKey is the Redis key of the answers of the request with token tok.
@@ -296,7 +207,7 @@ func newToken() string {
 // pendingTTL is how long after its claim a single POST may still be
 // producing: its produce timeout, and 2s for the Redis round trips around
 // it. After that, a claim without answers is stale.
-func (s *Service) pendingTTL() time.Duration { return s.cfg.ProduceTimeout + 2*time.Second }
+func (ad *admission) pendingTTL() time.Duration { return ad.cfg.ProduceTimeout + 2*time.Second }
 
 // claimSize bounds what writeClaim writes.
 func claimSize(fp string, c claimer) int { return 36 + len(fp) + len(c.tok) + 3*20 }
@@ -373,7 +284,7 @@ func (it *idemItem) stale() bool {
 // idemPollInterval until deadline, claiming each key that is released or
 // goes stale meanwhile. What is still held at the deadline stays
 // idemInProgress. It returns an error only when Redis fails.
-func (s *Service) wait(ctx context.Context, open []*idemItem, c claimer, deadline time.Time) error {
+func (ad *admission) wait(ctx context.Context, open []*idemItem, c claimer, deadline time.Time) error {
 	for len(open) > 0 && !time.Now().Add(idemPollInterval).After(deadline) {
 		select {
 		case <-time.After(idemPollInterval):
@@ -381,7 +292,7 @@ func (s *Service) wait(ctx context.Context, open []*idemItem, c claimer, deadlin
 			return nil
 		}
 		var err error
-		if open, err = s.claim(ctx, open, c); err != nil {
+		if open, err = ad.claim(ctx, open, c); err != nil {
 			return err
 		}
 	}
@@ -394,15 +305,15 @@ func (s *Service) wait(ctx context.Context, open []*idemItem, c claimer, deadlin
 // still held by another request (idemInProgress, or released meanwhile).
 // A batch claims this way after its rate limit passed (admitItems); single
 // POSTs claim inside admitScript.
-func (s *Service) claim(ctx context.Context, items []*idemItem, c claimer) ([]*idemItem, error) {
-	pipe := s.rdb.Pipeline()
+func (ad *admission) claim(ctx context.Context, items []*idemItem, c claimer) ([]*idemItem, error) {
+	pipe := ad.rdb.Pipeline()
 	sets := make([]*redis.BoolCmd, len(items))
 	var sb strings.Builder // one buffer for all the claims built here
 	if len(items) > 0 && items[0].claim == "" {
 		sb.Grow(len(items) * claimSize(items[0].fp, c))
 	}
-	cmds := newSetCommands(s.rdb, c.ttl, true, len(items))
-	regCmds := newSetCommands(s.rdb, c.regTTL, true, len(items))
+	cmds := newSetCommands(ad.rdb, c.ttl, true, len(items))
+	regCmds := newSetCommands(ad.rdb, c.regTTL, true, len(items))
 	regSets := make([]*redis.BoolCmd, len(items)) // nil where the entry is known
 	for i, it := range items {
 		if it.claim == "" {
@@ -436,7 +347,7 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, c claimer) ([]*i
 	if len(taken) == 0 && len(regTaken) == 0 {
 		return nil, nil
 	}
-	pipe = s.rdb.Pipeline()
+	pipe = ad.rdb.Pipeline()
 	gets := make([]*redis.StringCmd, len(taken))
 	pttls := make([]*redis.IntCmd, len(taken))
 	for i, it := range taken {
@@ -474,11 +385,11 @@ func (s *Service) claim(ctx context.Context, items []*idemItem, c claimer) ([]*i
 			open = append(open, it)
 		}
 	}
-	more, err := s.settle(ctx, taken, c)
+	more, err := ad.settle(ctx, taken, c)
 	if err != nil {
 		return nil, err
 	}
-	return append(open, more...), s.undoRegistry(ctx, items)
+	return append(open, more...), ad.undoRegistry(ctx, items)
 }
 
 // setReg records the registry entry v read for the item's transaction_id
@@ -500,19 +411,19 @@ func (it *idemItem) setReg(v string) {
 // older than the registry: an instance of the previous version, or an
 // entry expired) is deleted, since that item is not accepted. Both are
 // compare-and-delete, in one round trip, and only for such items.
-func (s *Service) undoRegistry(ctx context.Context, items []*idemItem) error {
+func (ad *admission) undoRegistry(ctx context.Context, items []*idemItem) error {
 	var pipe redis.Pipeliner
 	for _, it := range items {
 		switch {
 		case it.reg == regOther:
 			if it.outcome == idemOwned && it.pending != "" {
-				pipe = pipeOf(s, pipe)
+				pipe = pipeOf(ad.rdb, pipe)
 				releaseScript.Eval(ctx, pipe, []string{it.key}, it.pending)
 				it.pending = ""
 			}
 			it.outcome = idemTxConflict
 		case it.reg == regWritten && it.outcome == idemConflict:
-			pipe = pipeOf(s, pipe)
+			pipe = pipeOf(ad.rdb, pipe)
 			releaseScript.Eval(ctx, pipe, []string{it.regKey}, it.regFP)
 			it.reg = regUnknown
 		}
@@ -527,9 +438,9 @@ func (s *Service) undoRegistry(ctx context.Context, items []*idemItem) error {
 }
 
 // pipeOf returns p, or a new pipeline when p is nil.
-func pipeOf(s *Service, p redis.Pipeliner) redis.Pipeliner {
+func pipeOf(rdb *redis.Client, p redis.Pipeliner) redis.Pipeliner {
 	if p == nil {
-		return s.rdb.Pipeline()
+		return rdb.Pipeline()
 	}
 	return p
 }
@@ -540,14 +451,14 @@ func pipeOf(s *Service, p redis.Pipeliner) redis.Pipeliner {
 // have answers without one for their item or went stale, and leaves the
 // rest in progress. It returns the items still in progress, including those
 // whose takeover lost to another request.
-func (s *Service) settle(ctx context.Context, items []*idemItem, c claimer) ([]*idemItem, error) {
+func (ad *admission) settle(ctx context.Context, items []*idemItem, c claimer) ([]*idemItem, error) {
 	type answers struct {
 		key   string
 		get   *redis.StringCmd
 		lines []string
 	}
 	var byToken map[string]*answers
-	pipe := s.rdb.Pipeline()
+	pipe := ad.rdb.Pipeline()
 	for _, it := range items {
 		if it.outcome != idemHeld {
 			continue
@@ -602,7 +513,7 @@ func (s *Service) settle(ctx context.Context, items []*idemItem, c claimer) ([]*
 	if len(takeovers) == 0 {
 		return open, nil
 	}
-	pipe = s.rdb.Pipeline()
+	pipe = ad.rdb.Pipeline()
 	cas := make([]*redis.Cmd, len(takeovers))
 	for i, it := range takeovers {
 		keys := []string{it.key}
@@ -646,8 +557,8 @@ return 1`)
 // returned; a claim that could not be deleted is taken over by a retry at
 // once if the request's answers have no 202 for it, otherwise once it is
 // stale.
-func (s *Service) release(ctx context.Context, items []*idemItem) {
-	pipe := s.rdb.Pipeline()
+func (ad *admission) release(ctx context.Context, items []*idemItem) {
+	pipe := ad.rdb.Pipeline()
 	n := 0
 	for _, it := range items {
 		if it.outcome != idemOwned || it.pending == "" {
@@ -661,7 +572,7 @@ func (s *Service) release(ctx context.Context, items []*idemItem) {
 		return
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		s.redisFailed("record_idempotency", err)
+		ad.redisFailed("record_idempotency", err)
 	}
 }
 

@@ -18,12 +18,11 @@
 // (docs/design/transaction-ids.md).
 //
 // Retries are safe: every transaction is claimed in Redis under its
-// Idempotency-Key (default: its transaction_id) before it is produced, the
-// answers of each request are kept under one key its claims point to, and
-// a retry is replayed the first answer and never writes a second record
-// (see idempotency.go for the Redis format, the handling of concurrent
-// duplicates and crashed claimants, and the crash windows). Each API key has
-// scopes and a GCRA rate limit in Redis shared by all replicas (limits.go).
+// Idempotency-Key (default: its transaction_id) before it is produced, and
+// a retry is replayed the first answer and never writes a second record.
+// Admission (API key, scope, GCRA rate limit shared by all replicas, and
+// the claims) has one entry point, admission.Admit (admission.go); the
+// protocol is docs/design/ingest-idempotency.md.
 // Card profiles are stored in Redis under event.ProfileKey for the scorer.
 //
 // Routes: POST /v1/transactions (one JSON transaction), POST
@@ -35,15 +34,12 @@ package ingest
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -69,28 +65,25 @@ type Deps struct {
 
 // Service is a running ingest: a bound listener and a Kafka producer.
 type Service struct {
-	cfg  Config
-	log  *slog.Logger
-	now  func() time.Time
-	keys []apiKey
-	// anonymous is the key of requests without one (AllowAnonymous).
-	anonymous apiKey
-	cl        *kgo.Client
-	rdb       *redis.Client
-	rec       recorder
-	// admits feeds runAdmitter, which closes admitterStopped when it ends.
-	admits          chan *admitCall
-	admitterStopped chan struct{}
-	ln              net.Listener
-	handler         http.Handler
-	metrics         *metrics
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	cl      *kgo.Client
+	rdb     *redis.Client // shared with adm; profiles use it directly
+	adm     *admission
+	ln      net.Listener
+	handler http.Handler
+	metrics *metrics
+	// decisions feeds POST /v1/decisions (decisions.go).
+	decisions *decisionFeed
 }
 
 // New validates cfg, creates the Kafka producer and binds the listener, so
 // Addr is known at once and a taken port fails here, not in Run. The
 // brokers are not contacted yet; /readyz reports whether they answer.
 func New(cfg Config, deps Deps) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
+	set, err := cfg.validate()
+	if err != nil {
 		return nil, err
 	}
 	if deps.Log == nil {
@@ -99,14 +92,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	now := deps.Now
 	if now == nil {
 		now = time.Now
-	}
-	keys, err := parseKeys(cfg.APIKeys, cfg.RateLimit, cfg.RateBurst)
-	if err != nil {
-		return nil, err
-	}
-	ropts, err := redisOptions(cfg.RedisURL, cfg.RedisTimeout)
-	if err != nil {
-		return nil, err
 	}
 	log := deps.Log.With("service", "ingest")
 
@@ -129,25 +114,29 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	reg.MustRegister(ln.Collectors()...)
+	feed, err := newDecisionFeed(cfg, reg, log)
+	if err != nil {
+		cl.Close()
+		_ = ln.Close()
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	// The Redis client connects lazily; /readyz reports whether it answers.
-	rdb := redis.NewClient(ropts)
+	rdb := redis.NewClient(set.redis)
+	m := newMetrics(reg)
 	s := &Service{
-		rdb:             rdb,
-		rec:             recorder{wake: make(chan struct{}, 1)},
-		admits:          make(chan *admitCall),
-		admitterStopped: make(chan struct{}),
-		cfg:             cfg,
-		log:             log,
-		now:             now,
-		keys:            keys,
-		anonymous:       apiKey{id: anonymousID, rate: cfg.RateLimit, burst: cfg.RateBurst, scopes: scopeAll},
-		cl:              cl,
-		ln:              ln,
-		metrics:         newMetrics(reg),
+		cfg:       cfg,
+		log:       log,
+		now:       now,
+		cl:        cl,
+		rdb:       rdb,
+		adm:       newAdmission(cfg, set.keys, rdb, log, m),
+		ln:        ln,
+		metrics:   m,
+		decisions: feed,
 	}
 	s.handler = s.routes(reg)
-	if len(keys) == 0 {
-		log.Warn("no API keys configured: accepting anonymous requests (INGEST_ALLOW_ANONYMOUS)")
+	if len(set.keys) == 0 {
+		log.Warn("no API keys configured: accepting anonymous requests (AllowAnonymous)")
 	}
 	return s, nil
 }
@@ -160,18 +149,19 @@ func (s *Service) Addr() string { return s.ln.Addr().String() }
 // recorded in Redis are written, the producer flushes what is still
 // buffered, and the Kafka client closes. Run may be called once.
 func (s *Service) Run(ctx context.Context) error {
-	stopRecorder, recorderDone := make(chan struct{}), make(chan struct{})
+	stopAdmission := s.adm.start()
+	// The decisions feed outlives the server: requests still waiting at
+	// shutdown get their decision or their budget's pending answer.
+	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
+	feedDone := make(chan struct{})
 	go func() {
-		defer close(recorderDone)
-		s.runRecorder(stopRecorder)
+		defer close(feedDone)
+		s.decisions.run(feedCtx)
 	}()
-	stopAdmitter := make(chan struct{})
-	go s.runAdmitter(stopAdmitter)
 	err := httpserver.Serve(ctx, s.ln, s.handler, s.cfg.HTTP, s.log)
-	close(stopAdmitter)
-	<-s.admitterStopped
-	close(stopRecorder)
-	<-recorderDone
+	stopFeed()
+	<-feedDone
+	stopAdmission()
 	// Every record still buffered belongs to a request that was already
 	// answered 503 or whose client left; flushing gives it its last chance
 	// without promising anything, so a failure is only logged.
@@ -205,11 +195,12 @@ func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 	})
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
-		// Transactions are charged inside their handlers, in the same
-		// Redis call as their idempotency claims: one unit for a single
-		// POST, one per item for a batch.
+		// Routes that write transactions are charged by admission.Admit
+		// inside their handlers, with their claims; the others here.
 		r.With(s.requireScope(scopeTransactionsWrite)).Post("/v1/transactions", s.handleSingle)
 		r.With(s.requireScope(scopeTransactionsWrite)).Post("/v1/transactions/batch", s.handleBatch)
+		r.With(s.requireScope(scopeTransactionsWrite)).Post("/v1/decisions", s.handleDecision)
+		r.With(s.requireScope(scopeTransactionsWrite), s.limitRequest).Get("/v1/decisions/{partition}/{offset}", s.handleGetDecision)
 		r.With(s.requireScope(scopeProfilesWrite), s.limitRequest).Put("/v1/cards/{card_id}/profile", s.handlePutProfile)
 		r.With(s.requireScope(scopeProfilesRead), s.limitRequest).Get("/v1/cards/{card_id}/profile", s.handleGetProfile)
 	})
@@ -243,75 +234,6 @@ func (s *Service) ready(ctx context.Context) error {
 		return fmt.Errorf("topic %s: %w", event.TopicRaw, t.Err)
 	}
 	return nil
-}
-
-// apiKeyKey is the context key of the authenticated *apiKey.
-type apiKeyKey struct{}
-
-// anonymousID names requests without a key when AllowAnonymous is set.
-const anonymousID = "anonymous"
-
-// keyOf returns the request's authenticated key; only routes behind
-// authenticate call it.
-func keyOf(ctx context.Context) *apiKey {
-	k, _ := ctx.Value(apiKeyKey{}).(*apiKey)
-	if k == nil {
-		return &apiKey{}
-	}
-	return k
-}
-
-func keyID(ctx context.Context) string {
-	k, _ := ctx.Value(apiKeyKey{}).(*apiKey)
-	if k == nil {
-		return ""
-	}
-	return k.id
-}
-
-// authenticate accepts "Authorization: Bearer <key>" for a configured key
-// and stores the key's id (never the key) in the request context.
-func (s *Service) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := r.Header.Get("Authorization")
-		if h == "" {
-			if s.cfg.AllowAnonymous {
-				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), apiKeyKey{}, &s.anonymous)))
-				return
-			}
-			s.fail(w, r, &Error{Kind: KindUnauthorized, Detail: "send Authorization: Bearer <API key>"})
-			return
-		}
-		scheme, token, _ := strings.Cut(h, " ")
-		token = strings.TrimSpace(token)
-		if !strings.EqualFold(scheme, "Bearer") || token == "" {
-			s.fail(w, r, &Error{Kind: KindUnauthorized, Detail: "the Authorization scheme must be Bearer"})
-			return
-		}
-		k, ok := s.lookupKey(token)
-		if !ok {
-			s.fail(w, r, &Error{Kind: KindUnauthorized, Detail: "unknown API key"})
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), apiKeyKey{}, k)))
-	})
-}
-
-// lookupKey compares the key's hash with every configured hash in constant
-// time and without stopping at a match, so timing reveals neither which
-// key matched nor how much of a hash did.
-func (s *Service) lookupKey(token string) (*apiKey, bool) {
-	sum := sha256.Sum256([]byte(token))
-	found := -1
-	for i := range s.keys {
-		if subtle.ConstantTimeCompare(sum[:], s.keys[i].hash[:]) == 1 {
-			found = i
-		}
-	}
-	if found < 0 {
-		return nil, false
-	}
-	return &s.keys[found], true
 }
 
 // fail answers a whole request with e, counting and logging it.

@@ -33,6 +33,7 @@ const (
 	KindRedisUnavailable                  // 503: Redis failed (fail-closed)
 	KindTransactionIDConflict             // 409: transaction_id taken by a transaction with other contents
 	KindRequestTimeout                    // 408: the body did not arrive within the body timeout
+	KindBadParameter                      // 400: malformed query parameter (budget_ms)
 )
 
 // problemTypeBase prefixes every problem type URI. The fragment names the
@@ -65,6 +66,7 @@ var kinds = [...]struct {
 	KindTransactionIDConflict: {http.StatusConflict, "transaction-id-reused",
 		"transaction_id is taken by a different transaction", "transaction_id_conflict"},
 	KindRequestTimeout: {http.StatusRequestTimeout, "request-timeout", "Request body not received in time", "request_timeout"},
+	KindBadParameter:   {http.StatusBadRequest, "invalid-parameter", "Invalid query parameter", "invalid_parameter"},
 }
 
 func (k Kind) status() int { return kinds[k].status }

@@ -2,7 +2,7 @@ package scorer
 
 import (
 	"errors"
-	"fmt"
+	"github.com/fraudstream/fraudstream/internal/platform/configfield"
 	"log/slog"
 	"time"
 
@@ -285,67 +285,69 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports the first bad setting, named by its environment
-// variable. Zero fields are checked as their defaults.
+// Validate reports the first bad setting as a *configfield.Error naming
+// its Config field. Zero fields are checked as their defaults.
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	if err := c.Kafka.Validate(); err != nil {
-		return err
+		return err // kafkaopt names the setting, as for every service
 	}
-	if err := c.HTTP.Validate("SCORER"); err != nil {
-		return err
+	if err := c.HTTP.Check(); err != nil {
+		var le *httpserver.LimitError
+		if errors.As(err, &le) {
+			return &configfield.Error{Service: "scorer", Field: "HTTP." + le.Field, Err: le.Err}
+		}
+		return &configfield.Error{Service: "scorer", Field: "HTTP", Err: err}
 	}
+	bad := func(field, msg string, args ...any) error { return configfield.New("scorer", field, msg, args...) }
 	switch {
 	case c.TransactionalID == "":
-		return errors.New("SCORER_TRANSACTIONAL_ID: required, and unique per running scorer instance")
+		return bad("TransactionalID", "required, and unique per running scorer instance")
 	case c.CommitInterval < time.Millisecond:
-		return fmt.Errorf("SCORER_COMMIT_INTERVAL: %s is below 1ms", c.CommitInterval)
+		return bad("CommitInterval", "%s is below 1ms", c.CommitInterval)
 	case c.MaxBatchRecords < 1:
-		return fmt.Errorf("SCORER_MAX_BATCH_RECORDS: %d must be at least 1", c.MaxBatchRecords)
+		return bad("MaxBatchRecords", "%d must be at least 1", c.MaxBatchRecords)
 	case c.TransactionTimeout < time.Second:
-		return fmt.Errorf("SCORER_TRANSACTION_TIMEOUT: %s is below 1s", c.TransactionTimeout)
+		return bad("TransactionTimeout", "%s is below 1s", c.TransactionTimeout)
 	case c.TransactionTimeout <= c.CommitInterval:
-		return fmt.Errorf("SCORER_TRANSACTION_TIMEOUT: %s must be longer than SCORER_COMMIT_INTERVAL (%s)",
-			c.TransactionTimeout, c.CommitInterval)
+		return bad("TransactionTimeout", "%s must be longer than Config.CommitInterval (%s)", c.TransactionTimeout, c.CommitInterval)
 	case !(c.ReviewThreshold > 0 && c.ReviewThreshold <= 1):
-		return fmt.Errorf("SCORER_REVIEW_THRESHOLD: %v must be in (0, 1]", c.ReviewThreshold)
+		return bad("ReviewThreshold", "%v must be in (0, 1]", c.ReviewThreshold)
 	case !(c.DeclineThreshold > 0 && c.DeclineThreshold <= 1):
-		return fmt.Errorf("SCORER_DECLINE_THRESHOLD: %v must be in (0, 1]", c.DeclineThreshold)
+		return bad("DeclineThreshold", "%v must be in (0, 1]", c.DeclineThreshold)
 	case c.DeclineThreshold < c.ReviewThreshold:
-		return fmt.Errorf("SCORER_DECLINE_THRESHOLD: %v is below SCORER_REVIEW_THRESHOLD (%v)",
-			c.DeclineThreshold, c.ReviewThreshold)
+		return bad("DeclineThreshold", "%v is below Config.ReviewThreshold (%v)", c.DeclineThreshold, c.ReviewThreshold)
 	case c.MaxOutOfOrder < time.Millisecond || c.MaxOutOfOrder > maxEventTimeSetting:
-		return fmt.Errorf("SCORER_MAX_OUT_OF_ORDER: %s must be between 1ms and %s", c.MaxOutOfOrder, maxEventTimeSetting)
+		return bad("MaxOutOfOrder", "%s must be between 1ms and %s", c.MaxOutOfOrder, maxEventTimeSetting)
 	case c.AllowedLateness < time.Millisecond || c.AllowedLateness > maxEventTimeSetting:
-		return fmt.Errorf("SCORER_ALLOWED_LATENESS: %s must be between 1ms and %s", c.AllowedLateness, maxEventTimeSetting)
+		return bad("AllowedLateness", "%s must be between 1ms and %s", c.AllowedLateness, maxEventTimeSetting)
 	case c.StatsIdleTimeout < 10*time.Millisecond || c.StatsIdleTimeout > 24*time.Hour:
-		return fmt.Errorf("SCORER_STATS_IDLE_TIMEOUT: %s must be between 10ms and 24h", c.StatsIdleTimeout)
+		return bad("StatsIdleTimeout", "%s must be between 10ms and 24h", c.StatsIdleTimeout)
 	case c.SessionTimeout < time.Second:
-		return fmt.Errorf("SCORER_SESSION_TIMEOUT: %s is below 1s", c.SessionTimeout)
+		return bad("SessionTimeout", "%s is below 1s", c.SessionTimeout)
 	case c.RebalanceTimeout < time.Second:
-		return fmt.Errorf("SCORER_REBALANCE_TIMEOUT: %s is below 1s", c.RebalanceTimeout)
+		return bad("RebalanceTimeout", "%s is below 1s", c.RebalanceTimeout)
 	case c.RedisTimeout < time.Millisecond:
-		return fmt.Errorf("SCORER_REDIS_TIMEOUT: %s is below 1ms", c.RedisTimeout)
+		return bad("RedisTimeout", "%s is below 1ms", c.RedisTimeout)
 	case c.ProfileCacheTTL < time.Second:
-		return fmt.Errorf("SCORER_PROFILE_CACHE_TTL: %s is below 1s", c.ProfileCacheTTL)
+		return bad("ProfileCacheTTL", "%s is below 1s", c.ProfileCacheTTL)
 	case c.ProfileCacheSize < 2*c.MaxBatchRecords:
-		return fmt.Errorf("SCORER_PROFILE_CACHE_SIZE: %d must be at least twice SCORER_MAX_BATCH_RECORDS (%d)",
-			c.ProfileCacheSize, c.MaxBatchRecords)
+		return bad("ProfileCacheSize", "%d must be at least twice Config.MaxBatchRecords (%d)", c.ProfileCacheSize, c.MaxBatchRecords)
 	case c.RuleRunBudget < 0 || c.RuleRunBudget > time.Second:
-		return fmt.Errorf("SCORER_RULE_BUDGET: %s must be between 1ns and 1s", c.RuleRunBudget)
+		return bad("RuleRunBudget", "%s must be between 1ns and 1s", c.RuleRunBudget)
 	case c.Entities.Lag <= c.AllowedLateness+c.MaxOutOfOrder:
-		return fmt.Errorf("SCORER_ENTITY_LAG: %s must exceed SCORER_ALLOWED_LATENESS + SCORER_MAX_OUT_OF_ORDER (%s): no partition can promise its entity events complete sooner",
+		return bad("Entities.Lag", "%s must exceed Config.AllowedLateness + Config.MaxOutOfOrder (%s): no partition can promise its entity events complete sooner",
 			c.Entities.Lag, c.AllowedLateness+c.MaxOutOfOrder)
 	case c.Entities.Wait < 0 || c.Entities.Wait > time.Minute:
-		return fmt.Errorf("SCORER_ENTITY_WAIT: %s must be between 0 and 1m", c.Entities.Wait)
+		return bad("Entities.Wait", "%s must be between 0 and 1m", c.Entities.Wait)
 	case c.Entities.Memory < 24*time.Hour || c.Entities.Memory > 90*24*time.Hour:
-		return fmt.Errorf("SCORER_ENTITY_MEMORY: %s must be between 24h and 2160h (90 days)", c.Entities.Memory)
+		return bad("Entities.Memory", "%s must be between 24h and 2160h (90 days)", c.Entities.Memory)
 	case c.Entities.MinFlaggedShare < 0 || c.Entities.MinFlaggedShare > 1:
-		return fmt.Errorf("SCORER_ENTITY_MIN_FLAGGED_SHARE: %v must be between 0 and 1", c.Entities.MinFlaggedShare)
+		return bad("Entities.MinFlaggedShare", "%v must be between 0 and 1", c.Entities.MinFlaggedShare)
 	}
 	if c.RedisURL != "" {
 		if _, err := redisOptions(c.RedisURL, c.RedisTimeout); err != nil {
-			return err
+			return &configfield.Error{Service: "scorer", Field: "RedisURL", Err: err}
 		}
 	}
 	return nil

@@ -14,32 +14,32 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	tests := []struct {
-		name   string
-		edit   func(*Config)
-		envVar string
+		name string
+		edit func(*Config)
+		want string // the error's prefix: the field (cmd/fraudstream names its setting)
 	}{
 		{"no brokers", func(c *Config) { c.Kafka.Brokers = nil }, "KAFKA_BROKERS"},
-		{"no transactional id", func(c *Config) { c.TransactionalID = "" }, "SCORER_TRANSACTIONAL_ID"},
-		{"negative interval", func(c *Config) { c.CommitInterval = -time.Second }, "SCORER_COMMIT_INTERVAL"},
-		{"negative batch", func(c *Config) { c.MaxBatchRecords = -1 }, "SCORER_MAX_BATCH_RECORDS"},
-		{"short txn timeout", func(c *Config) { c.TransactionTimeout = time.Millisecond }, "SCORER_TRANSACTION_TIMEOUT"},
-		{"timeout below interval", func(c *Config) { c.CommitInterval = 3 * time.Second; c.TransactionTimeout = 2 * time.Second }, "SCORER_TRANSACTION_TIMEOUT"},
-		{"review above 1", func(c *Config) { c.ReviewThreshold = 1.5 }, "SCORER_REVIEW_THRESHOLD"},
-		{"decline negative", func(c *Config) { c.DeclineThreshold = -0.1 }, "SCORER_DECLINE_THRESHOLD"},
-		{"decline below review", func(c *Config) { c.ReviewThreshold = 0.9; c.DeclineThreshold = 0.6 }, "SCORER_DECLINE_THRESHOLD"},
-		{"negative out of order", func(c *Config) { c.MaxOutOfOrder = -time.Second }, "SCORER_MAX_OUT_OF_ORDER"},
-		{"absurd lateness", func(c *Config) { c.AllowedLateness = 30 * 24 * time.Hour }, "SCORER_ALLOWED_LATENESS"},
-		{"tiny stats idle timeout", func(c *Config) { c.StatsIdleTimeout = time.Millisecond }, "SCORER_STATS_IDLE_TIMEOUT"},
-		{"short session", func(c *Config) { c.SessionTimeout = time.Millisecond }, "SCORER_SESSION_TIMEOUT"},
-		{"short rebalance", func(c *Config) { c.RebalanceTimeout = time.Millisecond }, "SCORER_REBALANCE_TIMEOUT"},
+		{"no transactional id", func(c *Config) { c.TransactionalID = "" }, "scorer: Config.TransactionalID"},
+		{"negative interval", func(c *Config) { c.CommitInterval = -time.Second }, "scorer: Config.CommitInterval"},
+		{"negative batch", func(c *Config) { c.MaxBatchRecords = -1 }, "scorer: Config.MaxBatchRecords"},
+		{"short txn timeout", func(c *Config) { c.TransactionTimeout = time.Millisecond }, "scorer: Config.TransactionTimeout"},
+		{"timeout below interval", func(c *Config) { c.CommitInterval = 3 * time.Second; c.TransactionTimeout = 2 * time.Second }, "scorer: Config.TransactionTimeout"},
+		{"review above 1", func(c *Config) { c.ReviewThreshold = 1.5 }, "scorer: Config.ReviewThreshold"},
+		{"decline negative", func(c *Config) { c.DeclineThreshold = -0.1 }, "scorer: Config.DeclineThreshold"},
+		{"decline below review", func(c *Config) { c.ReviewThreshold = 0.9; c.DeclineThreshold = 0.6 }, "scorer: Config.DeclineThreshold"},
+		{"negative out of order", func(c *Config) { c.MaxOutOfOrder = -time.Second }, "scorer: Config.MaxOutOfOrder"},
+		{"absurd lateness", func(c *Config) { c.AllowedLateness = 30 * 24 * time.Hour }, "scorer: Config.AllowedLateness"},
+		{"tiny stats idle timeout", func(c *Config) { c.StatsIdleTimeout = time.Millisecond }, "scorer: Config.StatsIdleTimeout"},
+		{"short session", func(c *Config) { c.SessionTimeout = time.Millisecond }, "scorer: Config.SessionTimeout"},
+		{"short rebalance", func(c *Config) { c.RebalanceTimeout = time.Millisecond }, "scorer: Config.RebalanceTimeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := good
 			tt.edit(&c)
 			err := c.Validate()
-			if err == nil || !strings.HasPrefix(err.Error(), tt.envVar+":") {
-				t.Fatalf("Validate() = %v, want an error naming %s", err, tt.envVar)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want+":") {
+				t.Fatalf("Validate() = %v, want an error naming %s", err, tt.want)
 			}
 		})
 	}

@@ -25,10 +25,11 @@ const (
 	// authorisations in a row).
 	smallUSCents = 500
 
-	// flagSmall is the windowing.Record flag bit of a small amount.
-	flagSmall = 1
-	// Distinct dimensions of windowing.Record.
-	dimMerchant, dimCountry = 0, 1
+	// flagSmall is the windowing.Record flag bit of a small amount;
+	// lookbackFlags the number of flags the look-back counts.
+	flagSmall, lookbackFlags = 1, 1
+	// Distinct dimensions of windowing.Record, and their number.
+	dimMerchant, dimCountry, lookbackDims = 0, 1, 2
 
 	earthRadiusKm = 6371.0
 
@@ -38,6 +39,10 @@ const (
 	// maxPlaces bounds the places a card remembers; a new place beyond
 	// them replaces the one the card was at least recently.
 	maxPlaces = 4
+
+	// impossibleKmh: no journey, by air included, reaches a place faster
+	// (straight-line distance over time between purchases, gate to gate).
+	impossibleKmh = 900
 )
 
 // usCents is the transaction's amount in US cents at the reference rate
@@ -47,13 +52,22 @@ func usCents(tx *event.Transaction) int64 {
 	return int64(event.USCents(tx.AmountMinor, tx.Currency))
 }
 
+// newLookback is the look-back of the velocity features: the retention of
+// the longest horizon, and the scorer's dimensions and flags. Those are
+// part of the encoding of the card state (changelog): changing them needs a
+// state migration (TestLookbackStateBytes).
+func newLookback(lateness time.Duration) (*windowing.Lookback, error) {
+	return windowing.NewLookback(windowing.WithRetention(retention), windowing.WithLookbackLateness(lateness),
+		windowing.WithDistinctDims(lookbackDims), windowing.WithFlags(lookbackFlags))
+}
+
 // lookbackRecord is how the look-back sees a transaction: its value is the
 // amount in US cents, so sum_1h and sum_24h add like with like.
 func lookbackRecord(tx *event.Transaction, cents, et int64) windowing.Record {
 	r := windowing.Record{
 		Time:     et,
 		Value:    cents,
-		Distinct: [windowing.DistinctDims]uint64{windowing.Hash(tx.MerchantID), windowing.Hash(tx.MerchantCountry)},
+		Distinct: [windowing.MaxDistinctDims]uint64{dimMerchant: windowing.Hash(tx.MerchantID), dimCountry: windowing.Hash(tx.MerchantCountry)},
 	}
 	if cents < smallUSCents {
 		r.Flags = flagSmall
@@ -97,6 +111,7 @@ func velocityFeatures(f *event.Features, aggs []windowing.Agg) {
 	f.DistinctMerchants1h = int64(aggs[h1h].Distinct[dimMerchant])
 	f.DistinctCountries24h = int64(aggs[h24h].Distinct[dimCountry])
 	f.SmallCount10m = aggs[h10m].Flagged[0]
+	f.DistinctMerchants10m = int64(aggs[h10m].Distinct[dimMerchant])
 }
 
 // prevFeatures fills secs_since_prev, km_from_prev and kmh_from_prev
@@ -122,13 +137,26 @@ func prevFeatures(f *event.Features, cs *cardState, tx *event.Transaction, et in
 	f.KmhFromPrev = km / (max(f.SecsSincePrev, 1) / 3600)
 }
 
-// place is where a card was in person within the look-back retention:
-// the location of its first transaction there, the time of its latest,
-// and the speed at which the card arrived (arrival_kmh).
+// place is where a card was in person within the memory retention: the
+// location of its first transaction there, the time of its latest, the
+// speed at which the card arrived (arrival_kmh) and how many in-person
+// purchases it made there (saturating).
 type place struct {
 	lat, lon   float64
 	last       int64 // Unix ms
 	arrivalKmh float64
+	visits     uint16
+}
+
+// established reports whether the place is one the card has used: paid at
+// more than once, and reached at a possible speed. A copy of the card used
+// far away cannot make the genuine card's usual places suspect.
+func (p *place) established() bool { return p.visits >= 2 && p.arrivalKmh <= impossibleKmh }
+
+// inPerson reports whether the transaction's location says where the card
+// was: a purchase or withdrawal in person, not an online order.
+func inPerson(tx *event.Transaction) bool {
+	return tx.Lat != nil && tx.Lon != nil && tx.Channel != event.ChannelEcommerce && tx.Channel != event.ChannelMOTO
 }
 
 // arrival finds the place of an in-person transaction at lat, lon and
@@ -143,7 +171,9 @@ type place struct {
 // twice abroad minutes after the genuine card paid at home makes the
 // second purchase abroad look local against the first. Its place, though,
 // was reached at an impossible speed, while the genuine card, back home,
-// is at a place it has been at all along.
+// is at a place it has been at all along. Places last as long as the
+// card's long memory, so a card quiet for a day still knows its home: a
+// copy used abroad first is the new place, the home is not (visit).
 func arrival(cs *cardState, lat, lon float64, et int64) (i int, kmh float64) {
 	i, best := -1, float64(placeRadiusKm)
 	for j := range cs.nplaces {
@@ -154,12 +184,7 @@ func arrival(cs *cardState, lat, lon float64, et int64) (i int, kmh float64) {
 	if i >= 0 {
 		return i, cs.places[i].arrivalKmh
 	}
-	from := -1
-	for j := range cs.nplaces {
-		if from < 0 || cs.places[j].last > cs.places[from].last {
-			from = j
-		}
-	}
+	from := cs.latestPlace(-1)
 	if from < 0 {
 		return -1, 0
 	}
@@ -173,9 +198,30 @@ func arrival(cs *cardState, lat, lon float64, et int64) (i int, kmh float64) {
 
 // visit records an in-person transaction at place i as arrival returned
 // it (-1: a new place, reached at kmh).
+//
+// Back at an established place, the card convicts the place it was at most
+// recently, if that one is not established and could not have been left
+// in time: that is where a copy of the card is used (its later purchases
+// there carry the impossible arrival), not here.
 func (cs *cardState) visit(i int, lat, lon float64, et int64, kmh float64) {
 	if i >= 0 {
-		cs.places[i].last = max(cs.places[i].last, et)
+		p := &cs.places[i]
+		if p.established() {
+			if q := cs.latestPlace(i); q >= 0 && !cs.places[q].established() {
+				o := &cs.places[q]
+				gap := et - o.last
+				if gap < 0 {
+					gap = -gap
+				}
+				if v := haversineKm(o.lat, o.lon, lat, lon) / (max(float64(gap)/1000, 1) / 3600); v > impossibleKmh {
+					o.arrivalKmh = max(o.arrivalKmh, v)
+				}
+			}
+		}
+		p.last = max(p.last, et)
+		if p.visits < math.MaxUint16 {
+			p.visits++
+		}
 		return
 	}
 	i = cs.nplaces
@@ -189,7 +235,19 @@ func (cs *cardState) visit(i int, lat, lon float64, et int64, kmh float64) {
 	} else {
 		cs.nplaces++
 	}
-	cs.places[i] = place{lat: lat, lon: lon, last: et, arrivalKmh: kmh}
+	cs.places[i] = place{lat: lat, lon: lon, last: et, arrivalKmh: kmh, visits: 1}
+}
+
+// latestPlace is the index of the place other than skip the card was at
+// most recently, -1 if none.
+func (cs *cardState) latestPlace(skip int) int {
+	from := -1
+	for j := range cs.nplaces {
+		if j != skip && (from < 0 || cs.places[j].last > cs.places[from].last) {
+			from = j
+		}
+	}
+	return from
 }
 
 // prunePlaces forgets the places last visited at or before floor, keeping

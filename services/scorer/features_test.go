@@ -2,13 +2,14 @@ package scorer
 
 import (
 	"encoding/binary"
+	"encoding/hex"
+	"fmt"
 	"math"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
-	"github.com/fraudstream/fraudstream/pkg/windowing"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano()
@@ -138,7 +139,7 @@ func TestAmountRatio(t *testing.T) {
 }
 
 func TestCardStateEncoding(t *testing.T) {
-	lb, err := windowing.NewLookback(windowing.WithRetention(retention))
+	lb, err := newLookback(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,5 +176,41 @@ func TestCardStateEncoding(t *testing.T) {
 	}
 	if old.n != 2 || old.nplaces != 0 || math.Abs(old.logMean-math.Log(500)) > 1e-12 {
 		t.Errorf("version 1: %+v", old)
+	}
+}
+
+// TestLookbackStateBytes: the scorer's look-back (its own dimensions and
+// flag, passed to windowing as options) encodes a card's series byte for
+// byte as before they were options (the hex is from b43bb15, where
+// windowing fixed two dimensions and four flags), so changelogs written
+// then still decode, and decode back to the same bytes.
+func TestLookbackStateBytes(t *testing.T) {
+	const want = "018180808080808080800103b89950b5078aa9086b9b50b5078ba9081e9d50b5078ca90802d1c89eb5076e0509e24598b50733fe080781e4ca91afb3808040c801010101b0ea01b009000301b0ea01bc05010202d0ac209811000201904ea40d000102bf8db7018019000101018c15000302"
+	lb, err := newLookback(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := lb.NewSeries()
+	base := int64(1_765_000_000_000)
+	for i, dt := range []int64{0, 60_000, 30_000, 600_000, 590_000, 3_600_000, 3_599_999} {
+		tx := &event.Transaction{MerchantID: fmt.Sprintf("m%d", i%3), MerchantCountry: []string{"FR", "DE"}[i%2]}
+		if err := s.Add(lookbackRecord(tx, int64(100+250*i), base+dt)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(b); got != want {
+		t.Fatalf("encoding changed:\n got  %s\n want %s", got, want)
+	}
+	old, _ := hex.DecodeString(want)
+	back := lb.NewSeries()
+	if err := back.UnmarshalBinary(old); err != nil {
+		t.Fatalf("decode the old encoding: %v", err)
+	}
+	if again, _ := back.MarshalBinary(); hex.EncodeToString(again) != want {
+		t.Fatalf("re-encoding differs: %x", again)
 	}
 }

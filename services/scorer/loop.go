@@ -156,15 +156,51 @@ session:
 			return err
 		}
 
-		deadline := time.Now().Add(s.cfg.CommitInterval)
+		// Adaptive commit (docs/design/decisions.md#adaptive-commit): the
+		// batch ends as soon as the workers have processed everything
+		// handed to them and nothing more is buffered, but not before it
+		// has been open as long as the previous commit took, so that at
+		// most about half of the loop's time goes to fixed
+		// per-transaction costs. CommitInterval and MaxBatchRecords stay
+		// the upper bounds. Under load, records buffer while a batch is
+		// processed and committed, so batches grow by themselves.
+		begun := time.Now()
+		deadline := begun.Add(s.cfg.CommitInterval)
 		for b.records < s.cfg.MaxBatchRecords {
 			wait := time.Until(deadline)
 			if wait <= 0 {
 				break
 			}
-			pctx, cancel := context.WithTimeout(ctx, wait)
-			fetches := sess.PollRecords(pctx, s.cfg.MaxBatchRecords-b.records)
-			cancel()
+			// A nil context is kgo's non-blocking poll: what is buffered
+			// now, without waiting.
+			//lint:ignore SA1012 kgo documents nil as "drain what is buffered and return"
+			fetches := sess.PollRecords(nil, s.cfg.MaxBatchRecords-b.records)
+			if fetches.NumRecords() == 0 {
+				var pctx context.Context
+				var cancel context.CancelFunc
+				if b.drained() {
+					linger := s.lastCommit - time.Since(begun)
+					if linger <= 0 {
+						break
+					}
+					// Processed, but the batch is younger than the last
+					// commit: wait that long for more records.
+					pctx, cancel = context.WithTimeout(ctx, min(wait, linger))
+				} else {
+					// Wait for new records, or for the workers to drain
+					// (then the loop polls once more).
+					pctx, cancel = context.WithTimeout(ctx, wait)
+					go func(idle <-chan struct{}) {
+						select {
+						case <-idle:
+							cancel()
+						case <-pctx.Done():
+						}
+					}(b.idle())
+				}
+				fetches = sess.PollRecords(pctx, s.cfg.MaxBatchRecords-b.records)
+				cancel()
+			}
 			if ctx.Err() != nil {
 				s.abort(ctx, b)
 				return nil
@@ -236,6 +272,48 @@ type batch struct {
 
 	mu         sync.Mutex
 	produceErr error // first failed produce; the batch must then abort
+	// processed counts the input records the workers are done with; the
+	// batch is drained when it equals records. idleCh, when not nil, is
+	// closed at the next drain.
+	processed int
+	handed    int // records, under mu
+	idleCh    chan struct{}
+}
+
+// drained reports whether the workers have processed every record handed
+// to them.
+func (b *batch) drained() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.processed == b.handed
+}
+
+// idle returns a channel closed once the workers have processed every
+// record handed to them so far.
+func (b *batch) idle() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.idleCh == nil {
+		b.idleCh = make(chan struct{})
+	}
+	if b.processed == b.handed {
+		close(b.idleCh)
+		ch := b.idleCh
+		b.idleCh = nil
+		return ch
+	}
+	return b.idleCh
+}
+
+// done records that a worker has processed n records.
+func (b *batch) done(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.processed += n
+	if b.processed == b.handed && b.idleCh != nil {
+		close(b.idleCh)
+		b.idleCh = nil
+	}
 }
 
 func newBatch(ctx context.Context, sess *kgo.GroupTransactSession) *batch {
@@ -275,6 +353,9 @@ func (b *batch) dispatch(t *task, recs []*kgo.Record) {
 		go b.run(w)
 	}
 	b.records += len(recs)
+	b.mu.Lock()
+	b.handed += len(recs)
+	b.mu.Unlock()
 	t.lastActive = time.Now()
 	w.in <- recs
 }
@@ -352,6 +433,7 @@ func (b *batch) emit(w *worker, emitted chan<- struct{}) {
 				b.sess.Produce(b.ctx, r, b.promise)
 			}
 		}
+		b.done(len(chunk))
 		select {
 		case w.free <- chunk[:cap(chunk)]:
 		default:
@@ -456,6 +538,7 @@ func (s *Service) checkFetches(fetches kgo.Fetches) error {
 // After an abort the session has rewound to the committed offsets, and
 // the tasks are reset to match. An error means the session is unusable.
 func (s *Service) end(ctx context.Context, b *batch) error {
+	ending := time.Now()
 	b.finish(true)
 	s.fireIdle(b, time.Now())
 	sess := b.sess
@@ -474,6 +557,7 @@ func (s *Service) end(ctx context.Context, b *batch) error {
 		try = kgo.TryAbort
 	}
 	committed, err := sess.End(ectx, try)
+	s.lastCommit = min(time.Since(ending), s.cfg.CommitInterval)
 	if err != nil {
 		s.m.aborted()
 		s.resetTasks()

@@ -146,7 +146,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		rulesDisabled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "rules_disabled_total",
-			Help: "Rules disabled in this instance by the run-time guard (over SCORER_RULE_BUDGET or the evaluator's memory budget), by rule id; each stays off until a new rule set version is applied.",
+			Help: "Rules disabled in this instance by the run-time guard (over the configured rule budget or the evaluator's memory budget), by rule id; each stays off until a new rule set version is applied.",
 		}, []string{"rule"}),
 	}
 	// Show every decision and outcome from the start, at zero.

@@ -2,17 +2,15 @@ package scorer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fraudstream/fraudstream/internal/platform/redisopt"
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
 
@@ -179,22 +177,15 @@ func newProfiles(cfg Config, log *slog.Logger, m *metrics, now func() time.Time)
 	}, nil
 }
 
-// redisOptions parses a redis:// or rediss:// URL, with every round trip
-// bounded by timeout and no retries: a failed lookup is not worth a second
+// redisOptions parses a redis:// or rediss:// URL with the scorer's
+// policy: every round trip, and the wait for a pooled connection, bounded
+// by timeout, and no retries: a failed lookup is not worth a second
 // timeout, the records are scored without profiles instead.
 func redisOptions(rawURL string, timeout time.Duration) (*redis.Options, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		return nil, errors.New("REDIS_URL: must be a redis:// or rediss:// (TLS) URL such as redis://127.0.0.1:6379/0")
-	}
-	opts, err := redis.ParseURL(rawURL)
+	opts, err := redisopt.Options(rawURL, redisopt.Policy{Timeout: timeout, PoolTimeout: timeout})
 	if err != nil {
-		// The error may quote the URL, password and all.
-		return nil, fmt.Errorf("REDIS_URL: %s", strings.ReplaceAll(err.Error(), rawURL, u.Redacted()))
+		return nil, fmt.Errorf("redis URL: %w", err)
 	}
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = timeout, timeout, timeout, timeout
-	opts.ContextTimeoutEnabled = true
-	opts.MaxRetries = -1 // go-redis: -1 disables retries (0 means its default, 3)
 	return opts, nil
 }
 

@@ -46,10 +46,18 @@ func evaluate(t testing.TB, ls []traffic.Labeled, deps scorer.Deps) loadgen.Qual
 // default settings, a seed the default model was not trained on, each card
 // paying about once an hour) with the default rules and model, and checks
 // precision and per-scenario recall. The floors sit just below what the
-// default rule set and model reach today (precision 0.907, recall 0.985;
-// per scenario 0.996, 0.976, 1.000, 0.930, 0.974 in the order below): a
-// change that makes detection worse fails here. Seed 3 gives precision
-// 0.891, recall 0.987 and amount spike 0.941: not tuned to this seed.
+// default rule set (version 2) and model (default-v4) reach today
+// (precision 0.917, recall 0.988; per scenario 0.994, 0.988, 1.000, 0.790,
+// 0.999 in the order below): a change that makes detection worse fails
+// here.
+//
+// Amount spike fell from 0.930 with rules version 1: this simulator's
+// spike is 20–60 times the card's habit over all categories, at an
+// electronics or jewelry merchant, which for a card that buys electronics
+// is often 2–9 times its usual amount there, the shape of a genuine big
+// purchase (docs/detection.md). The amount_spike rule now spares a
+// purchase under 10 times the card's usual amount in a category it buys
+// in, and the look-alike streams hold it to that.
 func TestDetectionQuality(t *testing.T) {
 	q := evaluate(t, simulate(2, 100_000, 1), scorer.Deps{})
 	t.Logf("overall: precision %.3f recall %.3f false-positive rate %.4f (%d scored, %d fraud, %d flagged)",
@@ -58,7 +66,7 @@ func TestDetectionQuality(t *testing.T) {
 		traffic.CardTesting:         0.99,
 		traffic.AccountTakeover:     0.97,
 		traffic.CompromisedMerchant: 0.97,
-		traffic.AmountSpike:         0.92, // a spike overlaps legitimate jewelry and electronics purchases
+		traffic.AmountSpike:         0.77, // a spike overlaps legitimate jewelry and electronics purchases
 		traffic.ImpossibleTravel:    0.99,
 	}
 	for _, p := range traffic.Scenarios {

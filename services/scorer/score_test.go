@@ -94,7 +94,8 @@ func TestDecide(t *testing.T) {
 }
 
 // TestModelFileErrorsNameTheSetting: a missing or bad model file stops
-// start-up with an error naming SCORER_MODEL_FILE.
+// start-up with an error naming Config.ModelFile (cmd/fraudstream turns it
+// into SCORER_MODEL_FILE).
 func TestModelFileErrorsNameTheSetting(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
@@ -105,8 +106,8 @@ func TestModelFileErrorsNameTheSetting(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.ModelFile = file
 		_, err := newTaskParams(cfg, Deps{}, testTime)
-		if err == nil || !strings.HasPrefix(err.Error(), "SCORER_MODEL_FILE:") {
-			t.Errorf("model file %s: err = %v, want one naming SCORER_MODEL_FILE", file, err)
+		if err == nil || !strings.HasPrefix(err.Error(), "scorer: Config.ModelFile:") {
+			t.Errorf("model file %s: err = %v, want one naming Config.ModelFile", file, err)
 		}
 	}
 	good := filepath.Join(dir, "good.json")
@@ -116,7 +117,7 @@ func TestModelFileErrorsNameTheSetting(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ModelFile = good
 	p, err := newTaskParams(cfg, Deps{}, testTime)
-	if err != nil || p.model.Version() != "default-v3" {
+	if err != nil || p.model.Version() != "default-v4" {
 		t.Fatalf("good model file: %v", err)
 	}
 }

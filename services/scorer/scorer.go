@@ -61,14 +61,18 @@ import (
 
 // Service is one scorer instance. Create it with New and run it with Run.
 type Service struct {
-	cfg       Config
-	log       *slog.Logger
-	ln        net.Listener
-	handler   http.Handler
-	kprom     *kprom.Metrics
-	m         *metrics
-	params    *taskParams
-	kafkaOpts []kgo.Opt
+	// lastCommit is how long the last end of a batch took (its workers'
+	// tail, flush and EndTxn), at most CommitInterval: the least time the
+	// next batch stays open (loop.go). Touched only by the loop.
+	lastCommit time.Duration
+	cfg        Config
+	log        *slog.Logger
+	ln         net.Listener
+	handler    http.Handler
+	kprom      *kprom.Metrics
+	m          *metrics
+	params     *taskParams
+	kafkaOpts  []kgo.Opt
 	// abortHook, set only by tests, makes End abort a flushed batch, so
 	// the broker-side abort and the rewind after it are exercised.
 	abortHook func() bool

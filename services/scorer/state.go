@@ -15,7 +15,7 @@ import (
 // card's state has expired), and one partition metadata entry under
 // metaKey. Every value starts with a format version byte.
 const (
-	cardStateVersion = 3
+	cardStateVersion = 4
 	metaVersion      = 1
 )
 
@@ -68,6 +68,10 @@ type cardState struct {
 	places  [maxPlaces]place
 	nplaces int
 
+	// mem is the card's long memory (memory.go); it and places outlive
+	// the look-back, up to memoryRetention.
+	mem memory
+
 	// Welford's running mean and sum of squared deviations of the card's
 	// amounts (US cents), and the running mean of their logarithms
 	// (amount_ratio), over the same n amounts.
@@ -90,6 +94,22 @@ func newCardState(lb *windowing.Lookback) *cardState {
 func (cs *cardState) reset() {
 	cs.series.Reset()
 	*cs = cardState{series: cs.series, last: math.MinInt64, ids: cs.ids[:0], dirty: cs.dirty}
+}
+
+// resetShort empties what the card holds for the look-back retention
+// only (its series, latest transaction and ids), keeping its long memory,
+// places and amount baseline: the card went quiet for a day, not away.
+func (cs *cardState) resetShort() {
+	cs.series.Reset()
+	cs.hasPrev, cs.prevHasLoc, cs.prevT, cs.prevLat, cs.prevLon = false, false, 0, 0, 0
+	cs.ids = cs.ids[:0]
+}
+
+// expiresAt is the time the card's state is filed under for eviction: it
+// has wholly expired once the look-back floor reaches it, which is when
+// both its look-back state (last) and its long memory have.
+func (cs *cardState) expiresAt() int64 {
+	return max(cs.last, cs.mem.last+(memoryRetention-retention).Milliseconds())
 }
 
 // addID remembers a transaction_id and its fingerprint, keeping ids
@@ -128,24 +148,28 @@ func (cs *cardState) observe(amount int64) {
 
 // appendBinary appends the changelog value of the card.
 //
-// Format (version 3): the version byte; last as a zig-zag varint; a flags
+// Format (version 4): the version byte; last as a zig-zag varint; a flags
 // byte (bit 0: has a previous transaction, bit 1: it had a location); if
 // there is one, its time as a zig-zag varint and, with a location, latitude
 // and longitude as little-endian float64 bits; the baseline count as a
 // uvarint and, if not 0, mean, m2 and logMean as float64 bits; the place
 // count as a uvarint and per place its latitude, longitude, arrival speed
-// as float64 bits and its last time as a zig-zag varint; the id count as a
+// as float64 bits and its last time as a zig-zag varint and its visits as a
+// uvarint; the long memory (appendMemory, memory.go); the id count as a
 // uvarint and per id its time as a zig-zag varint delta to the previous one
 // (the first to last), its length as a uvarint, its bytes and its content
 // fingerprint as a little-endian uint64; then the rest of the value is the
 // series (windowing.Series.AppendBinary, which carries its own version
 // byte).
 //
-// Version 2 lacks the ids' fingerprints: they are decoded as 0, unknown,
-// and a record repeating such an id is taken for a redelivery, as version 2
-// took every repeat (docs/design/transaction-ids.md). Version 1, written before places and logMean existed, lacks both: it is
-// decoded with no places and logMean the logarithm of mean, an
-// approximation that later amounts wash out.
+// Version 3, written before long memory, lacks it and the places' visits:
+// it is decoded with an empty memory and every place visited once. Version
+// 2 also lacks the ids' fingerprints: they are decoded as 0, unknown, and a
+// record repeating such an id is taken for a redelivery, as version 2 took
+// every repeat (docs/design/transaction-ids.md). Version 1, written before
+// places and logMean existed, lacks those too: it is decoded with no places
+// and logMean the logarithm of mean, an approximation that later amounts
+// wash out.
 func (cs *cardState) appendBinary(b []byte) ([]byte, error) {
 	b = append(b, cardStateVersion)
 	b = binary.AppendVarint(b, cs.last)
@@ -176,7 +200,9 @@ func (cs *cardState) appendBinary(b []byte) ([]byte, error) {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.lon))
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.arrivalKmh))
 		b = binary.AppendVarint(b, p.last)
+		b = binary.AppendUvarint(b, uint64(p.visits))
 	}
+	b = appendMemory(b, &cs.mem)
 	b = binary.AppendUvarint(b, uint64(len(cs.ids)))
 	prev := cs.last
 	for _, x := range cs.ids {
@@ -224,9 +250,15 @@ func decodeCardState(lb *windowing.Lookback, data []byte) (*cardState, error) {
 			d.err = fmt.Errorf("%w: %d places, at most %d", errStateFormat, n, maxPlaces)
 		}
 		for i := uint64(0); i < n && d.err == nil; i++ {
-			cs.places[i] = place{lat: d.float(), lon: d.float(), arrivalKmh: d.float(), last: d.varint()}
+			cs.places[i] = place{lat: d.float(), lon: d.float(), arrivalKmh: d.float(), last: d.varint(), visits: 1}
+			if v >= 4 {
+				cs.places[i].visits = uint16(min(d.uvarint(), math.MaxUint16))
+			}
 			cs.nplaces++
 		}
+	}
+	if v >= 4 {
+		decodeMemory(&d, &cs.mem)
 	}
 	nids := d.uvarint()
 	if d.err == nil && nids > uint64(len(d.p)) { // every id takes at least two bytes

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"github.com/fraudstream/fraudstream/internal/platform/configfield"
 	"log/slog"
 	"os"
 	"slices"
@@ -40,7 +41,7 @@ type taskParams struct {
 }
 
 func newTaskParams(cfg Config, deps Deps, now func() time.Time) (*taskParams, error) {
-	lb, err := windowing.NewLookback(windowing.WithRetention(retention), windowing.WithLookbackLateness(cfg.AllowedLateness))
+	lb, err := newLookback(cfg.AllowedLateness)
 	if err != nil {
 		return nil, fmt.Errorf("scorer look-back: %w", err)
 	}
@@ -79,12 +80,12 @@ func loadModel(cfg Config, deps Deps) (*model.Model, error) {
 	}
 	f, err := os.Open(cfg.ModelFile)
 	if err != nil {
-		return nil, fmt.Errorf("SCORER_MODEL_FILE: %w", err)
+		return nil, &configfield.Error{Service: "scorer", Field: "ModelFile", Err: err}
 	}
 	defer f.Close()
 	m, err := model.Load(f)
 	if err != nil {
-		return nil, fmt.Errorf("SCORER_MODEL_FILE: %s: %w", cfg.ModelFile, err)
+		return nil, &configfield.Error{Service: "scorer", Field: "ModelFile", Err: fmt.Errorf("%s: %w", cfg.ModelFile, err)}
 	}
 	return m, nil
 }
@@ -108,6 +109,12 @@ func initialRules(deps Deps, opts ...rules.Option) (*rules.Set, error) {
 // result.
 func (p *taskParams) floor(wm int64) int64 {
 	return watermark.Sub(wm, watermark.Millis(p.lateness)+watermark.Millis(retention))
+}
+
+// memFloor is floor for the long memory (memory.go): wm − allowed lateness
+// − memoryRetention.
+func (p *taskParams) memFloor(wm int64) int64 {
+	return watermark.Sub(wm, watermark.Millis(p.lateness)+watermark.Millis(memoryRetention))
 }
 
 // batchCounts tallies what one batch did; the service adds it to the
@@ -207,7 +214,6 @@ type task struct {
 	one  outcome        // process's outcome
 	out  [1]*kgo.Record // process's result
 	aggs []windowing.Agg
-	agg1 [1]windowing.Agg
 }
 
 func newTask(partition int32, params *taskParams) *task {
@@ -296,6 +302,7 @@ func (t *task) score(o *outcome, c *batchCounts) {
 	et := tx.EventTime.UnixMilli()
 	wm := t.gen.Current()
 	floor := t.params.floor(wm)
+	memFloor := t.params.memFloor(wm)
 
 	// A transaction_id within the horizon is taken: the same contents
 	// again are a redelivery (dropped, counted), other contents a
@@ -318,7 +325,7 @@ func (t *task) score(o *outcome, c *batchCounts) {
 	// server trusts (eventtime.go).
 	lateness := watermark.Classify(et, wm, t.params.lateness)
 	ts := t.params.stateTime(et, tx.IngestTime, wm)
-	cs := t.touch(tx.CardID, wm, floor)
+	cs := t.touch(tx.CardID, wm, floor, memFloor)
 
 	// Features as of ts, over the card's earlier records only.
 	var feats event.Features
@@ -331,11 +338,14 @@ func (t *task) score(o *outcome, c *batchCounts) {
 		velocityFeatures(&feats, t.aggs)
 	}
 	prevFeatures(&feats, cs, tx, ts)
-	placeIdx := -1
-	if tx.Lat != nil && tx.Lon != nil {
+	placeIdx, here := -1, inPerson(tx)
+	if here {
 		placeIdx, feats.ArrivalKmh = arrival(cs, *tx.Lat, *tx.Lon, ts)
+		feats.ImpossibleArrival = feats.ArrivalKmh > impossibleKmh
 	}
 	cents := usCents(tx)
+	keys := keysOf(tx)
+	memoryFeatures(&feats, &cs.mem, &keys, ts, memFloor, cents)
 	feats.AmountZScore = amountZScore(cs, cents)
 	feats.AmountRatio = amountRatio(cs, cents)
 	if info, pst := t.params.profiles.lookup(tx.CardID); pst == profileFound {
@@ -353,17 +363,10 @@ func (t *task) score(o *outcome, c *batchCounts) {
 
 	// Update state: ts is never too late (eventtime.go), so every record
 	// counts for its card.
-	before := t.aggs[h24h].Distinct
 	if err := cs.series.Add(lookbackRecord(tx, cents, ts)); err != nil {
 		c.dlq++ // unreachable: ts is above the floor
 		o.dead = deadLetter(r, fmt.Errorf("look-back add: %w", err))
 		return
-	}
-	// A merchant or country is new if adding the record grew the 24h
-	// distinct count.
-	if err := cs.series.Query(ts, horizons[h24h:], t.agg1[:]); err == nil {
-		feats.NewMerchant = t.agg1[0].Distinct[dimMerchant] > before[dimMerchant]
-		feats.NewCountry = t.agg1[0].Distinct[dimCountry] > before[dimCountry]
 	}
 	if !cs.hasPrev || ts >= cs.prevT {
 		cs.hasPrev, cs.prevT = true, ts
@@ -372,10 +375,11 @@ func (t *task) score(o *outcome, c *batchCounts) {
 			cs.prevLat, cs.prevLon = *tx.Lat, *tx.Lon
 		}
 	}
-	if tx.Lat != nil && tx.Lon != nil {
+	if here {
 		cs.visit(placeIdx, *tx.Lat, *tx.Lon, ts, feats.ArrivalKmh)
 	}
 	cs.observe(cents)
+	cs.mem.remember(&keys, ts, memFloor, cents)
 	at := max(ts, wm)
 	last := cs.last
 	cs.addID(tx.TransactionID, at, o.fp)
@@ -483,20 +487,25 @@ func (t *task) markDirty(card string, cs *cardState) {
 	}
 }
 
-// touch returns the card's state, evicted to floor, creating it if needed.
-// A card whose everything has expired starts afresh, exactly as if flush
-// had already deleted it.
-func (t *task) touch(card string, wm, floor int64) *cardState {
+// touch returns the card's state, evicted to floor (its long memory to
+// memFloor), creating it if needed. A card whose everything has expired
+// starts afresh, exactly as if flush had already deleted it; a card whose
+// look-back state has expired keeps its long memory.
+func (t *task) touch(card string, wm, floor, memFloor int64) *cardState {
 	cs, ok := t.cards[card]
 	if !ok {
 		cs = newCardState(t.params.lookback)
 		t.cards[card] = cs
-	} else if cs.last <= floor {
+	} else if cs.expiresAt() <= floor {
 		t.forgetIDs(cs, floor)
 		cs.reset()
+	} else if cs.last <= floor {
+		t.forgetIDs(cs, floor)
+		cs.resetShort()
 	}
 	cs.series.Evict(wm)
-	cs.prunePlaces(floor)
+	cs.prunePlaces(memFloor)
+	cs.mem.prune(memFloor)
 	t.forgetIDs(cs, floor)
 	return cs
 }
@@ -531,6 +540,17 @@ func (t *task) flush() []*kgo.Record {
 			return // gone already, or it holds newer state
 		}
 		t.forgetIDs(cs, floor)
+		if cs.expiresAt() > floor {
+			// Its look-back state has expired, its long memory lives on:
+			// drop the former (as touch would) and file the card again
+			// for when the latter expires, which is in a later bucket.
+			if cs.hasPrev || cs.series.Len() > 0 {
+				cs.resetShort()
+				t.markDirty(card, cs)
+			}
+			t.expiry.add(cs.expiresAt(), card)
+			return
+		}
 		delete(t.cards, card)
 		t.markDirty(card, cs)
 	})
@@ -656,7 +676,7 @@ type expiry struct {
 }
 
 func (e *expiry) add(t int64, key string) {
-	b := floorDiv(t, expiryBucket.Milliseconds())
+	b := windowing.BucketIndex(t, expiryBucket.Milliseconds())
 	keys, ok := e.buckets[b]
 	if !ok {
 		if e.buckets == nil {
@@ -676,7 +696,7 @@ func (e *expiry) add(t int64, key string) {
 // paying every few seconds is filed once a bucket, not once a record.
 func (e *expiry) moved(from, to int64, key string) {
 	w := expiryBucket.Milliseconds()
-	if to > from && floorDiv(to, w) != floorDiv(from, w) {
+	if to > from && windowing.BucketIndex(to, w) != windowing.BucketIndex(from, w) {
 		e.add(to, key)
 	}
 }
@@ -697,14 +717,6 @@ func (e *expiry) expire(cutoff int64, evict func(key string)) {
 		}
 		delete(e.buckets, b)
 	}
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
 }
 
 type bucketHeap []int64

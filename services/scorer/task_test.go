@@ -2,7 +2,9 @@ package scorer
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -167,13 +169,8 @@ func TestTaskVersion2IDs(t *testing.T) {
 	tx := testTx("t1", "c1", base)
 	tk.process(txRecord(t, 0, 0, tx), &c)
 	cs := tk.cards["c1"]
-	v3, _ := cs.appendBinary(nil)
-	cs.ids[0].fp = 0
-	v2, _ := cs.appendBinary(nil)
-	// Version 2 is version 3 without the 8 fingerprint bytes after the id.
-	idEnd := bytes.Index(v2, []byte("t1")) + len("t1")
-	v2 = append(v2[:idEnd:idEnd], v2[idEnd+8:]...)
-	v2[0] = 2
+	v4, _ := cs.appendBinary(nil)
+	v2 := appendVersion2(t, cs)
 	back := newTask(0, p)
 	if err := back.load("c1", v2); err != nil {
 		t.Fatalf("version 2: %v", err)
@@ -187,9 +184,58 @@ func TestTaskVersion2IDs(t *testing.T) {
 	if out := back.process(txRecord(t, 0, 1, other), &c); len(out) != 0 {
 		t.Errorf("a repeat of a version 2 id produced %+v, want it dropped", out)
 	}
-	if v3[0] != cardStateVersion || cardStateVersion != 3 {
-		t.Errorf("card state written as version %d", v3[0])
+	if v4[0] != cardStateVersion || cardStateVersion != 4 {
+		t.Errorf("card state written as version %d", v4[0])
 	}
+}
+
+// appendVersion2 writes cs as a version 2 changelog value: no place
+// visits, no long memory, no id fingerprints.
+func appendVersion2(t *testing.T, cs *cardState) []byte {
+	t.Helper()
+	b := []byte{2}
+	b = binary.AppendVarint(b, cs.last)
+	var flags byte
+	if cs.hasPrev {
+		flags |= 1
+	}
+	if cs.prevHasLoc {
+		flags |= 2
+	}
+	b = append(b, flags)
+	if cs.hasPrev {
+		b = binary.AppendVarint(b, cs.prevT)
+		if cs.prevHasLoc {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(cs.prevLat))
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(cs.prevLon))
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(cs.n))
+	if cs.n > 0 {
+		for _, f := range []float64{cs.mean, cs.m2, cs.logMean} {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(cs.nplaces))
+	for _, p := range cs.places[:cs.nplaces] {
+		for _, f := range []float64{p.lat, p.lon, p.arrivalKmh} {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
+		}
+		b = binary.AppendVarint(b, p.last)
+	}
+	b = binary.AppendUvarint(b, uint64(len(cs.ids)))
+	prev := cs.last
+	for _, x := range cs.ids {
+		b = binary.AppendVarint(b, x.at-prev)
+		b = binary.AppendUvarint(b, uint64(len(x.id)))
+		b = append(b, x.id...)
+		prev = x.at
+	}
+	b, err := cs.series.AppendBinary(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestTaskDeadLetters(t *testing.T) {
@@ -698,7 +744,7 @@ func TestTaskChangelogNamesEachCardOnce(t *testing.T) {
 		t.Fatalf("flush with nothing changed: %v", got)
 	}
 
-	send("t6", "c3", later.Add(72*time.Hour)) // c1 and c2 expire wholly
+	send("t6", "c3", later.Add(memoryRetention+72*time.Hour)) // c1 and c2 expire wholly, long memory included
 	got = entries()
 	for _, k := range []string{"c1", "c2"} {
 		if len(got[k]) != 1 || got[k][0].Value != nil {

@@ -3,6 +3,7 @@ package scorer
 import (
 	_ "embed"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
@@ -68,4 +69,69 @@ func TrainingFeatures() []model.Feature {
 		panic("scorer: built-in training features: " + err.Error())
 	}
 	return m.Features()
+}
+
+// Thresholds are the review and decline thresholds that flag given shares
+// of a population's transactions: what a team with a review budget sets
+// SCORER_REVIEW_THRESHOLD and SCORER_DECLINE_THRESHOLD to.
+type Thresholds struct {
+	ReviewRate, DeclineRate float64 // the target shares, in (0, 1)
+	Review, Decline         float64 // the scores that reach them
+	// Reviewed and Declined are the shares the thresholds actually flag
+	// (ties at a threshold can add a few).
+	Reviewed, Declined float64
+	// ConfigReviewed and ConfigDeclined are the shares the thresholds of
+	// the Config given flag, for comparison.
+	ConfigReviewed, ConfigDeclined float64
+}
+
+// ThresholdsForRates scores labeled transactions with the rules and model
+// of deps (Offline, in the order given) and returns the thresholds at
+// which reviewRate and declineRate of them score at or above. Both rates
+// must be in (0, 1), declineRate at most reviewRate.
+func ThresholdsForRates(cfg Config, deps Deps, ls []Labeled, reviewRate, declineRate float64) (Thresholds, error) {
+	if !(reviewRate > 0 && reviewRate < 1) || !(declineRate > 0 && declineRate <= reviewRate) {
+		return Thresholds{}, fmt.Errorf("alert rates %v and %v: want 0 < decline ≤ review < 1", reviewRate, declineRate)
+	}
+	o, err := NewOffline(cfg, deps)
+	if err != nil {
+		return Thresholds{}, err
+	}
+	scores := make([]float64, 0, len(ls))
+	for i := range ls {
+		s, ok, err := o.Score(ls[i].Transaction)
+		if err != nil {
+			return Thresholds{}, fmt.Errorf("record %d (%s): %w", i+1, ls[i].Transaction.TransactionID, err)
+		}
+		if ok {
+			scores = append(scores, s.Score)
+		}
+	}
+	if len(scores) == 0 {
+		return Thresholds{}, fmt.Errorf("no transaction to set thresholds on")
+	}
+	slices.Sort(scores)
+	th := Thresholds{ReviewRate: reviewRate, DeclineRate: declineRate}
+	th.Review, th.Reviewed = scoreAtRate(scores, reviewRate)
+	th.Decline, th.Declined = scoreAtRate(scores, declineRate)
+	cfg = cfg.withDefaults()
+	th.ConfigReviewed = shareAtOrAbove(scores, cfg.ReviewThreshold)
+	th.ConfigDeclined = shareAtOrAbove(scores, cfg.DeclineThreshold)
+	return th, nil
+}
+
+// scoreAtRate returns, for ascending scores, the score s of the
+// transaction at the top rate share (at least one transaction), and the
+// share of scores ≥ s.
+func scoreAtRate(asc []float64, rate float64) (s, share float64) {
+	k := max(int(rate*float64(len(asc))), 1)
+	s = asc[len(asc)-k]
+	i, _ := slices.BinarySearch(asc, s) // the first score equal to s
+	return s, float64(len(asc)-i) / float64(len(asc))
+}
+
+// shareAtOrAbove is the share of ascending scores at or above s.
+func shareAtOrAbove(asc []float64, s float64) float64 {
+	i, _ := slices.BinarySearch(asc, s)
+	return float64(len(asc)-i) / float64(len(asc))
 }

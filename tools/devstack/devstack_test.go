@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +23,12 @@ import (
 	"github.com/fraudstream/fraudstream/tools/traffic"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(scorerChildEnv) != "" {
+		os.Exit(runScorerChild()) // a scorer to SIGKILL (decisions_test.go)
+	}
+	testenv.Main(m)
+}
 
 // TestPipelineExactlyOnce posts 2,000 transactions, a tenth of them twice
 // (client retries with the same transaction_id), through ingest → scorer →
@@ -41,28 +47,7 @@ func testPipeline(t *testing.T, databaseURL string, n int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	stack, err := Start(ctx, Config{
-		DataDir: t.TempDir(), BrokerListen: "127.0.0.1:0", Partitions: 4, DatabaseURL: databaseURL,
-		IngestAddr: "127.0.0.1:0", ScorerAddr: "127.0.0.1:0", AlertsAddr: "127.0.0.1:0",
-	}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
-	go func() { runErr <- stack.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-runErr; err != nil {
-			t.Errorf("stack.Run: %v", err)
-		}
-	}()
-
-	select {
-	case <-stack.Alerts().Ready():
-	case <-ctx.Done():
-		t.Fatal("alerts never became ready")
-	}
+	stack := StartForTest(t, ctx, Config{Partitions: 4, DatabaseURL: databaseURL}, log)
 	stream := openStream(t, ctx, stack.AlertsURL()+"/api/v1/stream")
 
 	// Generate n distinct transactions; every tenth is posted twice.
@@ -267,16 +252,7 @@ func TestStartFailureIsAnError(t *testing.T) {
 func TestRuleEditsAreCheckedByTheScorer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	stack, err := Start(ctx, Config{DataDir: t.TempDir(), BrokerListen: "127.0.0.1:0", Partitions: 2,
-		IngestAddr: "127.0.0.1:0", ScorerAddr: "127.0.0.1:0", AlertsAddr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- stack.Run(runCtx) }()
-	defer func() { stop(); <-done }()
-	<-stack.Alerts().Ready()
+	stack := StartForTest(t, ctx, Config{Partitions: 2}, slog.New(slog.DiscardHandler))
 
 	put := func(body []byte) (int, string) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, stack.AlertsURL()+"/api/v1/rules", bytes.NewReader(body))
@@ -290,21 +266,21 @@ func TestRuleEditsAreCheckedByTheScorer(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	// Before anything is published, the analysts see the set the scorer
-	// applies: the built-in default, version 1.
+	// applies: the built-in default, at its version.
+	def, err := rules.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.Get(stack.AlertsURL() + "/api/v1/rules")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cur, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(cur), `"version":1`) || !strings.Contains(string(cur), `"card_testing"`) {
-		t.Fatalf("GET /api/v1/rules before any publication = %s, want the default set, version 1", cur)
+	if !strings.Contains(string(cur), fmt.Sprintf(`"version":%d`, def.Version)) || !strings.Contains(string(cur), `"card_testing"`) {
+		t.Fatalf("GET /api/v1/rules before any publication = %s, want the default set, version %d", cur, def.Version)
 	}
-	def, err := rules.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	def.Version = 0 // a new set, not an edit of version 1
+	def.Version = 0 // a new set, not an edit of the default
 	defJSON, _ := def.Encode()
 	if code, body := put(defJSON); code != http.StatusOK {
 		t.Fatalf("default rule set refused: %d %s", code, body)

@@ -27,26 +27,8 @@ func TestFutureDatedAttackCannotSilenceVelocity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const partitions = 3
-	stack, err := Start(ctx, Config{DataDir: t.TempDir(), BrokerListen: "127.0.0.1:0", Partitions: partitions,
-		IngestAddr: "127.0.0.1:0", ScorerAddr: "127.0.0.1:0", AlertsAddr: "127.0.0.1:0"},
+	stack := StartForTest(t, ctx, Config{Partitions: partitions},
 		slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- stack.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("stack.Run: %v", err)
-		}
-	}()
-	select {
-	case <-stack.Alerts().Ready():
-	case <-ctx.Done():
-		t.Fatal("alerts never became ready")
-	}
 
 	post := func(tx event.Transaction) {
 		t.Helper()

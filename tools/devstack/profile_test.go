@@ -19,16 +19,7 @@ import (
 func TestScorerEnrichesWithProfiles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	stack, err := Start(ctx, Config{DataDir: t.TempDir(), BrokerListen: "127.0.0.1:0", Partitions: 2,
-		IngestAddr: "127.0.0.1:0", ScorerAddr: "127.0.0.1:0", AlertsAddr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- stack.Run(runCtx) }()
-	defer func() { stop(); <-done }()
-	<-stack.Alerts().Ready()
+	stack := StartForTest(t, ctx, Config{Partitions: 2}, slog.New(slog.DiscardHandler))
 
 	send := func(method, url string, body []byte) {
 		t.Helper()

@@ -39,6 +39,10 @@ const (
 	ModeHTTP  Mode = "http"  // POST /v1/transactions, one transaction per request
 	ModeBatch Mode = "batch" // POST /v1/transactions/batch, NDJSON
 	ModeKafka Mode = "kafka" // produce to raw-transactions directly, stamping ingest_time
+	// ModeDecisions alternates POST /v1/decisions and POST
+	// /v1/transactions, one transaction per request, so one run reports
+	// decision latency beside its floor, the POST→202 latency.
+	ModeDecisions Mode = "decisions"
 )
 
 // Config is one run.
@@ -87,6 +91,9 @@ type Config struct {
 	Progress time.Duration
 	// RequestTimeout bounds one request; default 10s.
 	RequestTimeout time.Duration
+	// DecisionBudget is sent as budget_ms with each decision request;
+	// 0 leaves ingest's default.
+	DecisionBudget time.Duration
 	// TimeScale makes simulated event time run this many times faster
 	// than the wall clock, ending at the wall clock when sending ends (so
 	// every event time is in the past); default 1, real time. A card of a
@@ -144,13 +151,13 @@ func CardPrefix(seed uint64) string { return "card-s" + strconv.FormatUint(seed,
 // Validate names the first bad setting.
 func (c Config) Validate() error {
 	switch c.Mode {
-	case ModeHTTP, ModeBatch:
+	case ModeHTTP, ModeBatch, ModeDecisions:
 		if !strings.HasPrefix(c.IngestURL, "http://") && !strings.HasPrefix(c.IngestURL, "https://") {
 			return fmt.Errorf("ingest URL %q is not an http(s) URL", c.IngestURL)
 		}
 	case ModeKafka:
 	default:
-		return fmt.Errorf("mode %q is not http, batch or kafka", c.Mode)
+		return fmt.Errorf("mode %q is not http, batch, decisions or kafka", c.Mode)
 	}
 	if c.Mode == ModeKafka || c.FromTopic {
 		if err := c.Kafka.Validate(); err != nil {
@@ -250,7 +257,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 
 	var snd sender
 	switch cfg.Mode {
-	case ModeHTTP, ModeBatch:
+	case ModeHTTP, ModeBatch, ModeDecisions:
 		rep.Target = cfg.IngestURL
 		snd = newHTTPSender(cfg, deps.HTTPClient, t)
 	case ModeKafka:
@@ -492,6 +499,8 @@ type tracker struct {
 	client, records, fanOut                   histogram
 	quality                                   *qualityCounter
 	requestsN                                 int
+	floor, decided                            histogram // decisions mode
+	pending                                   int
 }
 
 type txState struct {
@@ -502,6 +511,7 @@ type txState struct {
 
 func newTracker(prefix string) *tracker {
 	return &tracker{prefix: prefix + "-", inflight: map[uint64]*txState{}, requests: newHistogram(),
+		floor: newHistogram(), decided: newHistogram(),
 		errors: Errors{}, client: newHistogram(), records: newHistogram(), fanOut: newHistogram(),
 		quality: newQualityCounter()}
 }
@@ -537,6 +547,21 @@ func (t *tracker) started(ls []traffic.Labeled, at time.Time) {
 		if s := t.inflight[seq]; s != nil && s.sent.IsZero() {
 			s.sent = at
 		}
+	}
+}
+
+// decision records one request of decisions mode: a decision (pending
+// or not) or, with floor set, a POST /v1/transactions.
+func (t *tracker) decision(d time.Duration, floor, pending bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case floor:
+		t.floor.record(d)
+	case pending:
+		t.pending++
+	default:
+		t.decided.record(d)
 	}
 }
 
@@ -739,6 +764,9 @@ func (t *tracker) fill(rep *Report, st *stream) {
 	rep.Transactions, rep.Retries, rep.Accepted = t.transactions, t.retries, t.acceptedN
 	rep.Rejected = t.transactions - t.acceptedN
 	rep.Requests = t.requests.summary()
+	if rep.Mode == ModeDecisions {
+		rep.Decisions = &Decisions{Floor: t.floor.summary(), Decided: t.decided.summary(), Pending: t.pending}
+	}
 	rep.Errors = t.errors
 	if st == nil {
 		return

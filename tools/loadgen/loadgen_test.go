@@ -109,33 +109,13 @@ func TestRunAgainstThePipeline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	stack, err := devstack.Start(ctx, devstack.Config{
-		DataDir: t.TempDir(), BrokerListen: "127.0.0.1:0", Partitions: 4,
-		IngestAddr: "127.0.0.1:0", ScorerAddr: "127.0.0.1:0", AlertsAddr: "127.0.0.1:0",
-	}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
-	go func() { runErr <- stack.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-runErr; err != nil {
-			t.Errorf("stack.Run: %v", err)
-		}
-	}()
-	select {
-	case <-stack.Alerts().Ready():
-	case <-ctx.Done():
-		t.Fatal("alerts never became ready")
-	}
+	stack := devstack.StartForTest(t, ctx, devstack.Config{Partitions: 4}, log)
 
 	const n = 500
 	for _, c := range []struct {
 		mode      Mode
 		fromTopic bool
-	}{{ModeHTTP, false}, {ModeBatch, false}, {ModeKafka, false}, {ModeHTTP, true}} {
+	}{{ModeHTTP, false}, {ModeBatch, false}, {ModeKafka, false}, {ModeHTTP, true}, {ModeDecisions, false}} {
 		mode := c.mode
 		name := string(mode)
 		if c.fromTopic {
@@ -187,6 +167,11 @@ func TestRunAgainstThePipeline(t *testing.T) {
 			}
 			if wantReq := int64(n + rep.Retries - conflicts(rep.Errors)); mode != ModeBatch && rep.Requests.Count != wantReq {
 				t.Errorf("%d requests measured, want %d", rep.Requests.Count, wantReq)
+			}
+			if d := rep.Decisions; (mode == ModeDecisions) != (d != nil) {
+				t.Errorf("decisions report %+v in mode %s", d, mode)
+			} else if d != nil && (d.Floor.Count == 0 || d.Decided.Count == 0 || d.Floor.Count+d.Decided.Count+int64(d.Pending) != rep.Requests.Count) {
+				t.Errorf("decisions %+v do not add up to %d requests", d, rep.Requests.Count)
 			}
 			if !strings.Contains(progress.String(), "loadgen ") {
 				t.Errorf("no progress line: %q", progress.String())

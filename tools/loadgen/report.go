@@ -29,16 +29,25 @@ type Report struct {
 	// ran (1: real time).
 	TimeScale float64 `json:"time_scale"`
 
-	Transactions int      `json:"transactions"`  // distinct transactions sent
-	Retries      int      `json:"retries"`       // resends of a transaction (same id and body)
-	Accepted     int      `json:"accepted"`      // distinct transactions acknowledged (202, or a Kafka ack)
-	Rejected     int      `json:"rejected"`      // distinct transactions never acknowledged
-	Throughput   float64  `json:"throughput"`    // accepted per second of the sending phase
-	Generated    Gen      `json:"generated"`     // what the simulator made
-	Requests     Latency  `json:"requests"`      // per HTTP request (a batch is one) or per produced record
-	Errors       Errors   `json:"errors"`        // per request or item, by kind
-	E2E          *E2E     `json:"e2e,omitempty"` // with a stream to follow
-	Quality      *Quality `json:"quality,omitempty"`
+	Transactions int        `json:"transactions"`        // distinct transactions sent
+	Retries      int        `json:"retries"`             // resends of a transaction (same id and body)
+	Accepted     int        `json:"accepted"`            // distinct transactions acknowledged (202, or a Kafka ack)
+	Rejected     int        `json:"rejected"`            // distinct transactions never acknowledged
+	Throughput   float64    `json:"throughput"`          // accepted per second of the sending phase
+	Generated    Gen        `json:"generated"`           // what the simulator made
+	Requests     Latency    `json:"requests"`            // per HTTP request (a batch is one) or per produced record
+	Errors       Errors     `json:"errors"`              // per request or item, by kind
+	E2E          *E2E       `json:"e2e,omitempty"`       // with a stream to follow
+	Decisions    *Decisions `json:"decisions,omitempty"` // decisions mode
+	Quality      *Quality   `json:"quality,omitempty"`
+}
+
+// Decisions compares, in one run, POST /v1/decisions answered with a
+// decision against its floor, POST /v1/transactions → 202.
+type Decisions struct {
+	Floor   Latency `json:"floor"`   // POST /v1/transactions → 202
+	Decided Latency `json:"decided"` // POST /v1/decisions → 200
+	Pending int     `json:"pending"` // decisions answered 202 pending
 }
 
 // Gen counts what the simulator produced.
@@ -177,6 +186,11 @@ func (r *Report) WriteText(w io.Writer) {
 		p("        for detection figures, raise --cards or lower --rate")
 	}
 	p("requests      %s", r.Requests)
+	if d := r.Decisions; d != nil {
+		p("  POST /v1/transactions → 202   %s", d.Floor)
+		p("  POST /v1/decisions → 200      %s", d.Decided)
+		p("  decisions pending (budget ran out): %d", d.Pending)
+	}
 	if len(r.Errors) == 0 {
 		p("errors        none")
 	} else {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,24 +27,22 @@ func unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 // connections.
 type httpSender struct {
 	cfg    Config
-	client *http.Client
+	poster traffic.Poster
 	t      *tracker
 	jobs   chan []traffic.Labeled
 	wg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelFunc
+	// alternate picks the endpoint of each request in decisions mode.
+	alternate atomic.Uint64
+	ctx       context.Context
+	cancel    context.CancelFunc
 }
 
 func newHTTPSender(cfg Config, client *http.Client, t *tracker) *httpSender {
 	if client == nil {
-		client = &http.Client{Transport: &http.Transport{
-			MaxIdleConns:        cfg.Workers,
-			MaxIdleConnsPerHost: cfg.Workers,
-			IdleConnTimeout:     90 * time.Second,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		}}
+		client = traffic.KeepAliveClient(cfg.Workers)
 	}
-	s := &httpSender{cfg: cfg, client: client, t: t, jobs: make(chan []traffic.Labeled, cfg.Workers)}
+	s := &httpSender{cfg: cfg, t: t, jobs: make(chan []traffic.Labeled, cfg.Workers),
+		poster: traffic.Poster{URL: cfg.IngestURL, APIKey: cfg.APIKey, Client: client}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for range cfg.Workers {
 		s.wg.Add(1)
@@ -81,18 +80,9 @@ func (s *httpSender) close() {
 
 func (s *httpSender) do(path, contentType string, body []byte, ls []traffic.Labeled) (*http.Response, time.Time, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.IngestURL+path, bytes.NewReader(body))
-	if err != nil {
-		cancel()
-		return nil, time.Time{}, err
-	}
-	req.Header.Set("Content-Type", contentType)
-	if s.cfg.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+s.cfg.APIKey)
-	}
 	start := time.Now()
 	s.t.started(ls, start)
-	resp, err := s.client.Do(req)
+	resp, err := s.poster.Post(ctx, path, contentType, body)
 	if err != nil {
 		cancel()
 		return nil, start, err
@@ -152,8 +142,15 @@ func (s *httpSender) post(l traffic.Labeled) {
 		resp  *http.Response
 		start time.Time
 	)
+	path, decide := "/v1/transactions", false
+	if s.cfg.Mode == ModeDecisions && s.alternate.Add(1)%2 == 0 {
+		path, decide = "/v1/decisions", true
+		if s.cfg.DecisionBudget > 0 {
+			path += "?budget_ms=" + strconv.FormatInt(s.cfg.DecisionBudget.Milliseconds(), 10)
+		}
+	}
 	for attempt := 1; ; attempt++ {
-		resp, start, err = s.do("/v1/transactions", "application/json", body, []traffic.Labeled{l})
+		resp, start, err = s.do(path, "application/json", body, []traffic.Labeled{l})
 		if err != nil {
 			if s.ctx.Err() == nil {
 				s.t.request(0, retryKind(l.Retry, transportKind(err)))
@@ -172,8 +169,12 @@ func (s *httpSender) post(l traffic.Labeled) {
 			break
 		}
 	}
-	if resp.StatusCode == http.StatusAccepted {
-		s.t.request(time.Since(start), "")
+	if decide && resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusAccepted {
+		el := time.Since(start)
+		s.t.request(el, "")
+		if s.cfg.Mode == ModeDecisions {
+			s.t.decision(el, !decide, resp.StatusCode == http.StatusAccepted)
+		}
 		s.t.result(l.Tx.TransactionID, l.Retry, true, "")
 		return
 	}

@@ -5,7 +5,7 @@
 // 0.5 % and 1 % of traffic flagged). Eval runs the scorer offline on
 // populations of tools/traffic, training on some and testing on others.
 //
-// Definitions (docs/detection.md has them with the baseline figures):
+// Definitions (docs/detection-quality.md has them with the baseline figures):
 //
 //   - A transaction is flagged at an operating point when the scorer's
 //     decision is review or decline (the configured thresholds), or, at a

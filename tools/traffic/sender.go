@@ -1,7 +1,6 @@
 package traffic
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -18,7 +17,7 @@ type Sender struct {
 	APIKey  string       // bearer key
 	Rate    float64      // transactions per second
 	Workers int          // concurrent requests; default 4
-	Client  *http.Client // default: a keep-alive client with a 10 s timeout
+	Client  *http.Client // default: KeepAliveClient(Workers); each request is bounded by 10 s
 	Log     *slog.Logger
 	Now     func() time.Time // default time.Now
 
@@ -33,9 +32,9 @@ func (s *Sender) Run(ctx context.Context, g *Generator, limit int) error {
 		return fmt.Errorf("traffic rate must be positive, got %v", s.Rate)
 	}
 	workers := max(s.Workers, 1)
-	client := s.Client
-	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	p := &Poster{URL: s.URL, APIKey: s.APIKey, Client: s.Client}
+	if p.Client == nil {
+		p.Client = KeepAliveClient(workers)
 	}
 	now := s.Now
 	if now == nil {
@@ -48,7 +47,7 @@ func (s *Sender) Run(ctx context.Context, g *Generator, limit int) error {
 		go func() {
 			defer wg.Done()
 			for b := range bodies {
-				s.post(ctx, client, b)
+				s.post(ctx, p, b)
 			}
 		}()
 	}
@@ -75,15 +74,13 @@ func (s *Sender) Run(ctx context.Context, g *Generator, limit int) error {
 	return nil
 }
 
-func (s *Sender) post(ctx context.Context, client *http.Client, body []byte) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/v1/transactions", bytes.NewReader(body))
-	if err != nil {
-		s.Failed.Add(1)
-		return
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+s.APIKey)
-	resp, err := client.Do(req)
+// requestTimeout bounds one simulated request, its answer read.
+const requestTimeout = 10 * time.Second
+
+func (s *Sender) post(ctx context.Context, p *Poster, body []byte) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := p.Post(ctx, "/v1/transactions", "application/json", body)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.Failed.Add(1)

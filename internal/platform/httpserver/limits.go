@@ -75,29 +75,57 @@ func (l Limits) WithDefaults() Limits {
 	return l
 }
 
-// Validate names the environment variable of the first bad limit; prefix
-// is the service's, such as "INGEST". Zero is refused rather than meaning
-// "unlimited".
-func (l Limits) Validate(prefix string) error {
+// A LimitError names the Limits field Check refused, such as "BodyTimeout".
+type LimitError struct {
+	Field string
+	Err   error
+}
+
+func (e *LimitError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *LimitError) Unwrap() error { return e.Err }
+
+// Check returns a *LimitError naming the first bad limit. Zero is refused
+// rather than meaning "unlimited".
+func (l Limits) Check() error {
 	for _, d := range []struct {
-		v    time.Duration
-		name string
+		v     time.Duration
+		field string
 	}{
-		{l.ReadHeaderTimeout, "READ_HEADER_TIMEOUT"},
-		{l.BodyTimeout, "BODY_TIMEOUT"},
-		{l.IdleTimeout, "IDLE_TIMEOUT"},
+		{l.ReadHeaderTimeout, "ReadHeaderTimeout"},
+		{l.BodyTimeout, "BodyTimeout"},
+		{l.IdleTimeout, "IdleTimeout"},
 	} {
 		if d.v <= 0 {
-			return fmt.Errorf("%s_%s: must be a positive duration such as 10s", prefix, d.name)
+			return &LimitError{d.field, errors.New("must be a positive duration such as 10s")}
 		}
 	}
 	if l.MaxHeaderBytes < 1<<10 {
-		return fmt.Errorf("%s_MAX_HEADER_BYTES: must be at least 1024", prefix)
+		return &LimitError{"MaxHeaderBytes", errors.New("must be at least 1024")}
 	}
 	if l.MaxConns <= 0 {
-		return fmt.Errorf("%s_MAX_CONNS: must be a positive number of connections", prefix)
+		return &LimitError{"MaxConns", errors.New("must be a positive number of connections")}
 	}
 	return nil
+}
+
+// limitEnv is the environment variable suffix of each field.
+var limitEnv = map[string]string{
+	"ReadHeaderTimeout": "READ_HEADER_TIMEOUT",
+	"BodyTimeout":       "BODY_TIMEOUT",
+	"IdleTimeout":       "IDLE_TIMEOUT",
+	"MaxHeaderBytes":    "MAX_HEADER_BYTES",
+	"MaxConns":          "MAX_CONNS",
+}
+
+// Validate is Check naming the environment variable of the first bad
+// limit; prefix is the service's, such as "SCORER".
+func (l Limits) Validate(prefix string) error {
+	err := l.Check()
+	var le *LimitError
+	if errors.As(err, &le) {
+		return fmt.Errorf("%s_%s: %w", prefix, limitEnv[le.Field], le.Err)
+	}
+	return err
 }
 
 // ErrBodyTimeout is what reading a request body returns once the body

@@ -11,19 +11,20 @@
 "use strict";
 
 (function () {
-  const MAX_ROWS = 300;
   const $ = (id) => document.getElementById(id);
   const counts = { total: 0, approve: 0, review: 0, decline: 0 };
   const latencies = [];
-  const arrivals = [];
+  // Arrivals per second over the last ARRIVAL_SECONDS whole seconds, in a
+  // ring indexed by the second: the rate costs no memory per event.
+  const ARRIVAL_SECONDS = 10;
+  const arrivals = new Int32Array(ARRIVAL_SECONDS + 1);
+  const arrivalSecond = new Float64Array(ARRIVAL_SECONDS + 1);
   const scoreBins = new Array(20).fill(0);
   let paused = false;
-  let pending = [];
   let filter = "all";
   let selected = null;
   let source = null;
   let started = false;
-  let counterFrame = 0;
 
   // ---- helpers ----
   const fmtCache = {};
@@ -113,69 +114,200 @@
     for (const p of document.querySelectorAll("[data-panel]")) p.hidden = p.dataset.panel !== tab;
     for (const a of document.querySelectorAll("[data-tab]")) a.classList.toggle("active", a.dataset.tab === tab);
     if (tab === "charts") drawCharts();
+    if (tab === "alerts") flushQueue();
   }
   window.addEventListener("hashchange", showTab);
 
   // ---- counters ----
+  function countArrival(now) {
+    const sec = Math.floor(now / 1000);
+    const i = sec % arrivals.length;
+    if (arrivalSecond[i] !== sec) {
+      arrivalSecond[i] = sec;
+      arrivals[i] = 0;
+    }
+    arrivals[i]++;
+  }
+  // arrivalRate is the mean over the last ARRIVAL_SECONDS whole seconds.
+  function arrivalRate(now) {
+    const sec = Math.floor(now / 1000);
+    let n = 0;
+    for (let i = 0; i < arrivals.length; i++) {
+      if (arrivalSecond[i] < sec && arrivalSecond[i] >= sec - ARRIVAL_SECONDS) n += arrivals[i];
+    }
+    return n / ARRIVAL_SECONDS;
+  }
   function updateCounters() {
     $("n-total").textContent = counts.total.toLocaleString();
     for (const d of ["approve", "review", "decline"]) {
       $("n-" + d).textContent = counts[d].toLocaleString();
       $("p-" + d).textContent = pct(counts[d]);
     }
-    const now = Date.now();
-    while (arrivals.length && arrivals[0] < now - 10000) arrivals.shift();
-    $("rate").textContent = (arrivals.length / 10).toFixed(1) + " / s (last 10 s)";
+    $("rate").textContent = arrivalRate(Date.now()).toFixed(1) + " / s (last 10 s)";
     if (latencies.length) {
       const s = latencies.slice().sort((a, b) => a - b);
-      const med = s[Math.floor(s.length / 2)];
-      $("latency").textContent = med < 1000 ? Math.round(med) + " ms" : (med / 1000).toFixed(2) + " s";
+      const fmt = (v) => (v < 1000 ? Math.round(v) + " ms" : (v / 1000).toFixed(2) + " s");
+      $("latency").textContent = fmt(s[Math.floor(s.length / 2)]);
+      $("latency-sub").textContent = "ingest → scored, median of last " + s.length + "; p99 " + fmt(s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]);
     }
   }
   setInterval(updateCounters, 1000);
 
   // ---- live feed ----
+  // At a few hundred records a second nobody reads every row, and a page
+  // that builds a row per record spends a core on layout. So the feed
+  // (docs/design/dashboard.md):
+  //   - keeps at most FEED_ROWS row elements, created once and then reused
+  //     in place, the oldest moving to the top with the newest record;
+  //   - coalesces what arrives between renders, one animation frame at
+  //     most every RENDER_INTERVAL ms, listing at most FEED_RATE rows a second (a
+  //     token bucket): above that it shows the newest and says how many it
+  //     did not list. The counters and the alert queue see every record.
+  // Every structure that grows per event is bounded: pendingFeed is a ring
+  // of FEED_ROWS records, the arrival rate per-second buckets.
+  const FEED_ROWS = 100;
+  const FEED_RATE = 20; // rows a second; a human reads fewer
+  const RENDER_INTERVAL = 250; // ms between renders of the counters, the feed and the queue
+  const feedSlots = []; // {tr, cells…} in no particular order; tbody order is the display order
+  const pendingFeed = new Array(FEED_ROWS); // ring of records not yet rendered
+  let pendingStart = 0;
+  let pendingLen = 0;
+  let feedTokens = FEED_ROWS; // the first burst is shown whole
+  let feedLast = 0; // time of the last feed render
+  let renderLast = 0; // time of the last render
+  let frame = 0; // a render is scheduled
+  // Per-second counts of what arrived for the feed and what it listed,
+  // for the sampling note; and of every record, for the rate.
+  const feedIn = new Int32Array(2);
+  const feedShown = new Int32Array(2);
+  let feedSecond = 0;
+
   function visible(decision) {
     if (filter === "alerts") return decision !== "approve";
     if (filter === "decline") return decision === "decline";
     return true;
   }
-  function scoreCell(rec) {
+  // newSlot builds one reusable feed row and keeps its cells.
+  function newSlot() {
+    const s = { tr: el("tr") };
+    const text = (cls) => {
+      const td = el("td", cls);
+      const n = document.createTextNode("");
+      td.append(n);
+      s.tr.append(td);
+      return n;
+    };
+    s.time = text("");
+    s.id = text("id");
+    s.card = text("card-id");
+    s.amount = text("num");
+    s.country = text("");
+    s.channel = text("");
     const td = el("td", "num");
     const wrap = el("span", "score");
     const bar = el("span", "bar");
-    const fill = el("span", rec.decision);
-    fill.style.width = Math.round(100 * rec.score) + "%";
-    bar.append(fill);
-    wrap.append(bar, el("span", "", rec.score.toFixed(3)));
+    s.fill = el("span");
+    bar.append(s.fill);
+    s.score = document.createTextNode("");
+    const num = el("span");
+    num.append(s.score);
+    wrap.append(bar, num);
     td.append(wrap);
-    return td;
+    const dtd = el("td");
+    s.badge = el("span", "badge");
+    s.badgeText = document.createTextNode("");
+    s.badge.append(s.badgeText);
+    s.late = el("span", "late", "late");
+    dtd.append(s.badge, s.late);
+    s.tr.append(td, dtd);
+    s.tr.feedSlot = s; // an expando: Element.slot is taken
+    return s;
   }
-  function decisionCell(rec) {
-    const td = el("td");
-    td.append(el("span", "badge " + rec.decision, rec.decision));
-    if (rec.late) td.append(el("span", "late", "late"));
-    return td;
-  }
-  function addRow(rec) {
+  // fill writes rec into a slot's cells in place.
+  function fill(s, rec) {
     const t = rec.transaction || {};
-    const tr = el("tr", "new");
+    const tr = s.tr;
     tr.dataset.id = t.transaction_id;
     tr.dataset.decision = rec.decision;
-    tr.append(
-      el("td", "", time(t.event_time)),
-      el("td", "id", t.transaction_id),
-      el("td", "card-id", t.card_id),
-      el("td", "num", money(t.amount_minor, t.currency)),
-      el("td", "", t.merchant_country),
-      el("td", "", (t.channel || "").replace("_", " ")),
-      scoreCell(rec),
-      decisionCell(rec)
-    );
-    if (!visible(rec.decision)) tr.hidden = true;
-    $("rows").prepend(tr);
-    while ($("rows").children.length > MAX_ROWS) $("rows").lastElementChild.remove();
-    $("empty").hidden = true;
+    tr.hidden = !visible(rec.decision);
+    tr.classList.toggle("selected", selected !== null && selected === t.transaction_id);
+    s.time.nodeValue = time(t.event_time);
+    s.id.nodeValue = t.transaction_id;
+    s.card.nodeValue = t.card_id;
+    s.amount.nodeValue = money(t.amount_minor, t.currency);
+    s.country.nodeValue = t.merchant_country || "";
+    s.channel.nodeValue = (t.channel || "").replace("_", " ");
+    s.fill.className = rec.decision;
+    s.fill.style.width = Math.round(100 * rec.score) + "%";
+    s.score.nodeValue = rec.score.toFixed(3);
+    s.badge.className = "badge " + rec.decision;
+    s.badgeText.nodeValue = rec.decision;
+    s.late.hidden = !rec.late;
+  }
+  // renderFeed lists the newest n pending records, newest on top, reusing
+  // the oldest rows once FEED_ROWS exist; the rest of pending is skipped.
+  function renderFeed(n) {
+    const rows = $("rows");
+    const skip = pendingLen - n;
+    for (let i = skip; i < pendingLen; i++) {
+      const k = (pendingStart + i) % FEED_ROWS;
+      let s;
+      if (feedSlots.length < FEED_ROWS) {
+        s = newSlot();
+        feedSlots.push(s);
+      } else {
+        s = rows.lastElementChild.feedSlot;
+      }
+      fill(s, pendingFeed[k]);
+      rows.insertBefore(s.tr, rows.firstElementChild);
+      pendingFeed[k] = undefined;
+    }
+    pendingStart = (pendingStart + pendingLen) % FEED_ROWS;
+    pendingLen = 0;
+    if (n > 0) $("empty").hidden = true;
+    return n;
+  }
+  function secondTick(now) {
+    const sec = Math.floor(now / 1000);
+    if (sec === feedSecond) return;
+    // The note describes the last whole second.
+    const gone = sec - feedSecond;
+    feedIn[0] = gone === 1 ? feedIn[1] : 0;
+    feedShown[0] = gone === 1 ? feedShown[1] : 0;
+    feedIn[1] = 0;
+    feedShown[1] = 0;
+    feedSecond = sec;
+    const note = $("feed-sampled");
+    const skipped = feedIn[0] - feedShown[0];
+    note.hidden = paused || skipped <= 0;
+    if (!note.hidden) {
+      note.textContent = "listing " + feedShown[0].toLocaleString() + " of " + feedIn[0].toLocaleString() + " / s · " +
+        skipped.toLocaleString() + " / s not listed (counted above)";
+    }
+  }
+  // onFrame renders what arrived since the last render: the counters, the
+  // feed and the alert queue's new rows, in one animation frame at most
+  // every RENDER_INTERVAL ms.
+  function onFrame() {
+    frame = 0;
+    const t = Date.now();
+    renderLast = t;
+    updateCounters();
+    flushQueue();
+    if (!paused && pendingLen > 0) {
+      feedTokens = Math.min(FEED_ROWS, feedTokens + ((t - feedLast) / 1000) * FEED_RATE);
+      feedLast = t;
+      const n = Math.min(pendingLen, Math.floor(feedTokens));
+      feedTokens -= n;
+      feedShown[1] += renderFeed(n);
+    }
+    secondTick(t);
+  }
+  // scheduleFrame asks for one render RENDER_INTERVAL after the last: the
+  // records arriving until then are coalesced into it.
+  function scheduleFrame() {
+    if (frame) return;
+    frame = setTimeout(() => requestAnimationFrame(onFrame), Math.max(0, renderLast + RENDER_INTERVAL - Date.now()));
   }
   function onScored(ev) {
     let rec;
@@ -186,8 +318,7 @@
     }
     counts.total++;
     if (rec.decision in counts) counts[rec.decision]++;
-    if (!counterFrame) counterFrame = requestAnimationFrame(() => ((counterFrame = 0), updateCounters()));
-    arrivals.push(Date.now());
+    countArrival(Date.now());
     scoreBins[Math.min(scoreBins.length - 1, Math.floor(rec.score * scoreBins.length))]++;
     const t = rec.transaction || {};
     if (rec.scored_at && t.ingest_time) {
@@ -198,16 +329,20 @@
       }
     }
     if (rec.decision !== "approve") queueLive(rec);
-    if (paused) {
-      pending.push(rec);
-      if (pending.length > MAX_ROWS) pending.shift();
-      return;
+    if (visible(rec.decision)) {
+      feedIn[1]++;
+      // The ring keeps the newest FEED_ROWS: the oldest is overwritten.
+      pendingFeed[(pendingStart + pendingLen) % FEED_ROWS] = rec;
+      if (pendingLen < FEED_ROWS) pendingLen++;
+      else pendingStart = (pendingStart + 1) % FEED_ROWS;
     }
-    addRow(rec);
+    scheduleFrame();
   }
+  setInterval(() => secondTick(Date.now()), 1000); // the note also when the stream is quiet
   $("filter").addEventListener("change", (e) => {
     filter = e.target.value;
     for (const tr of $("rows").children) tr.hidden = !visible(tr.dataset.decision);
+    pendingLen = 0; // pending records were chosen under the old filter
   });
   $("pause").addEventListener("click", (e) => {
     paused = !paused;
@@ -215,8 +350,9 @@
     e.target.textContent = paused ? "Resume" : "Pause";
     setStatus(paused ? "paused" : source && source.readyState === 1 ? "live" : "connecting");
     if (!paused) {
-      for (const rec of pending) addRow(rec);
-      pending = [];
+      // The newest records of the pause, at once.
+      feedLast = Date.now();
+      renderFeed(pendingLen);
     }
   });
 
@@ -247,6 +383,20 @@
   // load overtook.
   let liveDuringLoad = null;
   let queueGen = 0;
+  // Live alerts are inserted on top once a render, at most QUEUE_RATE a
+  // second and QUEUE_LIVE in all: beyond that the oldest live row leaves the
+  // list and is counted in queueGap, which offers a reload (the database has every alert, newest
+  // first). So no alert is ever lost from the queue: it is listed or
+  // counted, and the badge counts both. queueIds indexes the rows by id.
+  const QUEUE_LIVE = 100;
+  const QUEUE_RATE = 5; // live rows a second once a burst of QUEUE_LIVE is spent
+  let queueTokens = QUEUE_LIVE;
+  let queueLast = 0;
+  const queueIds = new Map();
+  let liveRows = []; // live rows in the list, oldest first; at most QUEUE_LIVE
+  const queuePending = []; // alerts for the next frame; at most QUEUE_LIVE
+  let queueGap = 0; // unlabelled alerts that arrived but are not listed
+  let loadOverflow = 0; // liveDuringLoad's share of queueGap
   function queueQuery() {
     const p = {};
     const d = $("q-decision").value;
@@ -301,12 +451,39 @@
       tr.dataset.labelled = "1";
       for (const o of tr.querySelectorAll(".dispo-buttons button")) o.setAttribute("aria-pressed", String(o.dataset.disposition === l.disposition));
     }
-    $("queue-count").textContent = unlabelled ? String(unlabelled) : "";
+    showQueueCount();
+  }
+  function showQueueCount() {
+    const n = unlabelled + queueGap + queuePending.length;
+    $("queue-count").textContent = n ? String(n) : "";
+    $("queue-gap").hidden = queueGap === 0;
+    if (queueGap) {
+      $("queue-gap-text").textContent = queueGap.toLocaleString() + (queueGap === 1 ? " more alert" : " more alerts") +
+        " arrived than the queue lists live.";
+    }
+  }
+  function scoreCell(rec) {
+    const td = el("td", "num");
+    const wrap = el("span", "score");
+    const bar = el("span", "bar");
+    const fill = el("span", rec.decision);
+    fill.style.width = Math.round(100 * rec.score) + "%";
+    bar.append(fill);
+    wrap.append(bar, el("span", "", rec.score.toFixed(3)));
+    td.append(wrap);
+    return td;
+  }
+  function decisionCell(rec) {
+    const td = el("td");
+    td.append(el("span", "badge " + rec.decision, rec.decision));
+    if (rec.late) td.append(el("span", "late", "late"));
+    return td;
   }
   function queueRow(item, fresh) {
     const t = item.transaction || {};
     const tr = el("tr", fresh ? "new" : "");
     tr.dataset.id = t.transaction_id;
+    queueIds.set(t.transaction_id, tr);
     if (item.label) tr.dataset.labelled = "1";
     else unlabelled++;
     const reasons = (item.reasons || []).map((r) => r.code + (r.shadow ? " (shadow)" : "")).join(", ");
@@ -329,6 +506,7 @@
       queueCursor = "";
       queueParams = queueQuery();
       liveDuringLoad = [];
+      loadOverflow = 0;
       queueGen++;
     }
     const gen = queueGen;
@@ -341,23 +519,27 @@
       if (gen !== queueGen) return; // a newer reset load owns the queue
       if (reset) {
         $("queue").replaceChildren();
+        queueIds.clear();
+        liveRows = [];
         unlabelled = 0;
       }
-      for (const item of page.items) $("queue").append(queueRow(item, false));
+      for (const item of page.items) {
+        if (!queueIds.has((item.transaction || {}).transaction_id)) $("queue").append(queueRow(item, false));
+      }
       if (reset) {
-        const listed = new Set(page.items.map((item) => (item.transaction || {}).transaction_id));
         for (const rec of liveDuringLoad) {
-          const id = (rec.transaction || {}).transaction_id;
-          if (listed.has(id)) continue;
-          listed.add(id);
-          $("queue").prepend(queueRow(rec, true));
+          if (queueIds.has((rec.transaction || {}).transaction_id)) continue;
+          const tr = queueRow(rec, true);
+          $("queue").prepend(tr);
+          liveRows.push(tr);
         }
         liveDuringLoad = null;
+        queueGap = loadOverflow;
       }
       queueCursor = page.next_cursor || "";
       $("queue-more").hidden = !queueCursor;
       $("queue-empty").hidden = $("queue").children.length > 0;
-      $("queue-count").textContent = unlabelled ? String(unlabelled) : "";
+      showQueueCount();
     } catch (err) {
       if (reset && gen === queueGen) liveDuringLoad = null; // the live rows stay as they are
       if (err.status !== 401) {
@@ -368,19 +550,71 @@
   }
   function queueLive(rec) {
     if (!started || !matchesQueue(rec)) return;
-    if (liveDuringLoad) liveDuringLoad.push(rec);
-    const id = (rec.transaction || {}).transaction_id;
-    if (document.querySelector('#queue tr[data-id="' + CSS.escape(id) + '"]')) return;
-    $("queue").prepend(queueRow(rec, true));
-    while ($("queue").children.length > 500) $("queue").lastElementChild.remove();
-    $("queue-empty").hidden = true;
-    $("queue-count").textContent = unlabelled ? String(unlabelled) : "";
+    if (liveDuringLoad) {
+      if (liveDuringLoad.length >= QUEUE_LIVE) {
+        liveDuringLoad.shift();
+        loadOverflow++;
+      }
+      liveDuringLoad.push(rec);
+    }
+    if (queueIds.has((rec.transaction || {}).transaction_id)) return;
+    if (queuePending.length >= QUEUE_LIVE) {
+      queuePending.shift(); // it would be evicted in this frame anyway
+      queueGap++;
+    }
+    queuePending.push(rec);
+  }
+  // flushQueue inserts the alerts that arrived since the last frame, newest
+  // on top, at most QUEUE_RATE a second (a token bucket: above that the
+  // newest are listed and the others counted in queueGap), and moves the
+  // live rows beyond QUEUE_LIVE into queueGap. While
+  // the queue is not shown, the alerts wait in queuePending (the badge
+  // counts them) and only the newest QUEUE_LIVE become rows.
+  function flushQueue() {
+    if (!queuePending.length) return;
+    if ($("tab-alerts").hidden) {
+      showQueueCount();
+      return;
+    }
+    const t = Date.now();
+    queueTokens = Math.min(QUEUE_LIVE, queueTokens + ((t - queueLast) / 1000) * QUEUE_RATE);
+    queueLast = t;
+    const n = Math.min(queuePending.length, Math.floor(queueTokens));
+    if (n === 0) return; // they wait for the next token
+    queueTokens -= n;
+    const skip = queuePending.length - n;
+    const frag = document.createDocumentFragment();
+    for (let i = 0; i < queuePending.length; i++) {
+      const rec = queuePending[i];
+      if (queueIds.has((rec.transaction || {}).transaction_id)) continue;
+      if (i < skip) {
+        queueGap++; // older than the n listed now
+        continue;
+      }
+      const tr = queueRow(rec, skip === 0 && n <= 3); // rows flash only when they come slowly
+      frag.prepend(tr);
+      liveRows.push(tr);
+    }
+    queuePending.length = 0;
+    $("queue").prepend(frag);
+    while (liveRows.length > QUEUE_LIVE) {
+      const tr = liveRows.shift();
+      if (queueIds.get(tr.dataset.id) === tr) queueIds.delete(tr.dataset.id);
+      tr.remove();
+      if (!tr.dataset.labelled) {
+        unlabelled = Math.max(0, unlabelled - 1);
+        queueGap++;
+      }
+    }
+    $("queue-empty").hidden = $("queue").children.length > 0;
+    showQueueCount();
   }
   $("queue-filter").addEventListener("submit", (e) => {
     e.preventDefault();
     loadQueue(true);
   });
   $("queue-more").addEventListener("click", () => loadQueue(false));
+  $("queue-reload").addEventListener("click", () => loadQueue(true));
 
   // ---- detail drawer ----
   function highlight(json) {

@@ -390,9 +390,9 @@ var defaultJSON []byte
 // DefaultJSON returns the encoded default model.
 func DefaultJSON() []byte { return append([]byte(nil), defaultJSON...) }
 
-// Default returns the default model, "default-v3": fitted with
+// Default returns the default model, "default-v4": fitted with
 //
-//	fraudstream train --simulate 100000 --seed 1 --version default-v3
+//	fraudstream train --simulate 100000 --seed 1 --version default-v4
 //
 // on the traffic simulator's labeled scenarios, over the built-in training
 // features (no profile features: the simulator has no profiles). Replace

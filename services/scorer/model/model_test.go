@@ -161,7 +161,7 @@ func TestDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Version() != "default-v3" {
+	if m.Version() != "default-v4" {
 		t.Fatalf("version %q", m.Version())
 	}
 	normal := rules.Env{Count10m: 1, Count24h: 4, DistinctCountries24h: 1, SecsSincePrev: 1800, KmFromPrev: 3,

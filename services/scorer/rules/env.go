@@ -38,6 +38,18 @@ type Env struct {
 	AccountAgeDays       float64 `expr:"account_age_days"`
 	RiskTier             int     `expr:"risk_tier"`
 	ProfileMissing       bool    `expr:"profile_missing"`
+	HistoryCount         int     `expr:"history_count"`
+	HistoryDays          float64 `expr:"history_days"`
+	NewDevice            bool    `expr:"new_device"`
+	NewIP                bool    `expr:"new_ip"`
+	DeviceKnown          bool    `expr:"device_known"`
+	MerchantDays         float64 `expr:"merchant_days"`
+	Devices1h            int     `expr:"devices_1h"`
+	MerchantVisits       int     `expr:"merchant_visits"`
+	RepeatMerchant10m    bool    `expr:"repeat_merchant_10m"`
+	DistinctMerchants10m int     `expr:"distinct_merchants_10m"`
+	AmountRatioMCC       float64 `expr:"amount_ratio_mcc"`
+	ImpossibleArrival    bool    `expr:"impossible_arrival"`
 	// Entity features (docs/design/entities.md).
 	DeviceCards24h             int  `expr:"device_cards_24h"`
 	IPCards24h                 int  `expr:"ip_cards_24h"`
@@ -104,6 +116,18 @@ func (e *Env) Fill(tx *event.Transaction, f *event.Features) {
 		AccountAgeDays:       f.AccountAgeDays,
 		RiskTier:             int(f.RiskTier),
 		ProfileMissing:       f.ProfileMissing,
+		HistoryCount:         int(f.HistoryCount),
+		HistoryDays:          f.HistoryDays,
+		NewDevice:            f.NewDevice,
+		NewIP:                f.NewIP,
+		DeviceKnown:          f.DeviceKnown,
+		MerchantDays:         f.MerchantDays,
+		Devices1h:            int(f.Devices1h),
+		MerchantVisits:       int(f.MerchantVisits),
+		RepeatMerchant10m:    f.RepeatMerchant10m,
+		DistinctMerchants10m: int(f.DistinctMerchants10m),
+		AmountRatioMCC:       f.AmountRatioMCC,
+		ImpossibleArrival:    f.ImpossibleArrival,
 
 		DeviceCards24h:             int(f.DeviceCards24h),
 		IPCards24h:                 int(f.IPCards24h),
@@ -173,6 +197,18 @@ var variables = []variable{
 	{name: "account_age_days", kind: kindFloat, f: func(e *Env) float64 { return e.AccountAgeDays }},
 	{name: "risk_tier", kind: kindInt, i: func(e *Env) int { return e.RiskTier }},
 	{name: "profile_missing", kind: kindBool, b: func(e *Env) bool { return e.ProfileMissing }},
+	{name: "history_count", kind: kindInt, i: func(e *Env) int { return e.HistoryCount }},
+	{name: "history_days", kind: kindFloat, f: func(e *Env) float64 { return e.HistoryDays }},
+	{name: "new_device", kind: kindBool, b: func(e *Env) bool { return e.NewDevice }},
+	{name: "new_ip", kind: kindBool, b: func(e *Env) bool { return e.NewIP }},
+	{name: "device_known", kind: kindBool, b: func(e *Env) bool { return e.DeviceKnown }},
+	{name: "merchant_days", kind: kindFloat, f: func(e *Env) float64 { return e.MerchantDays }},
+	{name: "devices_1h", kind: kindInt, i: func(e *Env) int { return e.Devices1h }},
+	{name: "merchant_visits", kind: kindInt, i: func(e *Env) int { return e.MerchantVisits }},
+	{name: "repeat_merchant_10m", kind: kindBool, b: func(e *Env) bool { return e.RepeatMerchant10m }},
+	{name: "distinct_merchants_10m", kind: kindInt, i: func(e *Env) int { return e.DistinctMerchants10m }},
+	{name: "amount_ratio_mcc", kind: kindFloat, f: func(e *Env) float64 { return e.AmountRatioMCC }},
+	{name: "impossible_arrival", kind: kindBool, b: func(e *Env) bool { return e.ImpossibleArrival }},
 	{name: "device_cards_24h", kind: kindInt, i: func(e *Env) int { return e.DeviceCards24h }},
 	{name: "ip_cards_24h", kind: kindInt, i: func(e *Env) int { return e.IPCards24h }},
 	{name: "visited_compromised_merchant", kind: kindBool, b: func(e *Env) bool { return e.VisitedCompromisedMerchant }},

@@ -178,8 +178,8 @@ func TestDefaultCompiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rs.Version != 1 {
-		t.Fatalf("default version %d, want 1", rs.Version)
+	if rs.Version != 2 {
+		t.Fatalf("default version %d, want 2", rs.Version)
 	}
 	if err := Check(rs); err != nil {
 		t.Fatal(err)
@@ -188,7 +188,7 @@ func TestDefaultCompiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Version() != 1 || s.Len() != len(rs.Rules) {
+	if s.Version() != 2 || s.Len() != len(rs.Rules) {
 		t.Fatalf("version %d len %d", s.Version(), s.Len())
 	}
 	shadows := 0
@@ -257,14 +257,50 @@ func TestEvaluateDefault(t *testing.T) {
 		}, nil},
 		{"velocity", func(e *Env) { e.Count1m = 5 }, []string{"VELOCITY_1M"}},
 		{"velocity below the limit", func(e *Env) { e.Count1m = 4 }, nil},
-		{"impossible travel", func(e *Env) { e.KmFromPrev, e.KmhFromPrev, e.ArrivalKmh, e.NewCountry = 2500, 30000, 30000, true }, []string{"IMPOSSIBLE_TRAVEL"}},
-		{"impossible travel, a later purchase there", func(e *Env) { e.KmFromPrev, e.KmhFromPrev, e.ArrivalKmh = 3, 60, 30000 }, []string{"IMPOSSIBLE_TRAVEL"}},
+		{"impossible travel", func(e *Env) {
+			e.KmFromPrev, e.KmhFromPrev, e.ArrivalKmh, e.ImpossibleArrival, e.NewCountry = 2500, 30000, 30000, true, true
+		}, []string{"IMPOSSIBLE_TRAVEL"}},
+		{"impossible travel, a later purchase there", func(e *Env) {
+			e.KmFromPrev, e.KmhFromPrev, e.ArrivalKmh, e.ImpossibleArrival = 3, 60, 30000, true
+		}, []string{"IMPOSSIBLE_TRAVEL"}},
 		{"back home from far away is not impossible travel", func(e *Env) { e.KmFromPrev, e.KmhFromPrev = 2500, 30000 }, nil},
 		{"far but slow", func(e *Env) { e.KmFromPrev, e.KmhFromPrev, e.ArrivalKmh, e.NewCountry = 2500, 800, 800, true }, nil},
 		{"amount spike", func(e *Env) { e.AmountRatio, e.AmountUSD, e.HighRiskMCC = 30, 1500, true }, []string{"AMOUNT_SPIKE"}},
 		{"high ratio on a small amount", func(e *Env) { e.AmountRatio, e.AmountUSD, e.HighRiskMCC = 30, 90, true }, nil},
 		{"high z-score alone is no spike", func(e *Env) { e.AmountZScore, e.AmountRatio, e.AmountUSD, e.HighRiskMCC = 25, 8, 1500, true }, nil},
-		{"new country, high amount", func(e *Env) { e.NewCountry, e.AmountUSD = true, 600 }, []string{"NEW_COUNTRY_HIGH_AMOUNT"}},
+		{"new country, high amount online", func(e *Env) {
+			online(e, 600, "5311")
+			e.NewCountry = true
+		}, []string{"NEW_COUNTRY_HIGH_AMOUNT"}},
+		{"new country in person is judged by the journey, not the country", func(e *Env) {
+			e.NewCountry, e.AmountUSD, e.ArrivalKmh = true, 600, 650
+		}, nil},
+		{"card testing at one merchant after another", func(e *Env) {
+			online(e, 1.5, "5999")
+			e.SmallCount10m, e.Count10m, e.DistinctMerchants10m, e.DeviceKnown = 3, 3, 3, true
+		}, []string{"CARD_TESTING"}},
+		{"card testing at one new merchant from an unknown device", func(e *Env) {
+			online(e, 1.5, "5816")
+			e.SmallCount10m, e.Count10m, e.DistinctMerchants10m, e.RepeatMerchant10m = 3, 3, 1, true
+		}, []string{"CARD_TESTING"}},
+		{"in-app purchases at the card's app store, from its phone, are not card testing", func(e *Env) {
+			online(e, 0.99, "5816")
+			e.SmallCount10m, e.Count10m, e.DistinctMerchants10m, e.RepeatMerchant10m, e.DeviceKnown, e.MerchantDays = 4, 4, 1, true, true, 30
+		}, nil},
+		{"new device and new network", func(e *Env) {
+			online(e, 40, "5311")
+			e.NewDevice, e.NewIP = true, true
+		}, []string{"NEW_DEVICE_NEW_NETWORK"}},
+		{"a new phone on the home network", func(e *Env) {
+			online(e, 40, "5311")
+			e.NewDevice = true
+		}, nil},
+		{"a big purchase in a category the card buys in", func(e *Env) {
+			e.AmountRatio, e.AmountRatioMCC, e.AmountUSD, e.HighRiskMCC = 30, 6, 1500, true
+		}, nil},
+		{"a spike in a category the card buys in", func(e *Env) {
+			e.AmountRatio, e.AmountRatioMCC, e.AmountUSD, e.HighRiskMCC = 60, 15, 3000, true
+		}, []string{"AMOUNT_SPIKE"}},
 		{"first transaction of a card is no new country", func(e *Env) {
 			e.NewCountry, e.AmountUSD, e.Count24h = true, 600, 0
 		}, nil},
@@ -284,8 +320,8 @@ func TestEvaluateDefault(t *testing.T) {
 			e.DistinctCountries24h, e.Count10m = 2, 1
 		}, []string{"TRAVEL_FOLLOWUP(shadow)"}},
 		{"several at once, in rule order", func(e *Env) {
-			e.NewCountry, e.HomeCountryMismatch, e.AmountUSD, e.AmountRatio, e.Count1m, e.HighRiskMCC = true, true, 800, 40, 6, true
-		}, []string{"VELOCITY_1M", "AMOUNT_SPIKE", "NEW_COUNTRY_HIGH_AMOUNT", "HOME_COUNTRY_MISMATCH"}},
+			e.NewCountry, e.HomeCountryMismatch, e.AmountUSD, e.AmountRatio, e.Count1m, e.HighRiskMCC, e.ImpossibleArrival = true, true, 800, 40, 6, true, true
+		}, []string{"VELOCITY_1M", "IMPOSSIBLE_TRAVEL", "AMOUNT_SPIKE", "HOME_COUNTRY_MISMATCH"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
