@@ -10,7 +10,7 @@ import (
 //go:embed default_rules.json
 var defaultJSON []byte
 
-// DefaultJSON returns the encoded default rule set, version 2: what the
+// DefaultJSON returns the encoded default rule set, version 3: what the
 // scorer applies until fraud-rules holds a newer version, and what a
 // fresh deployment can publish as its first version.
 func DefaultJSON() []byte { return append([]byte(nil), defaultJSON...) }

@@ -178,8 +178,8 @@ func TestDefaultCompiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rs.Version != 2 {
-		t.Fatalf("default version %d, want 2", rs.Version)
+	if rs.Version != 3 {
+		t.Fatalf("default version %d, want 3", rs.Version)
 	}
 	if err := Check(rs); err != nil {
 		t.Fatal(err)
@@ -188,7 +188,7 @@ func TestDefaultCompiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Version() != 2 || s.Len() != len(rs.Rules) {
+	if s.Version() != 3 || s.Len() != len(rs.Rules) {
 		t.Fatalf("version %d len %d", s.Version(), s.Len())
 	}
 	shadows := 0
