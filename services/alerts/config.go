@@ -16,17 +16,18 @@ import (
 // Defaults for Config, used by DefaultConfig. The environment variable each
 // setting is read from in cmd/fraudstream is named in the Config field docs.
 const (
-	DefaultAddr           = "127.0.0.1:8080"
-	DefaultGroupID        = "fraudstream-alerts"
-	DefaultBatchSize      = 1000
-	DefaultFlushInterval  = 100 * time.Millisecond
-	DefaultDBMaxConns     = 8
-	DefaultSSEBuffer      = 4096
-	DefaultSSEMaxClients  = 1000
-	DefaultSSEHeartbeat   = 15 * time.Second
-	DefaultStartupTimeout = 30 * time.Second
-	DefaultStatsRetention = time.Hour
-	DefaultRuleBudget     = 100 * time.Microsecond
+	DefaultAddr              = "127.0.0.1:8080"
+	DefaultGroupID           = "fraudstream-alerts"
+	DefaultBatchSize         = 1000
+	DefaultFlushInterval     = 100 * time.Millisecond
+	DefaultDBMaxConns        = 8
+	DefaultSSEBuffer         = 4096
+	DefaultSSEMaxClients     = 1000
+	DefaultSSEHeartbeat      = 15 * time.Second
+	DefaultStartupTimeout    = 30 * time.Second
+	DefaultStatsRetention    = time.Hour
+	DefaultRuleBudget        = 100 * time.Microsecond
+	DefaultRetentionInterval = 10 * time.Minute
 	// The sink group's timeouts: franz-go's defaults.
 	DefaultSessionTimeout   = 45 * time.Second
 	DefaultRebalanceTimeout = 60 * time.Second
@@ -111,6 +112,17 @@ type Config struct {
 	// (ALERTS_STATS_RETENTION, default 1h).
 	StatsRetention time.Duration
 
+	// Retention is how long stored transactions are kept, by event time
+	// (ALERTS_RETAIN_APPROVED 7d, ALERTS_RETAIN_ALERTS 90d,
+	// ALERTS_RETAIN_LABELED 730d by default; 0 keeps forever; labeled
+	// ones are kept longest). See docs/design/storage.md.
+	Retention RetentionPolicy
+
+	// RetentionInterval is how often the retention pass runs, which also
+	// creates the partitions of the coming days (ALERTS_RETENTION_INTERVAL,
+	// default 10m, between 1s and 6h).
+	RetentionInterval time.Duration
+
 	// RuleBudget is the measured time one rule may take per transaction
 	// before PUT /api/v1/rules publishes it: main gives it to the scorer's
 	// checker (Deps.RuleChecker), which evaluates rules on sample
@@ -165,22 +177,24 @@ func defaultHTTPLimits() httpserver.Limits {
 // brokers and the database URL have no default.
 func DefaultConfig() Config {
 	return Config{
-		Addr:             DefaultAddr,
-		HTTP:             defaultHTTPLimits(),
-		GroupID:          DefaultGroupID,
-		SessionTimeout:   DefaultSessionTimeout,
-		RebalanceTimeout: DefaultRebalanceTimeout,
-		BatchSize:        DefaultBatchSize,
-		FlushInterval:    DefaultFlushInterval,
-		DBMaxConns:       DefaultDBMaxConns,
-		SSEBuffer:        DefaultSSEBuffer,
-		SSEMaxClients:    DefaultSSEMaxClients,
-		SSEHeartbeat:     DefaultSSEHeartbeat,
-		StartupTimeout:   DefaultStartupTimeout,
-		StatsRetention:   DefaultStatsRetention,
-		LoginIdleTimeout: DefaultLoginIdleTimeout,
-		LoginMaxAge:      DefaultLoginMaxAge,
-		RuleBudget:       DefaultRuleBudget,
+		Addr:              DefaultAddr,
+		HTTP:              defaultHTTPLimits(),
+		GroupID:           DefaultGroupID,
+		SessionTimeout:    DefaultSessionTimeout,
+		RebalanceTimeout:  DefaultRebalanceTimeout,
+		BatchSize:         DefaultBatchSize,
+		FlushInterval:     DefaultFlushInterval,
+		DBMaxConns:        DefaultDBMaxConns,
+		SSEBuffer:         DefaultSSEBuffer,
+		SSEMaxClients:     DefaultSSEMaxClients,
+		SSEHeartbeat:      DefaultSSEHeartbeat,
+		StartupTimeout:    DefaultStartupTimeout,
+		StatsRetention:    DefaultStatsRetention,
+		Retention:         DefaultRetentionPolicy(),
+		RetentionInterval: DefaultRetentionInterval,
+		LoginIdleTimeout:  DefaultLoginIdleTimeout,
+		LoginMaxAge:       DefaultLoginMaxAge,
+		RuleBudget:        DefaultRuleBudget,
 	}
 }
 
@@ -217,6 +231,7 @@ func (c Config) Validate() error {
 		{c.StatsRetention > 0, "ALERTS_STATS_RETENTION: must be positive"},
 		{c.LoginIdleTimeout >= time.Second, fmt.Sprintf("ALERTS_LOGIN_IDLE_TIMEOUT: %s is below 1s", c.LoginIdleTimeout)},
 		{c.LoginMaxAge >= c.LoginIdleTimeout, fmt.Sprintf("ALERTS_LOGIN_MAX_AGE: %s is below ALERTS_LOGIN_IDLE_TIMEOUT (%s)", c.LoginMaxAge, c.LoginIdleTimeout)},
+		{c.RetentionInterval >= time.Second && c.RetentionInterval <= 6*time.Hour, fmt.Sprintf("ALERTS_RETENTION_INTERVAL: %s must be between 1s and 6h", c.RetentionInterval)},
 		{c.RuleBudget >= time.Microsecond && c.RuleBudget <= time.Second, fmt.Sprintf("ALERTS_RULE_BUDGET: %s must be between 1µs and 1s", c.RuleBudget)},
 		{c.Token == "" || len(c.Token) >= MinTokenLength, fmt.Sprintf("ALERTS_TOKEN: must be at least %d characters", MinTokenLength)},
 		{c.Token != "" || isLoopback(c.Addr), "ALERTS_TOKEN: required when ALERTS_ADDR listens beyond localhost (" + c.Addr + ")"},
@@ -226,7 +241,7 @@ func (c Config) Validate() error {
 			return errors.New(ch.env)
 		}
 	}
-	return nil
+	return c.Retention.Validate()
 }
 
 // isLoopback reports whether addr only accepts connections from this
