@@ -11,11 +11,16 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// retentionLockID is the PostgreSQL advisory lock of retention: held for a
-// whole pass at session level (one replica works, the others skip), and
-// taken exclusively per delete batch at transaction level, against
-// SetLabel's shared one.
-const retentionLockID = 0x66726175645f7231 // "fraud_r1"
+// PostgreSQL advisory locks of retention (one key space: the same key at
+// session and transaction level would conflict with itself).
+const (
+	// retentionPassLockID is held for a whole pass at session level: one
+	// replica works, the others skip the pass.
+	retentionPassLockID = 0x66726175645f7231 // "fraud_r1"
+	// retentionLockID is taken exclusively per delete batch at transaction
+	// level, against SetLabel's shared one.
+	retentionLockID = 0x66726175645f7232 // "fraud_r2"
+)
 
 // retentionBatch is how many ids one short delete transaction removes.
 const retentionBatch = 5000
@@ -51,7 +56,7 @@ func (s *pgStore) Maintain(ctx context.Context, p RetentionPolicy, now time.Time
 	}
 	defer conn.Release()
 	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, retentionLockID).Scan(&got); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, retentionPassLockID).Scan(&got); err != nil {
 		return res, fmt.Errorf("retention: lock: %w", err)
 	}
 	if !got {
@@ -62,22 +67,17 @@ func (s *pgStore) Maintain(ctx context.Context, p RetentionPolicy, now time.Time
 		// A session lock outlives a cancelled ctx: release it on a fresh one.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, retentionLockID); err != nil {
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, retentionPassLockID); err != nil {
 			conn.Conn().Close(uctx) // closing the session releases the lock
 		}
 	}()
-	today := now.UTC().Truncate(24 * time.Hour)
 	var errs []error
+	n, err := s.createDays(ctx, now)
+	res.PartitionsCreated += n
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for _, r := range pgRanged {
-		for d := -1; d <= pgDaysAhead; d++ {
-			created, err := s.createDay(ctx, r.table, today.AddDate(0, 0, d))
-			if err != nil {
-				errs = append(errs, err)
-			}
-			if created {
-				res.PartitionsCreated++
-			}
-		}
 		h := horizon(r.keep(p), now)
 		if h.IsZero() {
 			continue
@@ -118,6 +118,29 @@ func (s *pgStore) Maintain(ctx context.Context, p RetentionPolicy, now time.Time
 	return res, errors.Join(errs...)
 }
 
+// createDays creates the day partitions from yesterday to pgDaysAhead
+// days after today that do not exist yet. openPostgres calls it before the
+// sink starts, so that rows of today never wait in a default partition: an
+// INSERT routed to the default while ATTACH changes its constraint fails
+// (and the sink retries the batch).
+func (s *pgStore) createDays(ctx context.Context, now time.Time) (int, error) {
+	today := now.UTC().Truncate(24 * time.Hour)
+	var errs []error
+	n := 0
+	for _, r := range pgRanged {
+		for d := -1; d <= pgDaysAhead; d++ {
+			created, err := s.createDay(ctx, r.table, today.AddDate(0, 0, d))
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if created {
+				n++
+			}
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
 // createDay creates the partition of parent for day unless it exists. It
 // is created detached, filled with the rows of that day the default
 // partition caught, and attached, in one short transaction: a plain
@@ -137,6 +160,9 @@ func (s *pgStore) createDay(ctx context.Context, parent string, day time.Time) (
 		def := pgx.Identifier{parent + "_default"}.Sanitize()
 		for _, q := range []string{
 			`SET LOCAL lock_timeout = '` + pgLockTimeout + `'`,
+			// ATTACH takes this lock anyway; taken first, no row can
+			// reach the default between the move and the ATTACH.
+			`LOCK TABLE ` + def + ` IN ACCESS EXCLUSIVE MODE`,
 			`CREATE TABLE ` + id + ` (LIKE ` + pgx.Identifier{parent}.Sanitize() + ` INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)`,
 		} {
 			if _, err := tx.Exec(ctx, q); err != nil {

@@ -46,6 +46,10 @@ func openPostgres(ctx context.Context, dsn string, maxConns int, log *slog.Logge
 		pool.Close()
 		return nil, err
 	}
+	if _, err := s.createDays(ctx, time.Now()); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
