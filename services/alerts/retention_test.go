@@ -137,6 +137,7 @@ func TestRetention(t *testing.T) {
 			stop := make(chan struct{})
 			var written []string
 			var sinkErr error
+			started := make(chan struct{})
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -154,10 +155,15 @@ func TestRetention(t *testing.T) {
 					}
 					if _, err := s.SaveBatch(ctx, event.TopicScored, batch, map[int32]int64{1: int64(i*20 + 20)}); err != nil {
 						sinkErr = err
+						close(started)
 						return
+					}
+					if i == 0 {
+						close(started)
 					}
 				}
 			}()
+			<-started
 			var res MaintainResult
 			var err error
 			for range 2 { // a second pass finds nothing more
@@ -165,8 +171,9 @@ func TestRetention(t *testing.T) {
 					t.Fatalf("Maintain: %v", err)
 				}
 			}
-			first := res
-			_ = first
+			if len(res.Deleted) != 0 {
+				t.Errorf("a second pass deleted %v, want nothing", res.Deleted)
+			}
 			close(stop)
 			wg.Wait()
 			if sinkErr != nil {
