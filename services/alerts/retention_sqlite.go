@@ -49,7 +49,9 @@ func (s *sqliteStore) Maintain(ctx context.Context, p RetentionPolicy, now time.
 	var res MaintainResult
 	var errs []error
 	// Unlabeled rows of each kind, oldest first through the time index
-	// (the partial alerts index for alerts).
+	// (the partial alerts index for alerts), from where the last batch
+	// ended: the older entries are kept rows (alerts, when approvals are
+	// deleted; labeled ones), which each batch would otherwise scan again.
 	for _, k := range []struct {
 		class, cond string
 		keep        time.Duration
@@ -61,10 +63,7 @@ func (s *sqliteStore) Maintain(ctx context.Context, p RetentionPolicy, now time.
 		if h.IsZero() {
 			continue
 		}
-		n, err := s.deleteBatches(ctx, h, "", `DELETE FROM scored_transactions WHERE rowid IN (
-			SELECT s.rowid FROM scored_transactions s WHERE `+k.cond+` AND s.event_time < ?
-			  AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.transaction_id = s.transaction_id)
-			LIMIT ?)`)
+		n, err := s.deleteFrom(ctx, k.class, k.cond, h.UTC().Format(sqliteTime))
 		res.deleted(k.class, n)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("retention: %s: %w", k.class, err))
@@ -91,6 +90,63 @@ func (s *sqliteStore) Maintain(ctx context.Context, p RetentionPolicy, now time.
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// deleteFrom deletes the unlabeled rows matching cond with event_time
+// before h, a batch per write transaction, in event time order from the
+// class's cursor (s.cursors, in memory: after a restart the first pass
+// starts from the oldest row again).
+func (s *sqliteStore) deleteFrom(ctx context.Context, class, cond, h string) (int, error) {
+	total := 0
+	for {
+		s.cursorsMu.Lock()
+		from := s.cursors[class]
+		s.cursorsMu.Unlock()
+		var last string
+		n := 0
+		err := func() error {
+			tx, err := s.w.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			rows, err := tx.QueryContext(ctx, `DELETE FROM scored_transactions WHERE rowid IN (
+				SELECT s.rowid FROM scored_transactions s WHERE `+cond+` AND s.event_time >= ? AND s.event_time < ?
+				  AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.transaction_id = s.transaction_id)
+				ORDER BY s.event_time LIMIT ?) RETURNING event_time`, from, h, sqliteRetentionBatch)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var t string
+				if err := rows.Scan(&t); err != nil {
+					rows.Close()
+					return err
+				}
+				n++
+				last = max(last, t)
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n > 0 {
+			s.cursorsMu.Lock()
+			if s.cursors == nil {
+				s.cursors = map[string]string{}
+			}
+			s.cursors[class] = last
+			s.cursorsMu.Unlock()
+		}
+		if n < sqliteRetentionBatch {
+			return total, nil
+		}
+	}
 }
 
 // deleteBatches runs, until a batch removes fewer rows than the batch

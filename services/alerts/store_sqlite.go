@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -30,6 +31,9 @@ type sqliteStore struct {
 	w, r *sql.DB
 	log  *slog.Logger
 	retentionState
+
+	cursorsMu sync.Mutex
+	cursors   map[string]string // retention class → event_time the last delete batch reached
 }
 
 var _ Store = (*sqliteStore)(nil)
