@@ -56,7 +56,10 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger) (*sqliteStor
 		}
 		return "file:" + path + "?_txlock=immediate&" + q.Encode()
 	}
-	w, err := sql.Open("sqlite", dsn())
+	// The writer's page cache (64 MiB, SQLite's default is 2 MiB) holds
+	// the indexes' hot pages: inserts land all over the id and card
+	// indexes, and past a few MB each one would go to the file system.
+	w, err := sql.Open("sqlite", dsn("cache_size(-65536)"))
 	if err != nil {
 		return nil, fmt.Errorf("open SQLite %s: %w", path, err)
 	}
