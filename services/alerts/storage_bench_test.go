@@ -96,6 +96,41 @@ func TestStorageMeasure(t *testing.T) {
 			emptyRate, fullRate := float64(tenth)/firstDur.Seconds(), float64(tenth)/lastDur.Seconds()
 			t.Logf("sink rows/s: first %d rows %.0f, last %d rows %.0f, ratio %.2f", tenth, emptyRate, tenth, fullRate, fullRate/emptyRate)
 
+			// Empty against full, interleaved so that the machine's load
+			// weighs on both alike: the same 50 batches of new records
+			// (the last ones with new ids) into a fresh store and into
+			// the full one.
+			empty := openTestStore(t, b.url(t))
+			empty.SetRetention(DefaultRetentionPolicy())
+			var emptyDur, fullDur time.Duration
+			fresh := 0
+			for k := range 50 {
+				rs := rows(n - 50*batch + k*batch)
+				for i := range rs {
+					v := strings.Replace(string(rs[i].Value), `"transaction_id":"`, `"transaction_id":"new-`, 1)
+					rs[i].Value = []byte(v)
+					rs[i].Scored.Transaction.TransactionID = "new-" + rs[i].Scored.Transaction.TransactionID
+					rs[i].Offset += int64(n)
+				}
+				for _, target := range []struct {
+					s Store
+					d *time.Duration
+				}{{empty, &emptyDur}, {s, &fullDur}} {
+					t0 := time.Now()
+					stored, err := target.s.SaveBatch(ctx, event.TopicScored, rs, map[int32]int64{0: int64(n + k*batch + batch)})
+					if err != nil {
+						t.Fatal(err)
+					}
+					*target.d += time.Since(t0)
+					fresh += stored
+				}
+			}
+			if fresh != 2*50*batch {
+				t.Fatalf("interleaved batches stored %d rows, want %d", fresh, 2*50*batch)
+			}
+			t.Logf("sink rows/s interleaved, 50 batches of %d: empty table %.0f, %d-row table %.0f, ratio %.2f",
+				batch, float64(50*batch)/emptyDur.Seconds(), n, float64(50*batch)/fullDur.Seconds(), emptyDur.Seconds()/fullDur.Seconds())
+
 			// Analysts label 1,000 alerts (moved to the labeled partition).
 			labeled := 0
 			for i := 0; i < n && labeled < 1000; i++ {
