@@ -16,18 +16,17 @@ import (
 // Defaults for Config, used by DefaultConfig. The environment variable each
 // setting is read from in cmd/fraudstream is named in the Config field docs.
 const (
-	DefaultAddr              = "127.0.0.1:8080"
-	DefaultGroupID           = "fraudstream-alerts"
-	DefaultBatchSize         = 1000
-	DefaultFlushInterval     = 100 * time.Millisecond
-	DefaultDBMaxConns        = 8
-	DefaultSSEBuffer         = 4096
-	DefaultSSEMaxClients     = 1000
-	DefaultSSEHeartbeat      = 15 * time.Second
-	DefaultStartupTimeout    = 30 * time.Second
-	DefaultStatsRetention    = time.Hour
-	DefaultRuleBudget        = 100 * time.Microsecond
-	DefaultRetentionInterval = 10 * time.Minute
+	DefaultAddr           = "127.0.0.1:8080"
+	DefaultGroupID        = "fraudstream-alerts"
+	DefaultBatchSize      = 1000
+	DefaultFlushInterval  = 100 * time.Millisecond
+	DefaultDBMaxConns     = 8
+	DefaultSSEBuffer      = 4096
+	DefaultSSEMaxClients  = 1000
+	DefaultSSEHeartbeat   = 15 * time.Second
+	DefaultStartupTimeout = 30 * time.Second
+	DefaultStatsRetention = time.Hour
+	DefaultRuleBudget     = 100 * time.Microsecond
 	// The sink group's timeouts: franz-go's defaults.
 	DefaultSessionTimeout   = 45 * time.Second
 	DefaultRebalanceTimeout = 60 * time.Second
@@ -176,26 +175,27 @@ func defaultHTTPLimits() httpserver.Limits {
 // DefaultConfig returns a Config with every default filled in. Kafka
 // brokers and the database URL have no default.
 func DefaultConfig() Config {
-	return Config{
-		Addr:              DefaultAddr,
-		HTTP:              defaultHTTPLimits(),
-		GroupID:           DefaultGroupID,
-		SessionTimeout:    DefaultSessionTimeout,
-		RebalanceTimeout:  DefaultRebalanceTimeout,
-		BatchSize:         DefaultBatchSize,
-		FlushInterval:     DefaultFlushInterval,
-		DBMaxConns:        DefaultDBMaxConns,
-		SSEBuffer:         DefaultSSEBuffer,
-		SSEMaxClients:     DefaultSSEMaxClients,
-		SSEHeartbeat:      DefaultSSEHeartbeat,
-		StartupTimeout:    DefaultStartupTimeout,
-		StatsRetention:    DefaultStatsRetention,
-		Retention:         DefaultRetentionPolicy(),
-		RetentionInterval: DefaultRetentionInterval,
-		LoginIdleTimeout:  DefaultLoginIdleTimeout,
-		LoginMaxAge:       DefaultLoginMaxAge,
-		RuleBudget:        DefaultRuleBudget,
+	c := Config{
+		Addr:             DefaultAddr,
+		HTTP:             defaultHTTPLimits(),
+		GroupID:          DefaultGroupID,
+		SessionTimeout:   DefaultSessionTimeout,
+		RebalanceTimeout: DefaultRebalanceTimeout,
+		BatchSize:        DefaultBatchSize,
+		FlushInterval:    DefaultFlushInterval,
+		DBMaxConns:       DefaultDBMaxConns,
+		SSEBuffer:        DefaultSSEBuffer,
+		SSEMaxClients:    DefaultSSEMaxClients,
+		SSEHeartbeat:     DefaultSSEHeartbeat,
+		StartupTimeout:   DefaultStartupTimeout,
+		StatsRetention:   DefaultStatsRetention,
+		LoginIdleTimeout: DefaultLoginIdleTimeout,
+		LoginMaxAge:      DefaultLoginMaxAge,
+		RuleBudget:       DefaultRuleBudget,
 	}
+	c.Retention = DefaultRetentionPolicy()
+	c.RetentionInterval = DefaultRetentionInterval
+	return c
 }
 
 // Validate names the environment variable of the first bad setting.

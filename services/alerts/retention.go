@@ -29,6 +29,8 @@ const (
 	// MinRetention is the shortest non-zero retention: a day partition is
 	// dropped whole, so shorter retention would be rounded up anyway.
 	MinRetention = 24 * time.Hour
+	// DefaultRetentionInterval is how often the retention pass runs.
+	DefaultRetentionInterval = 10 * time.Minute
 )
 
 // DefaultRetentionPolicy is the policy of DefaultConfig.
