@@ -111,6 +111,17 @@ type Config struct {
 	// (ALERTS_STATS_RETENTION, default 1h).
 	StatsRetention time.Duration
 
+	// Retention is how long stored transactions are kept, by event time
+	// (ALERTS_RETAIN_APPROVED 7d, ALERTS_RETAIN_ALERTS 90d,
+	// ALERTS_RETAIN_LABELED 730d by default; 0 keeps forever; labeled
+	// ones are kept longest). See docs/design/storage.md.
+	Retention RetentionPolicy
+
+	// RetentionInterval is how often the retention pass runs, which also
+	// creates the partitions of the coming days (ALERTS_RETENTION_INTERVAL,
+	// default 10m, between 1s and 6h).
+	RetentionInterval time.Duration
+
 	// RuleBudget is the measured time one rule may take per transaction
 	// before PUT /api/v1/rules publishes it: main gives it to the scorer's
 	// checker (Deps.RuleChecker), which evaluates rules on sample
@@ -164,7 +175,7 @@ func defaultHTTPLimits() httpserver.Limits {
 // DefaultConfig returns a Config with every default filled in. Kafka
 // brokers and the database URL have no default.
 func DefaultConfig() Config {
-	return Config{
+	c := Config{
 		Addr:             DefaultAddr,
 		HTTP:             defaultHTTPLimits(),
 		GroupID:          DefaultGroupID,
@@ -182,6 +193,9 @@ func DefaultConfig() Config {
 		LoginMaxAge:      DefaultLoginMaxAge,
 		RuleBudget:       DefaultRuleBudget,
 	}
+	c.Retention = DefaultRetentionPolicy()
+	c.RetentionInterval = DefaultRetentionInterval
+	return c
 }
 
 // Validate names the environment variable of the first bad setting.
@@ -217,6 +231,7 @@ func (c Config) Validate() error {
 		{c.StatsRetention > 0, "ALERTS_STATS_RETENTION: must be positive"},
 		{c.LoginIdleTimeout >= time.Second, fmt.Sprintf("ALERTS_LOGIN_IDLE_TIMEOUT: %s is below 1s", c.LoginIdleTimeout)},
 		{c.LoginMaxAge >= c.LoginIdleTimeout, fmt.Sprintf("ALERTS_LOGIN_MAX_AGE: %s is below ALERTS_LOGIN_IDLE_TIMEOUT (%s)", c.LoginMaxAge, c.LoginIdleTimeout)},
+		{c.RetentionInterval >= time.Second && c.RetentionInterval <= 6*time.Hour, fmt.Sprintf("ALERTS_RETENTION_INTERVAL: %s must be between 1s and 6h", c.RetentionInterval)},
 		{c.RuleBudget >= time.Microsecond && c.RuleBudget <= time.Second, fmt.Sprintf("ALERTS_RULE_BUDGET: %s must be between 1µs and 1s", c.RuleBudget)},
 		{c.Token == "" || len(c.Token) >= MinTokenLength, fmt.Sprintf("ALERTS_TOKEN: must be at least %d characters", MinTokenLength)},
 		{c.Token != "" || isLoopback(c.Addr), "ALERTS_TOKEN: required when ALERTS_ADDR listens beyond localhost (" + c.Addr + ")"},
@@ -226,7 +241,7 @@ func (c Config) Validate() error {
 			return errors.New(ch.env)
 		}
 	}
-	return nil
+	return c.Retention.Validate()
 }
 
 // isLoopback reports whether addr only accepts connections from this
