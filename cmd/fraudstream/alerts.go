@@ -36,6 +36,16 @@ func alertsFlags(f *flags) func() alerts.Config {
 	retainAlerts := f.Days("retain-alerts", "ALERTS_RETAIN_ALERTS", d.Retention.Alerts, "how long review and decline transactions without a label are kept (0 = forever)")
 	retainLabeled := f.Days("retain-labeled", "ALERTS_RETAIN_LABELED", d.Retention.Labeled, "how long labeled transactions (training data) are kept; the longest (0 = forever)")
 	retentionInterval := f.Duration("retention-interval", "ALERTS_RETENTION_INTERVAL", d.RetentionInterval, "how often retention runs (and partitions of the coming days are created)")
+	for field, flag := range map[string]string{"Addr": "addr", "DatabaseURL": "database-url", "GroupID": "group-id",
+		"SessionTimeout": "session-timeout", "RebalanceTimeout": "rebalance-timeout", "BatchSize": "batch-size",
+		"FlushInterval": "flush-interval", "DBMaxConns": "db-max-conns", "SSEBuffer": "sse-buffer",
+		"SSEMaxClients": "sse-max-clients", "SSEHeartbeat": "sse-heartbeat", "StartupTimeout": "startup-timeout",
+		"StatsRetention": "stats-retention", "Token": "token", "LoginIdleTimeout": "login-idle-timeout",
+		"LoginMaxAge": "login-max-age", "SecureCookie": "secure-cookie", "RuleBudget": "rule-budget",
+		"Retention.Approved": "retain-approved", "Retention.Alerts": "retain-alerts", "Retention.Labeled": "retain-labeled",
+		"RetentionInterval": "retention-interval"} {
+		f.field(field, flag) // alerts' errors name these fields (configfield.Error)
+	}
 	return func() alerts.Config {
 		return alerts.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), DatabaseURL: *db, GroupID: *group,
 			SessionTimeout: *session, RebalanceTimeout: *rebalance,

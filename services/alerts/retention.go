@@ -2,8 +2,7 @@ package alerts
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"github.com/fraudstream/fraudstream/internal/platform/configfield"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -14,9 +13,9 @@ import (
 // feed training and are kept longest: Validate refuses a policy that would
 // delete a labeled transaction before an unlabeled one of its kind.
 type RetentionPolicy struct {
-	Approved time.Duration // approved, unlabeled (ALERTS_RETAIN_APPROVED)
-	Alerts   time.Duration // review or decline, unlabeled (ALERTS_RETAIN_ALERTS)
-	Labeled  time.Duration // labeled by an analyst, any decision (ALERTS_RETAIN_LABELED)
+	Approved time.Duration // approved, unlabeled
+	Alerts   time.Duration // review or decline, unlabeled
+	Labeled  time.Duration // labeled by an analyst, any decision
 }
 
 // Default retention: a week of approvals (the live view and card history
@@ -38,23 +37,22 @@ func DefaultRetentionPolicy() RetentionPolicy {
 	return RetentionPolicy{Approved: DefaultRetainApproved, Alerts: DefaultRetainAlerts, Labeled: DefaultRetainLabeled}
 }
 
-// Validate checks the policy, naming the setting at fault.
+// Validate checks the policy; its error names the Config field at fault.
 func (p RetentionPolicy) Validate() error {
-	var errs []error
 	for _, f := range []struct {
-		name string
-		d    time.Duration
-	}{{"ALERTS_RETAIN_APPROVED", p.Approved}, {"ALERTS_RETAIN_ALERTS", p.Alerts}, {"ALERTS_RETAIN_LABELED", p.Labeled}} {
+		field string
+		d     time.Duration
+	}{{"Retention.Approved", p.Approved}, {"Retention.Alerts", p.Alerts}, {"Retention.Labeled", p.Labeled}} {
 		if f.d < 0 || (f.d > 0 && f.d < MinRetention) {
-			errs = append(errs, fmt.Errorf("%s: must be 0 (keep forever) or at least %v, got %v", f.name, MinRetention, f.d))
+			return configfield.New("alerts", f.field, "must be 0 (keep forever) or at least %v, got %v", MinRetention, f.d)
 		}
 	}
 	longer := func(a, b time.Duration) bool { return a == 0 || (b != 0 && a >= b) }
 	if !longer(p.Labeled, p.Approved) || !longer(p.Labeled, p.Alerts) {
-		errs = append(errs, fmt.Errorf("ALERTS_RETAIN_LABELED: labeled transactions are kept longest: %v is shorter than ALERTS_RETAIN_APPROVED %v or ALERTS_RETAIN_ALERTS %v (0 means forever)",
-			p.Labeled, p.Approved, p.Alerts))
+		return configfield.New("alerts", "Retention.Labeled", "labeled transactions are kept longest: %v is shorter than Config.Retention.Approved %v or Config.Retention.Alerts %v (0 means forever)",
+			p.Labeled, p.Approved, p.Alerts)
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // horizon is the event time before which a row kept for d has expired at

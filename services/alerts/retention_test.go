@@ -30,10 +30,10 @@ func TestRetentionPolicyValidate(t *testing.T) {
 		{"keep everything", RetentionPolicy{}, ""},
 		{"labeled forever", RetentionPolicy{Approved: day, Alerts: 30 * day}, ""},
 		{"labeled equal", RetentionPolicy{Approved: 30 * day, Alerts: 30 * day, Labeled: 30 * day}, ""},
-		{"negative", RetentionPolicy{Approved: -day}, "ALERTS_RETAIN_APPROVED: must be 0 (keep forever) or at least 24h0m0s"},
-		{"under a day", RetentionPolicy{Alerts: time.Hour}, "ALERTS_RETAIN_ALERTS: must be 0"},
-		{"labeled shorter than alerts", RetentionPolicy{Approved: day, Alerts: 90 * day, Labeled: 30 * day}, "ALERTS_RETAIN_LABELED: labeled transactions are kept longest"},
-		{"labeled bounded, approved forever", RetentionPolicy{Alerts: day, Labeled: 30 * day}, "ALERTS_RETAIN_LABELED"},
+		{"negative", RetentionPolicy{Approved: -day}, "alerts: Config.Retention.Approved: must be 0 (keep forever) or at least 24h0m0s"},
+		{"under a day", RetentionPolicy{Alerts: time.Hour}, "alerts: Config.Retention.Alerts: must be 0"},
+		{"labeled shorter than alerts", RetentionPolicy{Approved: day, Alerts: 90 * day, Labeled: 30 * day}, "alerts: Config.Retention.Labeled: labeled transactions are kept longest"},
+		{"labeled bounded, approved forever", RetentionPolicy{Alerts: day, Labeled: 30 * day}, "alerts: Config.Retention.Labeled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ const migrationLockID = 0x66726175645f6d31 // "fraud_m1"
 func openPostgres(ctx context.Context, dsn string, maxConns int, log *slog.Logger) (*pgStore, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, errors.New("DATABASE_URL: not a valid PostgreSQL URL")
+		return nil, errors.New("database URL: not a valid PostgreSQL URL")
 	}
 	cfg.MaxConns = int32(maxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -41,7 +41,7 @@ var _ Store = (*sqliteStore)(nil)
 func openSQLite(ctx context.Context, path string, log *slog.Logger) (*sqliteStore, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("DATABASE_URL: create directory for %s: %w", path, err)
+			return nil, fmt.Errorf("database URL: create directory for %s: %w", path, err)
 		}
 	}
 	// _txlock=immediate takes the write lock at BEGIN, so a transaction
