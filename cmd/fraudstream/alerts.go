@@ -32,13 +32,29 @@ func alertsFlags(f *flags) func() alerts.Config {
 	maxAge := f.Duration("login-max-age", "ALERTS_LOGIN_MAX_AGE", d.LoginMaxAge, "a dashboard session ends this long after its login")
 	secure := f.Bool("secure-cookie", "ALERTS_SECURE_COOKIE", false, "always mark the session cookie Secure (HTTPS only), e.g. behind a TLS proxy")
 	ruleBudget := f.Duration("rule-budget", "ALERTS_RULE_BUDGET", d.RuleBudget, "measured time one rule may take per transaction before a rule set is published")
+	retainApproved := f.Days("retain-approved", "ALERTS_RETAIN_APPROVED", d.Retention.Approved, "how long approved, unlabeled transactions are kept, by event time (7d, 2w, 2y; 0 = forever)")
+	retainAlerts := f.Days("retain-alerts", "ALERTS_RETAIN_ALERTS", d.Retention.Alerts, "how long review and decline transactions without a label are kept (0 = forever)")
+	retainLabeled := f.Days("retain-labeled", "ALERTS_RETAIN_LABELED", d.Retention.Labeled, "how long labeled transactions (training data) are kept; the longest (0 = forever)")
+	retentionInterval := f.Duration("retention-interval", "ALERTS_RETENTION_INTERVAL", d.RetentionInterval, "how often retention runs (and partitions of the coming days are created)")
+	for field, flag := range map[string]string{"Addr": "addr", "DatabaseURL": "database-url", "GroupID": "group-id",
+		"SessionTimeout": "session-timeout", "RebalanceTimeout": "rebalance-timeout", "BatchSize": "batch-size",
+		"FlushInterval": "flush-interval", "DBMaxConns": "db-max-conns", "SSEBuffer": "sse-buffer",
+		"SSEMaxClients": "sse-max-clients", "SSEHeartbeat": "sse-heartbeat", "StartupTimeout": "startup-timeout",
+		"StatsRetention": "stats-retention", "Token": "token", "LoginIdleTimeout": "login-idle-timeout",
+		"LoginMaxAge": "login-max-age", "SecureCookie": "secure-cookie", "RuleBudget": "rule-budget",
+		"Retention.Approved": "retain-approved", "Retention.Alerts": "retain-alerts", "Retention.Labeled": "retain-labeled",
+		"RetentionInterval": "retention-interval"} {
+		f.field(field, flag) // alerts' errors name these fields (configfield.Error)
+	}
 	return func() alerts.Config {
 		return alerts.Config{Addr: *addr, Kafka: kafka(), HTTP: httpLimits(), DatabaseURL: *db, GroupID: *group,
 			SessionTimeout: *session, RebalanceTimeout: *rebalance,
 			BatchSize: *batch, FlushInterval: *flush, DBMaxConns: *conns, SSEBuffer: *sseBuf,
 			SSEMaxClients: *sseMax, SSEHeartbeat: *beat, StartupTimeout: *startup,
 			StatsRetention: *retention, Token: *token,
-			LoginIdleTimeout: *idle, LoginMaxAge: *maxAge, SecureCookie: *secure, RuleBudget: *ruleBudget}
+			LoginIdleTimeout: *idle, LoginMaxAge: *maxAge, SecureCookie: *secure, RuleBudget: *ruleBudget,
+			Retention:         alerts.RetentionPolicy{Approved: *retainApproved, Alerts: *retainAlerts, Labeled: *retainLabeled},
+			RetentionInterval: *retentionInterval}
 	}
 }
 

@@ -107,3 +107,23 @@ func TestRulesAPIRefusesCostlyRules(t *testing.T) {
 		t.Fatalf("PUT of an ordinary set = %d %v, want 200 and version %v (the refused ones published nothing)", code, out, before+1)
 	}
 }
+
+func TestParseDays(t *testing.T) {
+	day := 24 * time.Hour
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+		err  bool
+	}{
+		{"0", 0, false}, {"7d", 7 * day, false}, {"2w", 14 * day, false}, {"2y", 730 * day, false},
+		{"36h", 36 * time.Hour, false}, {"90d", 90 * day, false},
+		{"1.5d", 0, true}, {"-1d", 0, true}, {"d", 0, true}, {"7days", 0, true}, {"", 0, true},
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseDays(tt.in)
+			if (err != nil) != tt.err || got != tt.want {
+				t.Fatalf("parseDays(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.err)
+			}
+		})
+	}
+}

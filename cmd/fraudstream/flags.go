@@ -118,6 +118,54 @@ func (f *flags) Duration(name, env string, def time.Duration, usage string) *tim
 	return f.fs.Duration(name, def, help(usage, env))
 }
 
+// Days is a duration flag that also takes days, weeks and years
+// (365 days): "7d", "2w", "2y", besides Go durations such as "36h".
+func (f *flags) Days(name, env string, def time.Duration, usage string) *time.Duration {
+	f.bind(name, env)
+	v := daysValue(def)
+	f.fs.Var(&v, name, help(usage, env))
+	return (*time.Duration)(&v)
+}
+
+type daysValue time.Duration
+
+func (d *daysValue) String() string {
+	t := time.Duration(*d)
+	if t != 0 && t%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", t/(24*time.Hour))
+	}
+	return t.String()
+}
+
+func (d *daysValue) Set(s string) error {
+	t, err := parseDays(s)
+	if err != nil {
+		return err
+	}
+	*d = daysValue(t)
+	return nil
+}
+
+// parseDays parses "0", a Go duration, or a whole number of days (d),
+// weeks (w) or 365-day years (y).
+func parseDays(s string) (time.Duration, error) {
+	units := map[byte]time.Duration{'d': 24 * time.Hour, 'w': 7 * 24 * time.Hour, 'y': 365 * 24 * time.Hour}
+	if n := len(s); n > 1 {
+		if u, ok := units[s[n-1]]; ok {
+			var v int64
+			if _, err := fmt.Sscanf(s[:n-1], "%d", &v); err == nil && fmt.Sprint(v) == s[:n-1] && v >= 0 && v < 1000*365 {
+				return time.Duration(v) * u, nil
+			}
+			return 0, fmt.Errorf("%q: want a whole number of days (7d), weeks (2w) or years (2y), or a duration such as 36h", s)
+		}
+	}
+	t, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want a whole number of days (7d), weeks (2w) or years (2y), or a duration such as 36h", s)
+	}
+	return t, nil
+}
+
 // List is a comma-separated list flag.
 func (f *flags) List(name, env, def, usage string) *[]string {
 	s := f.String(name, env, def, usage)

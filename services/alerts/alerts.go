@@ -111,6 +111,7 @@ func New(cfg Config, deps Deps) (svc *Service, err error) {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
 	closers = append(closers, func() { store.Close() })
+	store.SetRetention(cfg.Retention)
 
 	reg := httpserver.NewRegistry()
 	m := newMetrics(reg)
@@ -222,6 +223,11 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.live.run(gctx) })
 	g.Go(func() error { return s.rules.run(gctx) })
 	g.Go(func() error { return s.stats.run(gctx) })
+	g.Go(func() error {
+		r := retainer{store: s.store, policy: s.cfg.Retention, interval: s.cfg.RetentionInterval, log: s.log, m: s.m}
+		r.run(gctx)
+		return nil
+	})
 	g.Go(func() error { return httpserver.Serve(gctx, s.ln, s.handler, s.cfg.HTTP, s.log) })
 	g.Go(func() error {
 		select {

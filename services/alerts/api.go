@@ -271,7 +271,7 @@ func decodeJSONBody(w http.ResponseWriter, r *http.Request, v any) bool {
 			return false
 		}
 		if errors.Is(err, httpserver.ErrBodyTimeout) {
-			writeProblem(w, r, http.StatusRequestTimeout, "the body did not arrive within the body timeout (ALERTS_BODY_TIMEOUT)")
+			writeProblem(w, r, http.StatusRequestTimeout, "the body did not arrive within the server's body timeout")
 			return false
 		}
 		writeProblem(w, r, http.StatusBadRequest, "malformed JSON body: "+err.Error())

@@ -232,6 +232,9 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Fatalf("features table lacks amount_zscore: %q", txt)
 		}
 		Screenshot(t, ctx, "detail")
+		// The drawer slides in (.18s): a click computed while it moves
+		// lands where the button was, so wait until it is in place.
+		WaitJS(t, ctx, "drawer in place", `document.getElementById("drawer").getBoundingClientRect().right <= window.innerWidth + 1`)
 		Do(t, ctx, "close detail", chromedp.Click(chromedp.ID("drawer-close")))
 		WaitJS(t, ctx, "drawer out of the way", `document.getElementById("drawer").getBoundingClientRect().left >= window.innerWidth`)
 	})

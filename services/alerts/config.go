@@ -3,6 +3,7 @@ package alerts
 import (
 	"errors"
 	"fmt"
+	"github.com/fraudstream/fraudstream/internal/platform/configfield"
 	"net"
 	"strings"
 	"time"
@@ -111,6 +112,17 @@ type Config struct {
 	// (ALERTS_STATS_RETENTION, default 1h).
 	StatsRetention time.Duration
 
+	// Retention is how long stored transactions are kept, by event time
+	// (ALERTS_RETAIN_APPROVED 7d, ALERTS_RETAIN_ALERTS 90d,
+	// ALERTS_RETAIN_LABELED 730d by default; 0 keeps forever; labeled
+	// ones are kept longest). See docs/design/storage.md.
+	Retention RetentionPolicy
+
+	// RetentionInterval is how often the retention pass runs, which also
+	// creates the partitions of the coming days (ALERTS_RETENTION_INTERVAL,
+	// default 10m, between 1s and 6h).
+	RetentionInterval time.Duration
+
 	// RuleBudget is the measured time one rule may take per transaction
 	// before PUT /api/v1/rules publishes it: main gives it to the scorer's
 	// checker (Deps.RuleChecker), which evaluates rules on sample
@@ -164,7 +176,7 @@ func defaultHTTPLimits() httpserver.Limits {
 // DefaultConfig returns a Config with every default filled in. Kafka
 // brokers and the database URL have no default.
 func DefaultConfig() Config {
-	return Config{
+	c := Config{
 		Addr:             DefaultAddr,
 		HTTP:             defaultHTTPLimits(),
 		GroupID:          DefaultGroupID,
@@ -182,51 +194,62 @@ func DefaultConfig() Config {
 		LoginMaxAge:      DefaultLoginMaxAge,
 		RuleBudget:       DefaultRuleBudget,
 	}
+	c.Retention = DefaultRetentionPolicy()
+	c.RetentionInterval = DefaultRetentionInterval
+	return c
 }
 
-// Validate names the environment variable of the first bad setting.
+// Validate reports the first bad setting as a *configfield.Error naming
+// its Config field (cmd/fraudstream names the variable and flag).
 func (c Config) Validate() error {
+	bad := func(field, msg string, args ...any) error { return configfield.New("alerts", field, msg, args...) }
 	if c.Addr == "" {
-		return errors.New("ALERTS_ADDR: a listen address such as 127.0.0.1:8080 is required")
+		return bad("Addr", "a listen address such as 127.0.0.1:8080 is required")
 	}
 	if err := c.Kafka.Validate(); err != nil {
-		return err
+		return err // kafkaopt names the setting, as for every service
 	}
 	if _, err := parseDatabaseURL(c.DatabaseURL); err != nil {
-		return err
+		return &configfield.Error{Service: "alerts", Field: "DatabaseURL", Err: err}
 	}
-	if err := c.HTTP.Validate("ALERTS"); err != nil {
-		return err
+	if err := c.HTTP.Check(); err != nil {
+		var le *httpserver.LimitError
+		if errors.As(err, &le) {
+			return &configfield.Error{Service: "alerts", Field: "HTTP." + le.Field, Err: le.Err}
+		}
+		return &configfield.Error{Service: "alerts", Field: "HTTP", Err: err}
 	}
 	checks := []struct {
-		ok  bool
-		env string
+		ok    bool
+		field string
+		msg   string
 	}{
-		{c.GroupID != "", "ALERTS_GROUP_ID: must not be empty"},
-		{c.SessionTimeout >= time.Second, fmt.Sprintf("ALERTS_SESSION_TIMEOUT: %s is below 1s", c.SessionTimeout)},
-		{c.RebalanceTimeout >= time.Second, fmt.Sprintf("ALERTS_REBALANCE_TIMEOUT: %s is below 1s", c.RebalanceTimeout)},
-		{c.BatchSize > 0, "ALERTS_BATCH_SIZE: must be positive"},
-		{c.FlushInterval > 0, "ALERTS_FLUSH_INTERVAL: must be positive"},
-		{c.DBMaxConns > 0, "ALERTS_DB_MAX_CONNS: must be positive"},
-		{c.SSEBuffer > 0, "ALERTS_SSE_BUFFER: must be positive"},
-		{c.SSEMaxClients > 0, "ALERTS_SSE_MAX_CLIENTS: must be positive"},
+		{c.GroupID != "", "GroupID", "must not be empty"},
+		{c.SessionTimeout >= time.Second, "SessionTimeout", fmt.Sprintf("%s is below 1s", c.SessionTimeout)},
+		{c.RebalanceTimeout >= time.Second, "RebalanceTimeout", fmt.Sprintf("%s is below 1s", c.RebalanceTimeout)},
+		{c.BatchSize > 0, "BatchSize", "must be positive"},
+		{c.FlushInterval > 0, "FlushInterval", "must be positive"},
+		{c.DBMaxConns > 0, "DBMaxConns", "must be positive"},
+		{c.SSEBuffer > 0, "SSEBuffer", "must be positive"},
+		{c.SSEMaxClients > 0, "SSEMaxClients", "must be positive"},
 		// Streams hold connections: leave room for the API and probes.
-		{c.HTTP.MaxConns > c.SSEMaxClients, fmt.Sprintf("ALERTS_MAX_CONNS: %d must exceed ALERTS_SSE_MAX_CLIENTS (%d)", c.HTTP.MaxConns, c.SSEMaxClients)},
-		{c.SSEHeartbeat > 0, "ALERTS_SSE_HEARTBEAT: must be positive"},
-		{c.StartupTimeout > 0, "ALERTS_STARTUP_TIMEOUT: must be positive"},
-		{c.StatsRetention > 0, "ALERTS_STATS_RETENTION: must be positive"},
-		{c.LoginIdleTimeout >= time.Second, fmt.Sprintf("ALERTS_LOGIN_IDLE_TIMEOUT: %s is below 1s", c.LoginIdleTimeout)},
-		{c.LoginMaxAge >= c.LoginIdleTimeout, fmt.Sprintf("ALERTS_LOGIN_MAX_AGE: %s is below ALERTS_LOGIN_IDLE_TIMEOUT (%s)", c.LoginMaxAge, c.LoginIdleTimeout)},
-		{c.RuleBudget >= time.Microsecond && c.RuleBudget <= time.Second, fmt.Sprintf("ALERTS_RULE_BUDGET: %s must be between 1µs and 1s", c.RuleBudget)},
-		{c.Token == "" || len(c.Token) >= MinTokenLength, fmt.Sprintf("ALERTS_TOKEN: must be at least %d characters", MinTokenLength)},
-		{c.Token != "" || isLoopback(c.Addr), "ALERTS_TOKEN: required when ALERTS_ADDR listens beyond localhost (" + c.Addr + ")"},
+		{c.HTTP.MaxConns > c.SSEMaxClients, "HTTP.MaxConns", fmt.Sprintf("%d must exceed Config.SSEMaxClients (%d)", c.HTTP.MaxConns, c.SSEMaxClients)},
+		{c.SSEHeartbeat > 0, "SSEHeartbeat", "must be positive"},
+		{c.StartupTimeout > 0, "StartupTimeout", "must be positive"},
+		{c.StatsRetention > 0, "StatsRetention", "must be positive"},
+		{c.LoginIdleTimeout >= time.Second, "LoginIdleTimeout", fmt.Sprintf("%s is below 1s", c.LoginIdleTimeout)},
+		{c.LoginMaxAge >= c.LoginIdleTimeout, "LoginMaxAge", fmt.Sprintf("%s is below Config.LoginIdleTimeout (%s)", c.LoginMaxAge, c.LoginIdleTimeout)},
+		{c.RetentionInterval >= time.Second && c.RetentionInterval <= 6*time.Hour, "RetentionInterval", fmt.Sprintf("%s must be between 1s and 6h", c.RetentionInterval)},
+		{c.RuleBudget >= time.Microsecond && c.RuleBudget <= time.Second, "RuleBudget", fmt.Sprintf("%s must be between 1µs and 1s", c.RuleBudget)},
+		{c.Token == "" || len(c.Token) >= MinTokenLength, "Token", fmt.Sprintf("must be at least %d characters", MinTokenLength)},
+		{c.Token != "" || isLoopback(c.Addr), "Token", "required when Config.Addr listens beyond localhost (" + c.Addr + ")"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
-			return errors.New(ch.env)
+			return bad(ch.field, "%s", ch.msg)
 		}
 	}
-	return nil
+	return c.Retention.Validate()
 }
 
 // isLoopback reports whether addr only accepts connections from this
@@ -243,7 +266,7 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// database is a parsed DATABASE_URL.
+// database is a parsed Config.DatabaseURL.
 type database struct {
 	driver string // "postgres" or "sqlite"
 	dsn    string // the URL for pgx, the file path for SQLite
@@ -253,11 +276,11 @@ type database struct {
 func parseDatabaseURL(s string) (database, error) {
 	switch {
 	case s == "":
-		return database{}, errors.New("DATABASE_URL: required: postgres://user@host/db or sqlite:PATH")
+		return database{}, errors.New("required: postgres://user@host/db or sqlite:PATH")
 	case strings.HasPrefix(s, "postgres://"), strings.HasPrefix(s, "postgresql://"):
 		if _, err := pgx.ParseConfig(s); err != nil {
 			// pgx's error may quote the URL with its password; say only what is wrong.
-			return database{}, errors.New("DATABASE_URL: not a valid PostgreSQL URL")
+			return database{}, errors.New("not a valid PostgreSQL URL")
 		}
 		return database{driver: "postgres", dsn: s}, nil
 	}
@@ -270,14 +293,14 @@ func parseDatabaseURL(s string) (database, error) {
 	}
 	if path == s && strings.Contains(s, "://") {
 		scheme, _, _ := strings.Cut(s, "://")
-		return database{}, fmt.Errorf("DATABASE_URL: unsupported scheme %q: use postgres:// or sqlite:PATH", scheme)
+		return database{}, fmt.Errorf("unsupported scheme %q: use postgres:// or sqlite:PATH", scheme)
 	}
 	if path == "" || strings.ContainsAny(path, "?#") {
-		return database{}, fmt.Errorf("DATABASE_URL: %q: want sqlite:PATH with a plain file path (no query or fragment)", s)
+		return database{}, fmt.Errorf("%q: want sqlite:PATH with a plain file path (no query or fragment)", s)
 	}
 	if path == ":memory:" {
 		// Each connection would see its own empty database.
-		return database{}, errors.New("DATABASE_URL: in-memory SQLite is not supported; give a file path")
+		return database{}, errors.New("in-memory SQLite is not supported; give a file path")
 	}
 	return database{driver: "sqlite", dsn: path}, nil
 }

@@ -45,6 +45,7 @@ func runKillChild() int {
 	cfg.GroupID = os.Getenv(killGroupEnv)
 	cfg.BatchSize = 500
 	cfg.FlushInterval = 20 * time.Millisecond
+	cfg.Retention = RetentionPolicy{} // the records' event times are fixed days in the past
 	svc, err := New(cfg, Deps{Log: log})
 	if err != nil {
 		log.Error("start", "err", err)

@@ -20,6 +20,9 @@ type metrics struct {
 	sseClients    prometheus.Gauge
 	sseSlowKicked prometheus.Counter
 	sseBackfilled prometheus.Counter
+
+	retentionDeleted  *prometheus.CounterVec
+	partitionsDropped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,12 +53,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sse_slow_disconnects_total", Help: "Stream clients disconnected because their buffer was full."}),
 		sseBackfilled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_live",
 			Name: "sse_backfilled_total", Help: "Stored records sent to reconnecting stream clients to fill their gap."}),
+		retentionDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_retention",
+			Name: "rows_deleted_total", Help: "Stored transactions removed by the retention policy (dropped with their partition or deleted), by class: approved, alerts, labeled."},
+			[]string{"class"}),
+		partitionsDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_retention",
+			Name: "partitions_dropped_total", Help: "Day partitions dropped by the retention policy (PostgreSQL)."}),
+	}
+	for _, class := range []string{"approved", "alerts", "labeled"} {
+		m.retentionDeleted.WithLabelValues(class) // present at 0
 	}
 	for _, reason := range []string{"invalid", "conflict"} {
 		m.deadLetters.WithLabelValues(reason) // present at 0
 	}
 	reg.MustRegister(m.sseBackfilled, m.rowsStored, m.duplicates, m.batches, m.batchSeconds, m.deadLetters,
-		m.saveErrors, m.lag, m.liveRecords, m.sseClients, m.sseSlowKicked)
+		m.saveErrors, m.lag, m.liveRecords, m.sseClients, m.sseSlowKicked, m.retentionDeleted, m.partitionsDropped)
 	return m
 }
 

@@ -23,30 +23,9 @@ import (
 // for it in the live feed and then in the stored detail view.
 func TestPostedTransactionAppearsLiveInBrowser(t *testing.T) {
 	ctx := alerts.NewBrowser(t)
-	runCtx, stop := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	stack, err := devstack.Start(runCtx, devstack.Config{
-		DataDir: t.TempDir(), BrokerListen: "127.0.0.1:0", Partitions: 3,
-		IngestAddr: "127.0.0.1:0", ScorerAddr: "127.0.0.1:0", AlertsAddr: "127.0.0.1:0",
-	}, log)
-	if err != nil {
-		stop()
-		t.Fatalf("devstack: %v", err)
-	}
-	runErr := make(chan error, 1)
-	go func() { runErr <- stack.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-runErr; err != nil {
-			t.Errorf("stack.Run: %v", err)
-		}
-	}()
-	select {
-	case <-stack.Alerts().Ready():
-	case <-time.After(30 * time.Second):
-		t.Fatal("alerts not ready")
-	}
-
+	startCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stack := devstack.StartForTest(t, startCtx, devstack.Config{Partitions: 3}, slog.New(slog.DiscardHandler))
 	alerts.Do(t, ctx, "open dashboard", chromedp.Navigate(stack.AlertsURL()+"/"))
 	alerts.WaitJS(t, ctx, "live status", `document.getElementById("status").dataset.state === "live"`)
 

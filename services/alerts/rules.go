@@ -217,7 +217,7 @@ func (s *Service) putRules(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body must be at most %d bytes", maxBodyBytes))
 		return
 	case errors.Is(err, httpserver.ErrBodyTimeout):
-		writeProblem(w, r, http.StatusRequestTimeout, "the body did not arrive within the body timeout (ALERTS_BODY_TIMEOUT)")
+		writeProblem(w, r, http.StatusRequestTimeout, "the body did not arrive within the server's body timeout")
 		return
 	case err != nil:
 		writeProblem(w, r, http.StatusBadRequest, "could not read the body: "+err.Error())

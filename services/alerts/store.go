@@ -114,6 +114,18 @@ type Store interface {
 	// ExpiresAt is not after now, and returns how many.
 	DeleteEndedSessions(ctx context.Context, now time.Time) (int, error)
 
+	// SetRetention sets the policy SaveBatch applies to arriving rows: a
+	// row already expired when it arrives is not stored (see
+	// RetentionPolicy.live). The zero policy keeps everything.
+	SetRetention(p RetentionPolicy)
+
+	// Maintain runs one retention pass at now: it creates the partitions
+	// of the coming days and removes what p says has expired, in small
+	// batches that never block SaveBatch for long. Labeled transactions
+	// are removed only by p.Labeled. One replica at a time does the work;
+	// the others return with Skipped set.
+	Maintain(ctx context.Context, p RetentionPolicy, now time.Time) (MaintainResult, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 
@@ -388,4 +400,14 @@ func nullTime(t time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// decodeStored reads a record column: the stored form (codec.go) expanded
+// to the record value as consumed, then decoded.
+func decodeStored(stored []byte, scoredAt time.Time) (event.Scored, error) {
+	b, err := expandRecord(stored)
+	if err != nil {
+		return event.Scored{}, err
+	}
+	return decodeRecord(b, scoredAt)
 }

@@ -22,6 +22,7 @@ import (
 type pgStore struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	retentionState
 }
 
 var _ Store = (*pgStore)(nil)
@@ -33,7 +34,7 @@ const migrationLockID = 0x66726175645f6d31 // "fraud_m1"
 func openPostgres(ctx context.Context, dsn string, maxConns int, log *slog.Logger) (*pgStore, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, errors.New("DATABASE_URL: not a valid PostgreSQL URL")
+		return nil, errors.New("database URL: not a valid PostgreSQL URL")
 	}
 	cfg.MaxConns = int32(maxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -42,6 +43,10 @@ func openPostgres(ctx context.Context, dsn string, maxConns int, log *slog.Logge
 	}
 	s := &pgStore{pool: pool, log: log}
 	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if _, err := s.createDays(ctx, time.Now()); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -61,12 +66,14 @@ func (s *pgStore) migrate(ctx context.Context) error {
 }
 
 var pgColumns = []string{
-	"transaction_id", "card_id", "event_time", "amount_minor", "currency", "merchant_country",
-	"score", "decision", "kafka_partition", "kafka_offset", "scored_at", "ingest_time", "record",
+	"event_time", "kafka_offset", "scored_at", "kafka_partition", "decision", "transaction_id", "card_id", "record",
 }
 
-// SaveBatch copies the rows into a temporary table and inserts from there
-// with ON CONFLICT DO NOTHING: COPY is the fast path for bulk rows, but
+// SaveBatch copies the rows into a temporary table and inserts from there:
+// first each new transaction_id into transaction_ids (ON CONFLICT DO
+// NOTHING: the table holds every stored id, on any day, so a reused id is
+// caught whatever its day), then the rows whose id was new into the
+// partitioned scored_transactions. COPY is the fast path for bulk rows, but
 // COPY itself cannot skip rows that are already stored.
 func (s *pgStore) SaveBatch(ctx context.Context, topic string, rows []Record, offsets map[int32]int64) (int, error) {
 	tx, err := s.pool.Begin(ctx)
@@ -75,50 +82,56 @@ func (s *pgStore) SaveBatch(ctx context.Context, topic string, rows []Record, of
 	}
 	defer tx.Rollback(ctx)
 	stored := 0
-	if len(rows) > 0 {
+	keep := s.policy().live(rows, s.clock())
+	if len(keep) > 0 {
 		// Created once per connection; ON COMMIT DELETE ROWS empties it
-		// after every batch without dropping it from the catalog. The
-		// record is text here and parsed into jsonb once, by the INSERT,
-		// so the sink parses each record as often as a bare COPY does.
+		// after every batch without dropping it from the catalog.
 		// Constraints are checked by the INSERT into scored_transactions.
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS scored_in_v2 (
-			transaction_id text, card_id text, event_time timestamptz, amount_minor bigint,
-			currency text, merchant_country text, score double precision, decision text,
-			kafka_partition integer, kafka_offset bigint, scored_at timestamptz,
-			ingest_time timestamptz, record text) ON COMMIT DELETE ROWS`); err != nil {
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS scored_in_v4 (
+			event_time timestamptz, kafka_offset bigint, scored_at timestamptz, kafka_partition integer,
+			decision text, transaction_id text COLLATE "C", card_id text, record bytea) ON COMMIT DELETE ROWS`); err != nil {
 			return 0, fmt.Errorf("save batch: temp table: %w", err)
 		}
-		src := make([][]any, len(rows))
-		for i, r := range rows {
+		src := make([][]any, len(keep))
+		for i, r := range keep {
 			rec, err := encodeRecord(r)
 			if err != nil {
 				return 0, err
 			}
+			if rec, err = compressRecord(rec); err != nil {
+				return 0, err
+			}
 			t := r.Scored.Transaction
-			src[i] = []any{t.TransactionID, t.CardID, t.EventTime, t.AmountMinor, t.Currency, t.MerchantCountry,
-				r.Scored.Score, r.Scored.Decision, r.Partition, r.Offset, nullTime(r.Scored.ScoredAt), nullTime(t.IngestTime), string(rec)}
+			src[i] = []any{t.EventTime, r.Offset, nullTime(r.Scored.ScoredAt), r.Partition, r.Scored.Decision,
+				t.TransactionID, t.CardID, rec}
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"scored_in_v2"}, pgColumns, pgx.CopyFromRows(src)); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"scored_in_v4"}, pgColumns, pgx.CopyFromRows(src)); err != nil {
 			return 0, fmt.Errorf("save batch: copy: %w", err)
 		}
-		// Ordered so that, should one batch hold a transaction twice, the
-		// first occurrence in the topic wins.
-		tag, err := tx.Exec(ctx, `INSERT INTO scored_transactions
-			(transaction_id, card_id, event_time, amount_minor, currency, merchant_country,
-			 score, decision, kafka_partition, kafka_offset, scored_at, ingest_time, record)
-			SELECT transaction_id, card_id, event_time, amount_minor, currency, merchant_country,
-			 score, decision, kafka_partition, kafka_offset, scored_at, ingest_time, record::jsonb
-			FROM scored_in_v2 ORDER BY kafka_partition, kafka_offset
-			ON CONFLICT (transaction_id) DO NOTHING`)
+		// DISTINCT ON in topic order: should one batch hold a transaction
+		// twice, the first occurrence in the topic wins.
+		tag, err := tx.Exec(ctx, `WITH firsts AS (
+				SELECT DISTINCT ON (transaction_id) * FROM scored_in_v4
+				ORDER BY transaction_id, kafka_partition, kafka_offset),
+			ids AS (
+				INSERT INTO transaction_ids (transaction_id, event_time)
+				SELECT transaction_id, event_time FROM firsts
+				ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id)
+			INSERT INTO scored_transactions
+				(event_time, kafka_offset, scored_at, kafka_partition, class, decision, transaction_id, card_id, record)
+			SELECT f.event_time, f.kafka_offset, f.scored_at, f.kafka_partition,
+				CASE WHEN f.decision = 'approve' THEN 'a' ELSE 'r' END::"char", f.decision, f.transaction_id, f.card_id, f.record
+			FROM firsts f JOIN ids ON ids.transaction_id = f.transaction_id
+			ORDER BY f.event_time`)
 		if err != nil {
 			return 0, fmt.Errorf("save batch: insert: %w", err)
 		}
 		stored = int(tag.RowsAffected())
-		if stored < len(rows) {
+		if stored < len(keep) {
 			// Some ids were stored already (or twice in rows): each is a
 			// redelivery if its record is the same, else a conflict. Only
 			// batches with such rows pay for this look-up.
-			if err := pgConflicts(ctx, tx, rows); err != nil {
+			if err := pgConflicts(ctx, tx, keep); err != nil {
 				return 0, err // rolled back
 			}
 		}
@@ -143,15 +156,16 @@ func (s *pgStore) SaveBatch(ctx context.Context, topic string, rows []Record, of
 	return stored, nil
 }
 
-// pgConflicts returns a *ConflictError for the rows of scored_in_v2 whose
+// pgConflicts returns a *ConflictError for the rows of scored_in_v4 whose
 // transaction_id is stored from another position with another record
-// (jsonb equality: the same content, whatever the key order), nil if
-// there are none.
+// (sameRecord: the same bytes, or for rows moved from jsonb the same
+// content), nil if there are none.
 func pgConflicts(ctx context.Context, tx pgx.Tx, rows []Record) error {
-	res, err := tx.Query(ctx, `SELECT i.kafka_partition, i.kafka_offset, s.kafka_partition, s.kafka_offset
-		FROM scored_in_v2 i JOIN scored_transactions s ON s.transaction_id = i.transaction_id
+	res, err := tx.Query(ctx, `SELECT i.kafka_partition, i.kafka_offset, s.kafka_partition, s.kafka_offset, s.record
+		FROM scored_in_v4 i
+		JOIN transaction_ids t ON t.transaction_id = i.transaction_id
+		JOIN scored_transactions s ON s.event_time = t.event_time AND s.transaction_id = t.transaction_id
 		WHERE (s.kafka_partition, s.kafka_offset) <> (i.kafka_partition, i.kafka_offset)
-		  AND s.record <> i.record::jsonb
 		ORDER BY i.kafka_partition, i.kafka_offset`)
 	if err != nil {
 		return fmt.Errorf("save batch: find conflicts: %w", err)
@@ -169,11 +183,22 @@ func pgConflicts(ctx context.Context, tx pgx.Tx, rows []Record) error {
 	for res.Next() {
 		var in pos
 		var c Conflict
-		if err := res.Scan(&in.p, &in.o, &c.StoredPartition, &c.StoredOffset); err != nil {
+		var held []byte
+		if err := res.Scan(&in.p, &in.o, &c.StoredPartition, &c.StoredOffset, &held); err != nil {
 			return fmt.Errorf("save batch: find conflicts: %w", err)
 		}
 		c.Row = byPos[in]
-		conflicts = append(conflicts, c)
+		heldValue, err := expandRecord(held)
+		if err != nil {
+			return fmt.Errorf("save batch: find conflicts: %w", err)
+		}
+		value, err := encodeRecord(c.Row)
+		if err != nil {
+			return err
+		}
+		if !sameRecord(heldValue, value) {
+			conflicts = append(conflicts, c)
+		}
 	}
 	if err := res.Err(); err != nil {
 		return fmt.Errorf("save batch: find conflicts: %w", err)
@@ -196,8 +221,11 @@ func (s *pgStore) Offsets(ctx context.Context, topic string) (map[int32]int64, e
 func (s *pgStore) Transaction(ctx context.Context, id string) (event.Scored, error) {
 	var rec []byte
 	var scoredAt *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT record, scored_at FROM scored_transactions WHERE transaction_id = $1`, id).
-		Scan(&rec, &scoredAt)
+	// transaction_ids gives the event_time, which prunes the look-up to
+	// one day's partitions and their (event_time, transaction_id) index.
+	err := s.pool.QueryRow(ctx, `SELECT s.record, s.scored_at FROM transaction_ids t
+		JOIN scored_transactions s ON s.event_time = t.event_time AND s.transaction_id = t.transaction_id
+		WHERE t.transaction_id = $1`, id).Scan(&rec, &scoredAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return event.Scored{}, fmt.Errorf("transaction %s: %w", id, ErrNotFound)
 	}
@@ -208,7 +236,7 @@ func (s *pgStore) Transaction(ctx context.Context, id string) (event.Scored, err
 	if scoredAt != nil {
 		at = *scoredAt
 	}
-	return decodeRecord(rec, at)
+	return decodeStored(rec, at)
 }
 
 func (s *pgStore) Count(ctx context.Context) (int64, error) {
@@ -247,7 +275,7 @@ func scanPGRow(row rowScanner) (Stored, error) {
 		at = *scoredAt
 	}
 	var err error
-	if st.Scored, err = decodeRecord(rec, at); err != nil {
+	if st.Scored, err = decodeStored(rec, at); err != nil {
 		return Stored{}, err
 	}
 	if disp != nil {
@@ -257,8 +285,38 @@ func scanPGRow(row rowScanner) (Stored, error) {
 	return st, nil
 }
 
+// pgClasses is the condition on the partition column class that q's
+// decisions imply, as literals so that the planner prunes the partitions
+// of the other classes (labeled rows may have any decision).
+func pgClasses(decisions []string) string {
+	if len(decisions) == 0 {
+		return ""
+	}
+	cls := map[string]bool{"'l'": true}
+	for _, d := range decisions {
+		if d == event.DecisionApprove {
+			cls["'a'"] = true
+		} else {
+			cls["'r'"] = true
+		}
+	}
+	if len(cls) == 3 {
+		return ""
+	}
+	out := make([]string, 0, len(cls))
+	for _, c := range []string{"'a'", "'r'", "'l'"} {
+		if cls[c] {
+			out = append(out, c)
+		}
+	}
+	return `s.class IN (` + strings.Join(out, ", ") + `)`
+}
+
 func (s *pgStore) Transactions(ctx context.Context, q Query) ([]Stored, error) {
 	where, args := q.where(pgPH, pgTS)
+	if c := pgClasses(q.Decisions); c != "" {
+		where = strings.Replace(where, "WHERE ", "WHERE "+c+" AND ", 1)
+	}
 	args = append(args, q.Limit)
 	rows, err := s.pool.Query(ctx, `SELECT `+pgStoredCols+`
 		FROM scored_transactions s LEFT JOIN labels l ON l.transaction_id = s.transaction_id
@@ -285,9 +343,22 @@ func (s *pgStore) Range(ctx context.Context, from, to map[int32]int64, limit int
 	return scanPGStored(rows)
 }
 
+// SetLabel stores the label and moves the transaction's row to the
+// labeled partition (class 'l'), which retention keeps longest. The shared
+// advisory lock keeps it from interleaving with a retention step, which
+// takes the lock exclusively while it deletes ids (see retention_pg.go):
+// a transaction is either labeled and kept, or expired and not labeled.
 func (s *pgStore) SetLabel(ctx context.Context, l Label) (Label, error) {
-	err := s.pool.QueryRow(ctx, `INSERT INTO labels (transaction_id, disposition, note, analyst)
-		SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM scored_transactions WHERE transaction_id = $1)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return Label{}, fmt.Errorf("label %s: %w", l.TransactionID, err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, retentionLockID); err != nil {
+		return Label{}, fmt.Errorf("label %s: %w", l.TransactionID, err)
+	}
+	err = tx.QueryRow(ctx, `INSERT INTO labels (transaction_id, disposition, note, analyst)
+		SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM transaction_ids WHERE transaction_id = $1)
 		ON CONFLICT (transaction_id) DO UPDATE SET disposition = excluded.disposition, note = excluded.note,
 			analyst = excluded.analyst, updated_at = clock_timestamp()
 		RETURNING created_at, updated_at`,
@@ -296,6 +367,14 @@ func (s *pgStore) SetLabel(ctx context.Context, l Label) (Label, error) {
 		return Label{}, fmt.Errorf("label %s: %w", l.TransactionID, ErrNotFound)
 	}
 	if err != nil {
+		return Label{}, fmt.Errorf("label %s: %w", l.TransactionID, err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE scored_transactions s SET class = 'l' FROM transaction_ids t
+		WHERE t.transaction_id = $1 AND s.event_time = t.event_time AND s.transaction_id = t.transaction_id
+		  AND s.class <> 'l'`, l.TransactionID); err != nil {
+		return Label{}, fmt.Errorf("label %s: move to the labeled partition: %w", l.TransactionID, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return Label{}, fmt.Errorf("label %s: %w", l.TransactionID, err)
 	}
 	return l, nil
@@ -316,7 +395,8 @@ func (s *pgStore) Label(ctx context.Context, id string) (Label, error) {
 
 func (s *pgStore) Labeled(ctx context.Context, afterID string, limit int) ([]Stored, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+pgStoredCols+`
-		FROM labels l JOIN scored_transactions s ON s.transaction_id = l.transaction_id
+		FROM labels l JOIN transaction_ids t ON t.transaction_id = l.transaction_id
+		JOIN scored_transactions s ON s.class = 'l' AND s.event_time = t.event_time AND s.transaction_id = t.transaction_id
 		WHERE l.transaction_id > $1 ORDER BY l.transaction_id LIMIT $2`, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("query labeled: %w", err)
