@@ -178,8 +178,10 @@ func TestPoisonRecord(t *testing.T) {
 	}
 	// A field a newer producer added is ignored: that record is scored
 	// and stored like the valid ones (forward compatibility).
+	// Dated now: a record past the alerts retention policy is not stored.
 	unknownField := &kgo.Record{Key: key, Value: []byte(`{"schema":"fraudstream.transaction.v1","transaction_id":"` + prefix + `-uf","card_id":"card-0","amount_minor":5,` +
-		`"currency":"EUR","merchant_id":"m","merchant_category":"5411","merchant_country":"DE","channel":"atm","event_time":"2026-01-01T00:00:00Z","wallet":"x"}`)}
+		`"currency":"EUR","merchant_id":"m","merchant_category":"5411","merchant_country":"DE","channel":"atm","event_time":"` +
+		time.Now().UTC().Format(time.RFC3339) + `","wallet":"x"}`)}
 	var recs []*kgo.Record
 	var ids []string
 	for i := range 5 {

@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		rowsStored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_sink",
 			Name: "rows_stored_total", Help: "Scored transactions newly written to the database."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_sink",
-			Name: "duplicate_rows_total", Help: "Consumed records whose transaction_id was already stored (re-reads after a crash or rebalance)."}),
+			Name: "duplicate_rows_total", Help: "Consumed records not stored: their transaction_id was already stored with the same content (re-reads after a crash or rebalance), or they arrived past their retention (docs/design/storage.md)."}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "alerts_sink",
 			Name: "batches_total", Help: "Database transactions committed by the sink."}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: "alerts_sink",
