@@ -23,6 +23,8 @@ func runDev(ctx context.Context, args []string, env func(string) string, stdout,
 	alertsAddr := f.String("alerts-addr", "ALERTS_ADDR", "127.0.0.1:8080", "dashboard listen address")
 	apiKey := f.String("api-key", "FRAUDSTREAM_DEV_API_KEY", devstack.DevAPIKey, "ingest API key")
 	rate := f.Float("rate", "FRAUDSTREAM_DEV_RATE", 20, "simulated transactions per second (0: none)")
+	f.field("DatabaseURL", "database-url") // alerts' errors name the field (configfield.Error)
+	f.field("RedisURL", "redis-url")
 	log, err := f.parseLogged(args, env, stderr)
 	if err != nil {
 		return err
@@ -36,7 +38,7 @@ func runDev(ctx context.Context, args []string, env func(string) string, stdout,
 		Partitions: *partitions, DatabaseURL: *db, RedisURL: *redisURL, IngestAddr: *ingestAddr, ScorerAddr: *scorerAddr,
 		AlertsAddr: *alertsAddr, APIKey: *apiKey, Rate: *rate}, log)
 	if err != nil {
-		return err
+		return f.named(err)
 	}
 	fmt.Fprintf(stdout, `
 fraudstream dev is running (Ctrl-C stops it; data in %s)

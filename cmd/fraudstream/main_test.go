@@ -123,3 +123,15 @@ func TestListFlag(t *testing.T) {
 		t.Fatalf("got %q", *l)
 	}
 }
+
+// TestDevNamesTheSetting: a bad setting of a service started by
+// fraudstream dev is named by its variable and flag, as in the service's
+// own command.
+func TestDevNamesTheSetting(t *testing.T) {
+	args := []string{"dev", "--database-url", "mysql://x", "--data-dir", t.TempDir(), "--broker-listen", "127.0.0.1:0",
+		"--ingest-addr", "127.0.0.1:0", "--scorer-addr", "127.0.0.1:0", "--alerts-addr", "127.0.0.1:0", "--rate", "0"}
+	err := dispatch(context.Background(), args, envOf(nil), io.Discard, io.Discard)
+	if want := `DATABASE_URL (--database-url): unsupported scheme "mysql"`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want it to contain %q", err, want)
+	}
+}

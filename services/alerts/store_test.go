@@ -639,11 +639,11 @@ func TestParseDatabaseURL(t *testing.T) {
 		{in: "sqlite:///var/lib/a.db", driver: "sqlite", dsn: "/var/lib/a.db"},
 		{in: "file:/tmp/a.db", driver: "sqlite", dsn: "/tmp/a.db"},
 		{in: "alerts.db", driver: "sqlite", dsn: "alerts.db"},
-		{in: "", err: "DATABASE_URL: required"},
-		{in: "mysql://x", err: `DATABASE_URL: unsupported scheme "mysql"`},
-		{in: "sqlite::memory:", err: "DATABASE_URL: in-memory"},
-		{in: "sqlite:a.db?mode=ro", err: "DATABASE_URL:"},
-		{in: "postgres://u@host:notaport/db", err: "DATABASE_URL: not a valid"},
+		{in: "", err: "required: postgres://"},
+		{in: "mysql://x", err: `unsupported scheme "mysql"`},
+		{in: "sqlite::memory:", err: "in-memory SQLite is not supported"},
+		{in: "sqlite:a.db?mode=ro", err: "want sqlite:PATH with a plain file path"},
+		{in: "postgres://u@host:notaport/db", err: "not a valid PostgreSQL URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

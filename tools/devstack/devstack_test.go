@@ -241,8 +241,8 @@ func TestStartFailureIsAnError(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	_, err := Start(ctx, Config{DataDir: t.TempDir(), BrokerListen: "127.0.0.1:0", DatabaseURL: "mysql://nope",
 		IngestAddr: "127.0.0.1:0", ScorerAddr: "127.0.0.1:0", AlertsAddr: "127.0.0.1:0"}, log)
-	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL") {
-		t.Fatalf("got %v, want an error naming DATABASE_URL", err)
+	if err == nil || !strings.Contains(err.Error(), "Config.DatabaseURL") {
+		t.Fatalf("got %v, want an error naming Config.DatabaseURL", err)
 	}
 }
 
