@@ -233,26 +233,13 @@ func TestIdempotencyInProgress(t *testing.T) {
 // TestIdempotencyReleasedOnFailure: a produce that fails (503) frees the
 // key, so the client's retry is produced rather than refused or replayed.
 func TestIdempotencyReleasedOnFailure(t *testing.T) {
-	c := newCluster(t)
-	cfg, rdb := realRedisConfig(t, c)
-	cfg.ProduceTimeout = 300 * time.Millisecond
-	_, base := startService(t, cfg)
-	wantStatus(t, postTx(t, base, txWith(map[string]any{"transaction_id": "warm"})), http.StatusAccepted)
-
-	release := make(chan struct{})
-	var once sync.Once
-	defer once.Do(func() { close(release) })
-	var slept sync.Once
-	c.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
-		slept.Do(func() { c.SleepControl(func() { <-release }) })
-		return nil, nil, false
-	})
+	rdb, base, release := failingProduce(t)
 	body := txWith(map[string]any{"transaction_id": "fail-1"})
 	checkUnavailable(t, postTx(t, base, body))
 	if n, err := rdb.Exists(context.Background(), "idem:tester:fail-1").Result(); err != nil || n != 0 {
 		t.Fatalf("key still held after a 503: exists=%d err=%v", n, err)
 	}
-	once.Do(func() { close(release) })
+	release()
 	r := postTx(t, base, body)
 	wantStatus(t, r, http.StatusAccepted)
 	if r.header.Get(ReplayedHeader) != "" {
@@ -487,4 +474,26 @@ func TestFastEncodings(t *testing.T) {
 	if want, _ := json.Marshal(a); !bytes.Equal(a.appendJSON(nil), want) {
 		t.Errorf("Accepted.appendJSON %s, want %s", a.appendJSON(nil), want)
 	}
+}
+
+// failingProduce starts ingest on a real Redis with a 300 ms produce
+// timeout and, after one accepted warm-up transaction, holds the broker's
+// next produce until release (also called at cleanup), so the next POST
+// gets a 503.
+func failingProduce(t *testing.T) (rdb *redis.Client, base string, release func()) {
+	t.Helper()
+	c := newCluster(t)
+	cfg, rdb := realRedisConfig(t, c)
+	cfg.ProduceTimeout = 300 * time.Millisecond
+	_, base = startService(t, cfg)
+	wantStatus(t, postTx(t, base, txWith(map[string]any{"transaction_id": "warm"})), http.StatusAccepted)
+	held := make(chan struct{})
+	var once, slept sync.Once
+	release = func() { once.Do(func() { close(held) }) }
+	t.Cleanup(release)
+	c.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		slept.Do(func() { c.SleepControl(func() { <-held }) })
+		return nil, nil, false
+	})
+	return rdb, base, release
 }

@@ -6,11 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fraudstream/fraudstream/pkg/event"
 )
@@ -140,26 +137,13 @@ func TestTransactionIDRegistry(t *testing.T) {
 // still land), so a retry of the same contents is produced and other
 // contents stay refused.
 func TestTransactionIDRegistryKeptOnFailure(t *testing.T) {
-	c := newCluster(t)
-	cfg, rdb := realRedisConfig(t, c)
-	cfg.ProduceTimeout = 300 * time.Millisecond
-	_, base := startService(t, cfg)
-	wantStatus(t, postTx(t, base, txWith(map[string]any{"transaction_id": "warm"})), http.StatusAccepted)
-
-	release := make(chan struct{})
-	var once sync.Once
-	defer once.Do(func() { close(release) })
-	var slept sync.Once
-	c.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
-		slept.Do(func() { c.SleepControl(func() { <-release }) })
-		return nil, nil, false
-	})
+	rdb, base, release := failingProduce(t)
 	body := txWith(map[string]any{"transaction_id": "fail-1"})
 	checkUnavailable(t, postTx(t, base, body))
 	if n := rdb.Exists(context.Background(), "idem:tester:fail-1", "txid:fail-1").Val(); n != 1 {
 		t.Fatalf("after a 503, %d of the claim and the registry entry exist, want the registry entry alone", n)
 	}
-	once.Do(func() { close(release) })
+	release()
 	r := postWith(t, base+"/v1/transactions", "some-other-key", nil, txWith(map[string]any{"transaction_id": "fail-1", "amount_minor": 1}))
 	wantStatus(t, r, http.StatusConflict)
 	wantStatus(t, postTx(t, base, body), http.StatusAccepted)
