@@ -65,6 +65,12 @@ func Replay(cfg Config, records []*kgo.Record) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return replay(p, records)
+}
+
+// replay scores records in order in a fresh task with p, returning the
+// scored value of each transaction by transaction_id.
+func replay(p *taskParams, records []*kgo.Record) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	if len(records) == 0 {
 		return out, nil
@@ -105,22 +111,5 @@ func ReplayEntities(cfg Config, records, entities []*kgo.Record) (map[string][]b
 		tab.Apply(e)
 	}
 	p.entities = &entityParams{table: tab, lag: cfg.Entities.Lag, memory: cfg.Entities.Memory}
-	out := map[string][]byte{}
-	if len(records) == 0 {
-		return out, nil
-	}
-	t, c := newTask(records[0].Partition, p), newBatchCounts()
-	for _, r := range records {
-		for _, o := range t.process(r, &c) {
-			if o.Topic != event.TopicScored {
-				continue
-			}
-			s, err := event.DecodeScored(o.Value)
-			if err != nil {
-				return nil, err
-			}
-			out[s.Transaction.TransactionID] = o.Value
-		}
-	}
-	return out, nil
+	return replay(p, records)
 }
