@@ -33,7 +33,7 @@ func startBrokerProc(t *testing.T, bin, addr, dir string) *brokerProc {
 	cmd := exec.Command(bin, "broker", "--listen", addr, "--data-dir", dir, "--partitions", "3", "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = tWriter{t}, tWriter{t}
 	// If the test binary dies the broker gets SIGTERM, never SIGKILL: kfake
-	// can lose track of records when killed (RECIPES.md).
+	// can lose track of records when killed (docs/architecture.md).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start broker: %v", err)
