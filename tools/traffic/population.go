@@ -129,17 +129,7 @@ func newPopulation(rng *rand.Rand, cardPrefix string, nCards, nMerchants int) *p
 		c.lon = float32(home.lon + rng.NormFloat64()*0.08)
 		c.ip = uint16(rng.Uint32())
 		c.wealth = math.Exp(rng.NormFloat64() * 0.5)
-		// Each cardholder leans towards some categories: the population's
-		// weights, each scaled by a random taste.
-		var cum [numCategories]float64
-		total := 0.0
-		for k, cat := range categories {
-			total += cat.weight * rng.ExpFloat64()
-			cum[k] = total
-		}
-		for k := range cum {
-			c.cum[k] = float32(cum[k] / total)
-		}
+		c.cum = taste(rng)
 		c.cum[numCategories-1] = 1
 		for k := range categories {
 			pool := len(p.merchants[c.home][k])

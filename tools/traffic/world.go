@@ -122,14 +122,8 @@ func (w *world) newHolder(i int) holder {
 	c.lat = float32(home.lat + rng.NormFloat64()*0.08)
 	c.lon = float32(home.lon + rng.NormFloat64()*0.08)
 	c.wealth = math.Exp(rng.NormFloat64() * 0.5)
-	var cum [numCategories]float64
-	total := 0.0
-	for k, cat := range categories {
-		total += cat.weight * rng.ExpFloat64()
-		cum[k] = total
-	}
-	for k := range cum {
-		c.cum[k] = float32(cum[k] / total)
+	c.cum = taste(rng)
+	for k := range c.fav {
 		c.fav[k] = [2]uint16{uint16(rng.IntN(w.perCell)), uint16(rng.IntN(w.perCell))}
 	}
 	c.cum[numCategories-1] = 1
@@ -153,6 +147,21 @@ func (w *world) merchant(ci, k, n int) string {
 func (w *world) at(ci int, day int, hour float64) time.Time {
 	off := math.Round(cities[ci].lon / 15)
 	return w.start.Add(time.Duration((float64(day)*24 + hour - off) * float64(time.Hour)))
+}
+
+// taste is a cardholder's leaning towards categories, as cumulative
+// shares: the population's weights, each scaled by a random factor.
+func taste(rng *rand.Rand) (cum [numCategories]float32) {
+	var sums [numCategories]float64
+	total := 0.0
+	for k, cat := range categories {
+		total += cat.weight * rng.ExpFloat64()
+		sums[k] = total
+	}
+	for k := range sums {
+		cum[k] = float32(sums[k] / total)
+	}
+	return cum
 }
 
 func (w *world) drawHour(rng *rand.Rand) float64 {
