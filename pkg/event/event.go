@@ -84,6 +84,16 @@ const (
 var Topics = []string{TopicRaw, TopicScored, TopicStats, TopicState, TopicDLQ, TopicScoredDLQ, TopicRules,
 	TopicEntityEvents, TopicEntityState, TopicEntityFeatures, TopicEntityEventsDLQ}
 
+// Broadcast reports whether topic is read whole by every instance, and so
+// has one partition: fraud-rules and entity-features.
+func Broadcast(topic string) bool { return topic == TopicRules || topic == TopicEntityFeatures }
+
+// Compacted reports whether topic keeps the latest value per key
+// (cleanup.policy=compact): the changelogs and the broadcast tables.
+func Compacted(topic string) bool {
+	return topic == TopicState || topic == TopicEntityState || Broadcast(topic)
+}
+
 // Limits of the wire format.
 const (
 	MaxIDLen       = 64

@@ -72,3 +72,15 @@ func ExampleFingerprint() {
 	// Output:
 	// true false
 }
+
+// Broadcast and Compacted say how a topic is laid out: fraud-rules is
+// one compacted partition every scorer reads whole.
+func ExampleBroadcast() {
+	fmt.Println(event.Broadcast(event.TopicRules), event.Compacted(event.TopicRules))
+	fmt.Println(event.Broadcast(event.TopicState), event.Compacted(event.TopicState))
+	fmt.Println(event.Broadcast(event.TopicRaw), event.Compacted(event.TopicRaw))
+	// Output:
+	// true true
+	// false true
+	// false false
+}

@@ -35,8 +35,8 @@ func TestBrokerSeedsTopicsAndPersists(t *testing.T) {
 	}
 	for _, topic := range event.Topics {
 		want := 3
-		if topic == event.TopicRules || topic == event.TopicEntityFeatures {
-			want = 1 // broadcast topics: every scorer reads all of it
+		if event.Broadcast(topic) {
+			want = 1
 		}
 		if got := len(details[topic].Partitions); got != want {
 			t.Errorf("%s has %d partitions, want %d", topic, got, want)

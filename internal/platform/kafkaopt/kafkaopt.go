@@ -96,11 +96,10 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replica
 	compact := "compact"
 	for _, topic := range event.Topics {
 		n, configs := partitions, map[string]*string{}
-		switch topic {
-		case event.TopicState, event.TopicEntityState:
-			configs["cleanup.policy"] = &compact
-		case event.TopicRules, event.TopicEntityFeatures:
+		if event.Broadcast(topic) {
 			n = 1
+		}
+		if event.Compacted(topic) {
 			configs["cleanup.policy"] = &compact
 		}
 		resp, err := adm.CreateTopic(ctx, n, replication, configs, topic)
@@ -210,7 +209,7 @@ func (l Layout) Check() error {
 	var problems []string
 	want := l[event.TopicRaw].Partitions
 	for _, topic := range event.Topics {
-		if topic == event.TopicRaw || topic == event.TopicRules || topic == event.TopicEntityFeatures {
+		if topic == event.TopicRaw || event.Broadcast(topic) {
 			continue
 		}
 		if n := l[topic].Partitions; n != want {
@@ -218,7 +217,10 @@ func (l Layout) Check() error {
 				topic, n, event.TopicRaw, want))
 		}
 	}
-	for _, topic := range []string{event.TopicState, event.TopicRules, event.TopicEntityState, event.TopicEntityFeatures} {
+	for _, topic := range event.Topics {
+		if !event.Compacted(topic) {
+			continue
+		}
 		if policy := l[topic].CleanupPolicy; !slices.Contains(strings.Split(policy, ","), "compact") {
 			problems = append(problems, fmt.Sprintf("%s has cleanup.policy=%s: it must be compact", topic, policy))
 		}
